@@ -1,0 +1,3 @@
+from resdeploy.cli import main
+
+main()

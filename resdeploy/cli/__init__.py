@@ -1,0 +1,77 @@
+"""The ``resdeploy`` command: a thin Typer layer over the library.
+
+Each command lives in its own module here and does three things: parse flags into
+the library's config dataclass, call one library function, print the result (table
+or ``--json``). Errors a user can act on are ``ResdeployError``s, caught once in
+``main`` and printed as one line; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from resdeploy.errors import ResdeployError
+
+app = typer.Typer(
+    name="resdeploy",
+    help="ResNets from PyTorch to deployment: export, quantize, build, bench, validate, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules, each with a ``register(app)`` function. Order is the order in --help.
+COMMAND_MODULES = ["models", "export", "quantize", "build", "bench", "validate", "report", "info"]
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks instead of one-line errors."),
+) -> None:
+    if debug:
+        os.environ["RESDEPLOY_DEBUG"] = "1"
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"resdeploy.cli.{name}_cmd")
+        module.register(app)
+
+
+_register_all()
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("RESDEPLOY_DEBUG") == "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning ResdeployError into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, standalone_mode=False)
+    except ResdeployError as exc:
+        if _debug_requested(args):
+            raise
+        from resdeploy.console import stderr
+
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,65 @@
+"""Terminal output: progress and step timings on stderr, results on stdout.
+
+Human progress goes to stderr so that ``--json`` output on stdout stays parseable;
+``quiet`` silences progress without hiding results or errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+T = TypeVar("T")
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class Reporter:
+    """What a library call reports while it works; the CLI and library share it."""
+
+    quiet: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time a named step and print it when done, so long work shows where time goes."""
+        t0 = time.perf_counter()
+        if not self.quiet:
+            with stderr.status(f"{name}…"):
+                yield
+        else:
+            yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(dt, 3)
+        self.info(f"[green]✓[/] {name} [dim]({dt:.1f} s)[/]")
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            stderr.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        # Warnings are shown even when quiet: they change what a result means.
+        stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def track(self, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+        """Iterate with a progress bar (silent when quiet or when stderr is not a terminal)."""
+        if self.quiet or not stderr.is_terminal:
+            yield from items
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=stderr, transient=True) as progress:
+            task = progress.add_task(description, total=total)
+            for item in items:
+                yield item
+                progress.advance(task)
+
+
+QUIET = Reporter(quiet=True)

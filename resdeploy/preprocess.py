@@ -8,8 +8,15 @@ into tensors goes through ``preprocess_image`` with that spec.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from resdeploy.errors import ResdeployError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,3 +52,126 @@ class PreprocessSpec:
     def for_input_size(cls, size: int, *, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> PreprocessSpec:  # noqa: ANN001
         """The torchvision evaluation recipe scaled to ``size`` (resize = size / 0.875)."""
         return cls(resize=int(round(size / 0.875)), crop=size, mean=tuple(mean), std=tuple(std))
+
+
+# --------------------------------------------------------------------------------------------
+# The implementation. Everything below is used by calibration (data.py), validation and bench.
+# --------------------------------------------------------------------------------------------
+
+_INTERPOLATIONS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box": 4, "hamming": 5}
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open an image file as 8-bit RGB, whatever mode it was stored in.
+
+    ``Image.convert("RGB")`` alone gets three common cases wrong: 16-bit grayscale
+    (clipped to 255, so almost every pixel becomes white), transparent pixels (their
+    colour is undefined, often black) and EXIF-rotated camera photos. Those are fixed
+    here so calibration and validation see what a person looking at the file sees.
+    Raises ``OSError``/``ValueError`` for corrupt or unsupported files (callers skip them).
+    """
+    with Image.open(path) as opened:
+        opened.load()
+        img = ImageOps.exif_transpose(opened) or opened
+        return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB (see ``load_image`` for why not plain ``convert``)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img.copy()
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grayscale: scale the full range down to 8 bits.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr8 = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        arr8 = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+        if mode == "RGB":
+            return img
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Composite over white: what an image viewer shows for transparent pixels.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    # L, 1, CMYK, YCbCr, LAB, HSV: PIL's own conversions are correct for these.
+    return img.convert("RGB")
+
+
+def _resize_shorter(img: Image.Image, size: int, resample: int) -> Image.Image:
+    """Resize so the shorter side is ``size``, the longer side as torchvision computes it."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size:
+        return img
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    return img.resize((new_w, new_h), resample=resample)
+
+
+def _centre_crop(img: Image.Image, size: int) -> Image.Image:
+    """Centre crop with torchvision's rounding; pads with black when the image is smaller."""
+    w, h = img.size
+    if w < size or h < size:
+        padded = Image.new(img.mode, (max(w, size), max(h, size)))
+        padded.paste(img, ((max(w, size) - w) // 2, (max(h, size) - h) // 2))
+        img, (w, h) = padded, padded.size
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def preprocess_image(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """One RGB image -> one float32 tensor (CHW, or HWC for an NHWC spec), exactly per ``spec``.
+
+    Order: resize shorter side to ``spec.resize`` (skipped when 0), centre-crop to
+    ``spec.crop``, multiply by ``spec.scale``, subtract ``mean``, divide by ``std``.
+    """
+    if spec.interpolation not in _INTERPOLATIONS:
+        raise ResdeployError(
+            f"unknown interpolation '{spec.interpolation}'; choose from: {', '.join(_INTERPOLATIONS)}"
+        )
+    if img.mode != "RGB":
+        img = to_rgb(img)
+    if spec.resize:
+        img = _resize_shorter(img, int(spec.resize), _INTERPOLATIONS[spec.interpolation])
+    img = _centre_crop(img, int(spec.crop))
+    arr: np.ndarray = np.asarray(img, dtype=np.float32) * np.float32(spec.scale)
+    if spec.color.upper() == "BGR":
+        arr = arr[:, :, ::-1]
+    elif spec.color.upper() != "RGB":
+        raise ResdeployError(f"unsupported colour order '{spec.color}' in the preprocessing spec (RGB or BGR)")
+    arr = (arr - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    if spec.layout.upper() == "NCHW":
+        arr = arr.transpose(2, 0, 1)
+    elif spec.layout.upper() != "NHWC":
+        raise ResdeployError(f"unsupported layout '{spec.layout}' in the preprocessing spec (NCHW or NHWC)")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def preprocess_file(path: str | os.PathLike[str], spec: PreprocessSpec) -> np.ndarray:
+    """``load_image`` then ``preprocess_image``: a file path to one input tensor."""
+    return preprocess_image(load_image(path), spec)
+
+
+def preprocess_batch(images: Sequence[Image.Image | str | os.PathLike[str]], spec: PreprocessSpec) -> np.ndarray:
+    """Images or file paths -> one float32 batch (N, C, H, W), ready for a runner."""
+    if not images:
+        raise ResdeployError("no images to preprocess")
+    tensors = [preprocess_image(im, spec) if isinstance(im, Image.Image) else preprocess_file(im, spec)
+               for im in images]
+    return np.stack(tensors, axis=0)
+
+
+def input_shape(spec: PreprocessSpec) -> tuple[int, int, int]:
+    """The per-sample tensor shape that ``preprocess_image`` produces for ``spec``."""
+    c = int(spec.crop)
+    return (3, c, c) if spec.layout.upper() == "NCHW" else (c, c, 3)

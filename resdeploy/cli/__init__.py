@@ -67,11 +67,14 @@ def main(argv: list[str] | None = None) -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # click usage errors and the like
-        import click
+        try:
+            from click import exceptions as click_exceptions
+        except ImportError:  # typer >= 0.2x vendors click as typer._click (no 'click' package)
+            from typer._click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, click_exceptions.ClickException):
             exc.show()
             sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        if isinstance(exc, getattr(click_exceptions, "Exit", ())):
+            sys.exit(getattr(exc, "exit_code", 1))
         raise

@@ -1,4 +1,4 @@
-"""`resdeploy bench` (placeholder until its issue lands: registers nothing)."""
+"""`resdeploy bench`: latency and throughput of one model on several engines, side by side."""
 
 from __future__ import annotations
 
@@ -7,3 +7,103 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
+
+    @app.command("bench")
+    def bench_cmd(
+        model: str = typer.Argument(..., metavar="MODEL",
+                                    help="Artifact dir or model.onnx (any engine), or a zoo name (torch only)."),
+        engine: str = typer.Option("ort", "--engine", "-e", help="Comma-separated engines: torch, ort, openvino, trt."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+        precision: str = typer.Option(None, "--precision",
+                                      help="torch: fp32|fp16|bf16; openvino: fp32|bf16|fp16 inference hint; "
+                                           "ort/trt: a check of the graph's own precision."),
+        batch: str = typer.Option(None, "--batch", "-b", help="Batch sizes, e.g. 1,8,32 (default 1,8; 1 for "
+                                                               "single-stream and server)."),
+        threads: int = typer.Option(None, "--threads", help="Intra-op threads for CPU engines."),
+        cpus: str = typer.Option(None, "--cpus", help="Pin to these CPUs, e.g. 0,1: emulates a smaller CPU "
+                                                      "(labelled emulation in the result)."),
+        warmup: int = typer.Option(5, "--warmup", help="Warm-up iterations (minimum)."),
+        warmup_seconds: float = typer.Option(0.0, "--warmup-seconds", help="Warm-up seconds (minimum)."),
+        iterations: int = typer.Option(20, "--iterations", "-n", help="Timed iterations (minimum)."),
+        duration: float = typer.Option(5.0, "--duration", help="Timed seconds (minimum); 0 for exactly --iterations."),
+        scenario: str = typer.Option("sweep", "--scenario",
+                                     help="sweep | single-stream (p90 at batch 1) | offline (best throughput) | "
+                                          "server (Poisson arrivals at --qps)."),
+        qps: float = typer.Option(None, "--qps", help="Server scenario: target queries per second."),
+        slo_ms: float = typer.Option(None, "--slo-ms", help="Server scenario: p99 latency target in ms."),
+        transfers: bool = typer.Option(True, "--transfers/--no-transfers",
+                                       help="GPU: include host<->device copies in the timing."),
+        compile_: bool = typer.Option(False, "--compile", help="torch: torch.compile the model."),
+        cuda_graph: bool = typer.Option(False, "--cuda-graph", help="torch/ort on CUDA: replay a CUDA graph."),
+        channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
+                                           help="torch: channels_last memory format (default: on for CUDA)."),
+        ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
+        input_size: int = typer.Option(None, "--input-size", help="H=W for models with dynamic spatial axes."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
+        json_out: bool = typer.Option(False, "--json", help="Print the full result JSON on stdout."),
+        output: str = typer.Option(None, "--output", "-o", help="Write the result JSON to this file."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    ) -> None:
+        """Time MODEL on each engine and batch size the same way; print a table, write JSON.
+
+        Warm-up, then measure until both --iterations and --duration are met (as trtexec).
+        CUDA events time GPU runs, a monotonic clock CPU runs.
+        """
+        from resdeploy.benchmark import BenchConfig, bench
+        from resdeploy.cli.common import parse_int_list, parse_str_list
+        from resdeploy.console import Reporter
+        from resdeploy.errors import ResdeployError
+
+        options: dict[str, object] = {}
+        if compile_:
+            options["compile"] = True
+        if cuda_graph:
+            options["cuda_graph"] = True
+        if channels_last is not None:
+            options["channels_last"] = channels_last
+        if ep:
+            options["ep"] = ep
+        cpu_list = None
+        if cpus is not None:
+            try:
+                cpu_list = [int(c) for c in cpus.split(",") if c.strip()]
+            except ValueError:
+                raise ResdeployError(f"--cpus takes comma-separated CPU numbers, got '{cpus}'") from None
+        cfg = BenchConfig(
+            model=model, engines=parse_str_list(engine), device=device, precision=precision,
+            batches=parse_int_list(batch, "--batch") if batch is not None else None, threads=threads,
+            cpus=cpu_list, warmup_iterations=warmup, warmup_seconds=warmup_seconds, iterations=iterations,
+            duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
+            input_size=input_size, seed=seed,
+        )
+        cfg.validate()
+        if output:
+            from pathlib import Path
+
+            from resdeploy.artifacts import check_writable_dir
+
+            check_writable_dir(Path(output).resolve().parent)  # fail before minutes of measuring
+        rep = Reporter(quiet=quiet or json_out)
+        result = bench(cfg, reporter=rep)
+        if output:
+            result.save(output)
+            rep.info(f"wrote {output}")
+        if json_out:
+            from resdeploy.cli.common import emit_json
+
+            emit_json(result.to_dict())
+        else:
+            print_table(result)
+
+
+def print_table(result) -> None:  # noqa: ANN001 - BenchResult, imported lazily
+    """The engine x batch table with speed-ups against the first engine, and its footnotes."""
+    from resdeploy.console import stdout
+    from resdeploy.reporting import bench_rows, footnotes, machine_label, rich_table
+
+    rows, base = bench_rows(result)
+    first = result.runs[0]
+    where = machine_label(result.machine, first.device)
+    stdout.print(rich_table(rows, title=f"{first.model} on {where} — speed-up vs {base}"))
+    for note in footnotes(rows):
+        stdout.print(note, highlight=False)

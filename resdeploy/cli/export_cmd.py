@@ -1,9 +1,111 @@
-"""`resdeploy export` (placeholder until its issue lands: registers nothing)."""
+"""`resdeploy export`: a PyTorch ResNet to a verified FP32 ONNX artifact (model.onnx + manifest.json)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
+    from resdeploy.compare import ParityTolerances
+
+    defaults = ParityTolerances()
+
+    @app.command("export")
+    def export_cmd(
+        model: str = typer.Argument(..., metavar="MODEL", help="Zoo name (see `resdeploy models`), torchvision:NAME, timm:NAME or package.module:factory."),
+        output: str = typer.Option(None, "--output", "-o", help="Output directory (default: artifacts/<model>/fp32)."),
+        weights: str = typer.Option(None, "--weights", help=".pth/.pt state dict or checkpoint, or .safetensors (default: seeded random init)."),
+        num_classes: int = typer.Option(None, "--num-classes", help="Classifier size (default: from --weights, else 1000 ImageNet / 10 CIFAR)."),
+        input_size: int = typer.Option(None, "--input-size", help="Input height = width (default: 224 ImageNet, 32 CIFAR)."),
+        opset: int = typer.Option(18, "--opset", help="ONNX opset, 13..24 (dynamo exporter for >= 18, TorchScript below)."),
+        batch: str = typer.Option("dynamic", "--batch", help="'dynamic' (batch axis named 'batch') or a fixed batch size."),
+        exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript."),
+        parity_batch: int = typer.Option(4, "--parity-batch", help="The batch > 1 that parity checks (besides batch 1)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the random init (without --weights) and of the parity inputs."),
+        max_abs_error: float = typer.Option(defaults.max_abs_error, "--max-abs-error", help="Parity gate: largest |torch - onnx| logit difference."),
+        max_rel_error: float = typer.Option(defaults.max_rel_error, "--max-rel-error", help="Parity gate: max abs error / max |logit|."),
+        min_cosine: float = typer.Option(defaults.min_cosine, "--min-cosine", help="Parity gate: smallest per-image cosine similarity."),
+        min_top1_agreement: float = typer.Option(defaults.min_top1_agreement, "--min-top1-agreement", help="Parity gate: share of images with the same top-1 class."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+        json_out: bool = typer.Option(False, "--json", help="Print the result (with the manifest) as JSON on stdout."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    ) -> None:
+        """Export to ONNX, check the graph, and check parity against PyTorch with ONNX Runtime.
+
+        Exit code 0: exported and parity passed; 1: exported but parity failed (the
+        artifact is kept, its manifest says parity.passed=false); 2: bad input, nothing written.
+        """
+        from resdeploy.console import Reporter
+        from resdeploy.errors import GateFailure, ResdeployError
+        from resdeploy.exporter import ExportConfig, export
+
+        for value, flag in ((max_abs_error, "--max-abs-error"), (max_rel_error, "--max-rel-error")):
+            if not value >= 0:
+                raise ResdeployError(f"{flag} must be >= 0, got {value}")
+        for value, flag in ((min_cosine, "--min-cosine"), (min_top1_agreement, "--min-top1-agreement")):
+            if not -1.0 <= value <= 1.0:
+                raise ResdeployError(f"{flag} must be between -1 and 1, got {value}")
+        cfg = ExportConfig(
+            input_size=input_size, opset=opset, batch=batch, parity_batch=parity_batch, force=force, seed=seed,
+            exporter=exporter.lower(),
+            tolerances=ParityTolerances(max_abs_error=max_abs_error, max_rel_error=max_rel_error,
+                                        min_cosine=min_cosine, min_top1_agreement=min_top1_agreement),
+        )
+        try:
+            result = export(model, output, cfg, weights=weights, num_classes=num_classes,
+                            reporter=Reporter(quiet=quiet or json_out))
+        except GateFailure as exc:
+            failed = getattr(exc, "result", None)
+            if failed is not None:
+                _print(failed, json_out)
+            raise
+        _print(result, json_out)
+
+
+def _print(result: Any, json_out: bool) -> None:
+    if json_out:
+        from resdeploy.cli.common import emit_json
+
+        emit_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    from resdeploy.console import stdout
+
+    m = result.manifest
+    w = m["model"]["weights"]
+    weights = w if isinstance(w, str) else f"{w['path']} (sha256 {w['sha256'][:12]}…)"
+    inp, out = m["inputs"][0], m["outputs"][0]
+    summary = Table(title=f"Exported {m['model']['name']}", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("model", str(result.model_path))
+    summary.add_row("weights", weights)
+    summary.add_row("input", f"{inp['name']} {inp['shape']} {inp['dtype']}")
+    summary.add_row("output", f"{out['name']} {out['shape']} {out['dtype']}")
+    ex = m["exporter"]
+    summary.add_row("opset / exporter", f"{m['opset']} / torch.onnx {ex['kind']} (torch {ex['version']})")
+    g = m["graph"]
+    summary.add_row("graph", f"{g['nodes']} nodes, BatchNorm {'folded' if g['batchnorm_folded'] else 'NOT folded'}")
+    pp = m["preprocess"]
+    summary.add_row("preprocess", f"resize {pp['resize']}, crop {pp['crop']}, mean {list(pp['mean'])}, std {list(pp['std'])}, "
+                    f"{pp['color']} {pp['layout']}")
+    stdout.print(summary)
+
+    p = m["parity"]
+    tol = p["tolerances"]
+    parity = Table(title="Parity: ONNX Runtime (CPU) vs PyTorch FP32")
+    for col in ("batch", "max abs err", "max rel err", "min cosine", "top-1 agree", "logit std", "result"):
+        parity.add_column(col, justify="right")
+    for b, r in p["batches"].items():
+        parity.add_row(b, f"{r['max_abs_error']:.2e}", f"{r['max_rel_error']:.2e}", f"{r['cosine_min']:.7f}",
+                       f"{r['top1_agreement']:.3f}", f"{r['reference_logit_std']:.2f}",
+                       "[green]pass[/]" if r["passed"] else "[red]FAIL[/]")
+    parity.add_row("gate", f"≤ {tol['max_abs_error']:.0e}", f"≤ {tol['max_rel_error']:.0e}", f"≥ {tol['min_cosine']}",
+                   f"≥ {tol['min_top1_agreement']}", "", "", style="dim")
+    stdout.print(parity)
+    if p["failures"]:
+        stdout.print("[red]parity failed:[/] " + "; ".join(p["failures"]), highlight=False)

@@ -1,4 +1,4 @@
-"""`resdeploy report` (placeholder until its issue lands: registers nothing)."""
+"""`resdeploy report`: merge bench results from several machines into one comparison."""
 
 from __future__ import annotations
 
@@ -7,3 +7,32 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
+
+    @app.command("report")
+    def report_cmd(
+        results: list[str] = typer.Argument(..., metavar="RESULTS...", help="Result JSON files from `resdeploy bench -o`."),
+        output: str = typer.Option(None, "--output", "-o", help="report.html (plots embedded) or report.md (PNGs beside it)."),
+        baseline: str = typer.Option(None, "--baseline",
+                                     help="Speed-ups against this run: 'ort', or key=value filters over engine, machine, "
+                                          "device, precision, host, file (e.g. 'engine=torch,machine=EPYC'). "
+                                          "Default: the first run."),
+        title: str = typer.Option("resdeploy benchmark report", "--title", help="Report title."),
+        json_out: bool = typer.Option(False, "--json", help="Print the merged rows as JSON on stdout."),
+    ) -> None:
+        """Merge RESULTS into one table with speed-ups and plots; write HTML or Markdown with -o."""
+        from resdeploy.console import stdout
+        from resdeploy.reporting import footnotes, machine_legend, report, rich_table
+
+        res = report(results, output, baseline=baseline, title=title)
+        if json_out:
+            from resdeploy.cli.common import emit_json
+
+            emit_json(res.to_dict())
+            return
+        stdout.print(rich_table(res.rows, title=f"{title} — speed-up vs {res.baseline}"))
+        for note in machine_legend(res.rows) + footnotes(res.rows):
+            stdout.print(note, highlight=False)
+        if res.output is not None:
+            from resdeploy.console import stderr
+
+            stderr.print(f"wrote {res.output}", highlight=False)

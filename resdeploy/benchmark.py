@@ -1,0 +1,467 @@
+"""``bench``: every engine measured the same way, side by side, into one versioned result.
+
+The method (the same for torch, ort, openvino and trt):
+
+1. one runner per (engine, batch size), loaded and timed apart (``setup_seconds``);
+2. several random input buffers (normal noise, not zeros: zeros can take faster
+   paths in some kernels), staged where the engine reads them, rotated per iteration;
+3. warm-up until both ``warmup_iterations`` and ``warmup_seconds`` are met;
+4. a sanity inference (right batch, finite outputs) so a broken graph never gets timed;
+5. the scenario's loop (see ``scenarios``), timed with CUDA events on a GPU and
+   ``perf_counter`` on a CPU; statistics from ``stats.LatencyStats``;
+6. peak host RSS and peak GPU memory of each runner (load included) recorded with every run.
+
+All runners are constructed before any is loaded, so a bad engine/precision pair
+fails in a second rather than after the first engine's minutes of measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resdeploy.artifacts import read_manifest, sha256_file, utc_now
+from resdeploy.console import QUIET, Reporter
+from resdeploy.errors import ResdeployError
+from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
+from resdeploy.scenarios import SCENARIOS, LoopLimits, closed_loop, make_timer, server_loop, warm_up
+from resdeploy.stats import LatencyStats
+
+RESULT_SCHEMA = "resdeploy.bench/1"
+DEFAULT_BATCHES = {"sweep": [1, 8], "single-stream": [1], "offline": [1, 8], "server": [1]}
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and how long. Iterations and duration are both minimums (as in trtexec)."""
+
+    model: str
+    engines: list[str] = field(default_factory=lambda: ["ort"])
+    device: str = "cpu"
+    precision: str | None = None
+    batches: list[int] | None = None  # None: the scenario's default (sweep: 1 and 8)
+    threads: int | None = None
+    cpus: list[int] | None = None  # pin to these CPUs (emulates a smaller CPU; labelled emulation)
+    # Defaults sized for 2-core CPUs: fast configurations get >= 100 samples from the 5 s
+    # (a real p99), slow ones (ResNet-50 batch 8 on 2 cores, ~0.3-0.5 s each) stop after
+    # 20 iterations, well under a minute per engine and batch.
+    warmup_iterations: int = 5
+    warmup_seconds: float = 0.0
+    iterations: int = 20
+    duration: float = 5.0
+    scenario: str = "sweep"
+    qps: float | None = None
+    slo_ms: float | None = None
+    transfers: bool = True  # GPU: include host->device input and device->host output copies
+    options: dict[str, Any] = field(default_factory=dict)  # runner options: compile, cuda_graph, ep...
+    input_size: int | None = None  # H=W when the model's spatial axes are dynamic and no manifest says
+    buffers: int = 4
+    seed: int = 0
+    keep_latencies: bool = True
+
+    def resolved_batches(self) -> list[int]:
+        return list(self.batches) if self.batches else list(DEFAULT_BATCHES.get(self.scenario, [1]))
+
+    def validate(self) -> None:
+        """Every bad flag as one line, before anything is loaded."""
+        if not self.engines:
+            raise ResdeployError("no engine given; choose from: " + ", ".join(RUNNERS))
+        for e in self.engines:
+            if e not in RUNNERS:
+                raise ResdeployError(f"unknown engine '{e}'; choose from: {', '.join(RUNNERS)}")
+        if len(set(self.engines)) != len(self.engines):
+            raise ResdeployError(f"an engine is listed twice: {','.join(self.engines)}")
+        if self.scenario not in SCENARIOS:
+            raise ResdeployError(f"unknown scenario '{self.scenario}'; choose from: {', '.join(SCENARIOS)}")
+        batches = self.resolved_batches()
+        if any((not isinstance(b, int)) or b <= 0 for b in batches):
+            raise ResdeployError(f"batch sizes must be positive integers, got {batches}")
+        if self.scenario == "single-stream" and batches != [1]:
+            raise ResdeployError("the single-stream scenario runs batch 1 (as MLPerf's does)",
+                                 hint="drop --batch, or use --scenario offline for larger batches")
+        if self.scenario == "server":
+            if self.qps is None or self.qps <= 0:
+                raise ResdeployError("the server scenario needs --qps (queries per second, > 0)")
+        elif self.qps is not None or self.slo_ms is not None:
+            raise ResdeployError("--qps and --slo-ms apply to --scenario server only")
+        if self.slo_ms is not None and self.slo_ms <= 0:
+            raise ResdeployError("--slo-ms must be > 0")
+        if self.threads is not None and self.threads <= 0:
+            raise ResdeployError(f"--threads must be a positive integer, got {self.threads}")
+        if self.warmup_iterations < 0 or self.warmup_seconds < 0:
+            raise ResdeployError("warm-up iterations and seconds must be >= 0")
+        if self.iterations < 0 or self.duration < 0:
+            raise ResdeployError("--iterations and --duration must be >= 0")
+        LoopLimits(self.iterations, self.duration).check("the measurement (--iterations/--duration)")
+        if self.input_size is not None and self.input_size <= 0:
+            raise ResdeployError(f"--input-size must be a positive integer, got {self.input_size}")
+        if self.buffers < 1:
+            raise ResdeployError("buffers must be >= 1")
+        if self.cpus is not None:
+            if not self.cpus or any(c < 0 for c in self.cpus):
+                raise ResdeployError(f"--cpus takes CPU numbers >= 0, got {self.cpus}")
+            if not hasattr(os, "sched_setaffinity"):
+                raise ResdeployError("--cpus (CPU pinning) needs Linux (os.sched_setaffinity)")
+            allowed = os.sched_getaffinity(0)
+            bad = sorted(set(self.cpus) - allowed)
+            if bad:
+                raise ResdeployError(f"--cpus {bad} not available to this process; usable CPUs: "
+                                     f"{','.join(map(str, sorted(allowed)))}")
+            if not self.device.startswith("cpu"):
+                raise ResdeployError("--cpus emulates a small CPU: use it with --device cpu")
+
+    def effective_threads(self) -> int | None:
+        """Pinned runs default to one thread per pinned CPU (more would oversubscribe them)."""
+        if self.threads is None and self.cpus:
+            return len(self.cpus)
+        return self.threads
+
+
+@dataclass
+class RunResult:
+    """One (engine, batch) measurement, as written into the result JSON."""
+
+    engine: str
+    model: str
+    precision: str | None
+    device: str
+    batch: int
+    scenario: str
+    runner: dict[str, Any]
+    setup_seconds: dict[str, float]
+    stats: dict[str, Any]
+    throughput: float
+    latencies_ms: list[float]
+    peak_rss_mb: float | None
+    peak_gpu_mb: float | None
+    emulation: dict[str, Any] | None
+    timer: str
+    transfers: bool | None
+    warmup_iterations: int
+    input_shape: list[int]
+    scenario_summary: dict[str, Any] | None = None
+    model_sha256: str | None = None
+
+    @property
+    def latency(self) -> LatencyStats:
+        return LatencyStats.from_dict(self.stats)
+
+
+@dataclass
+class BenchResult:
+    """A whole ``bench`` call: configuration, machine fingerprint and every run."""
+
+    config: dict[str, Any]
+    machine: dict[str, Any]
+    runs: list[RunResult]
+    created: str = field(default_factory=utc_now)
+    schema: str = RESULT_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": self.schema, "created": self.created, "machine": self.machine,
+                "config": self.config, "runs": [asdict(r) for r in self.runs]}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        from resdeploy.artifacts import atomic_write_json
+
+        return atomic_write_json(path, self.to_dict())
+
+
+# --- memory ---------------------------------------------------------------------------------------
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark (Linux >= 4.0), so each run reports its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # lifetime peak: an upper bound
+        return round(rss / (2**20 if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):
+        return None
+
+
+def _torch_cuda(device: str) -> Any:
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def _reset_peak_gpu(device: str) -> None:
+    torch = _torch_cuda(device)
+    if torch is not None:
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+
+
+def _peak_gpu_mb(device: str) -> float | None:
+    """torch's allocator peak, or for other engines the device memory in use (cudaMemGetInfo)."""
+    torch = _torch_cuda(device)
+    if torch is None:
+        return None
+    dev = torch.device(device)
+    peak = torch.cuda.max_memory_allocated(dev)
+    free, total = torch.cuda.mem_get_info(dev)
+    return round(max(peak, total - free) / 2**20, 1)
+
+
+# --- pinning ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def pinned(cpus: list[int] | None) -> Iterator[None]:
+    """Run on the given CPUs only, restoring the previous affinity afterwards."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any] | None:
+    if not cfg.cpus:
+        return None
+    cpu = machine.get("cpu", {}).get("model", "this host's CPU")
+    return {"kind": "cpu-pinning", "cpus": list(cfg.cpus), "threads": cfg.effective_threads(),
+            "note": f"emulates a {len(cfg.cpus)}-core CPU by pinning to {len(cfg.cpus)} core(s) of {cpu}; "
+                    "not a measurement of a real edge device"}
+
+
+# --- inputs -----------------------------------------------------------------------------------------
+def _spatial_size(cfg: BenchConfig) -> int:
+    if cfg.input_size:
+        return int(cfg.input_size)
+    p = Path(cfg.model)
+    manifest = read_manifest(p) if p.exists() else None
+    pre = (manifest or {}).get("preprocess") or {}
+    return int(pre.get("crop") or 224)
+
+
+def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
+    """The input shape for ``batch``: the model's fixed dims, with dynamic ones filled in."""
+    meta = runner.input_meta()
+    dims = list(meta.shape)
+    if len(dims) != 4:
+        raise ResdeployError(f"resdeploy benches NCHW image models; input '{meta.name}' has shape {meta.shape}")
+    if isinstance(dims[0], int) and dims[0] not in (batch, -1, 0):
+        raise ResdeployError(
+            f"the model's input has a fixed batch of {dims[0]}, so it cannot run batch {batch}",
+            hint=f"use --batch {dims[0]}, or export with a dynamic batch axis",
+        )
+    size = _spatial_size(cfg)
+    out = [batch]
+    for d in dims[1:]:
+        out.append(d if isinstance(d, int) and d > 0 else (3 if len(out) == 1 else size))
+    return tuple(out)
+
+
+def make_inputs(shape: tuple[int, ...], count: int, seed: int) -> list[np.ndarray]:
+    """Several distinct random batches (standard normal, like normalised images), float32."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape, dtype=np.float32) for _ in range(count)]
+
+
+# --- the measurement ---------------------------------------------------------------------------------
+def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str, Any] | None = None
+            ) -> RunResult:
+    """Warm up, sanity-check and time one loaded runner at one batch size.
+
+    Peak memory is read at the end: it covers whatever ran since the caller's last
+    reset (``bench`` resets before loading each runner).
+    """
+    shape = input_shape(runner, batch, cfg)
+    host = make_inputs(shape, cfg.buffers, cfg.seed + batch)
+    on_gpu = not runner.device.startswith("cpu")
+    transfers = cfg.transfers if on_gpu else None
+    n = len(host)
+
+    if on_gpu and transfers:
+        def run(i: int) -> Any:
+            return runner.run_staged(runner.stage(host[i % n]), transfers=True)
+    else:
+        staged = [runner.stage(x) for x in host]
+        runner.synchronize()
+
+        def run(i: int) -> Any:
+            return runner.run_staged(staged[i % n], transfers=not on_gpu)
+
+    out = np.asarray(runner.infer(host[0]))
+    if out.shape[:1] != (batch,):
+        raise ResdeployError(f"{runner.engine} returned output of shape {list(out.shape)} for batch {batch}")
+    if not np.all(np.isfinite(out)):
+        raise ResdeployError(f"{runner.engine} produced NaN or infinite outputs on random input; "
+                             "its numbers would be meaningless (check the model's precision)")
+
+    warm = 0
+    if cfg.warmup_iterations or cfg.warmup_seconds:
+        warm = warm_up(run, runner.synchronize, LoopLimits(cfg.warmup_iterations, cfg.warmup_seconds))
+    limits = LoopLimits(cfg.iterations, cfg.duration)
+    summary: dict[str, Any] | None = None
+    if cfg.scenario == "server":
+        lat, wall, summary = server_loop(run, runner.synchronize, qps=float(cfg.qps or 0), limits=limits,
+                                         seed=cfg.seed)
+        timer_kind = "perf_counter (arrival to completion)"
+        summary["slo_ms"] = cfg.slo_ms
+    else:
+        timer = make_timer(runner.device, runner.synchronize)
+        lat, wall = closed_loop(run, timer, limits)
+        timer_kind = timer.kind
+    stats = LatencyStats.from_latencies(lat, images=batch * len(lat), wall_seconds=wall)
+    if cfg.scenario == "server" and summary is not None:
+        summary["p99_ms"] = stats.p99_ms
+        summary["slo_met"] = None if cfg.slo_ms is None else bool(stats.p99_ms <= cfg.slo_ms and
+                                                                  not summary["overloaded"])
+    elif cfg.scenario == "single-stream":
+        summary = {"metric": "p90_ms", "value": stats.p90_ms}
+    # Without the reset (non-Linux) the kernel's peak is the process's lifetime peak: an upper bound.
+    peak_rss = _peak_rss_mb()
+    desc = runner.describe()
+    return RunResult(
+        engine=runner.engine,
+        model=str(cfg.model),
+        precision=desc.get("precision") or runner.config.precision,
+        device=runner.device,
+        batch=batch,
+        scenario=cfg.scenario,
+        runner=desc,
+        setup_seconds=dict(runner.setup_seconds),
+        stats=stats.to_dict(),
+        throughput=stats.throughput,
+        latencies_ms=[round(float(v), 5) for v in lat] if cfg.keep_latencies else [],
+        peak_rss_mb=peak_rss,
+        peak_gpu_mb=_peak_gpu_mb(runner.device),
+        emulation=emulation,
+        timer=timer_kind,
+        transfers=transfers,
+        warmup_iterations=warm,
+        input_shape=list(shape),
+        scenario_summary=summary,
+    )
+
+
+def _mark_offline_best(runs: list[RunResult]) -> None:
+    """Offline's headline: each engine's highest throughput over the batch sizes tried."""
+    for engine in {r.engine for r in runs}:
+        mine = [r for r in runs if r.engine == engine]
+        best = max(mine, key=lambda r: r.throughput)
+        for r in mine:
+            r.scenario_summary = {"metric": "throughput", "value": r.throughput, "best": r is best,
+                                  "best_batch": best.batch}
+
+
+_ENGINE_PACKAGES = {
+    "torch": ("torch", "pip install torch"),
+    "ort": ("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu for CUDA)"),
+    "openvino": ("openvino", "pip install openvino"),
+    "trt": ("tensorrt", "pip install tensorrt, on a machine with an NVIDIA GPU"),
+}
+
+
+def _check_installed(engine: str) -> None:
+    import importlib.util
+
+    from resdeploy.errors import MissingDependencyError
+
+    module, install = _ENGINE_PACKAGES.get(engine, (None, ""))
+    if module and importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(f"engine '{engine}' (the '{module}' package)", install)
+    if engine == "trt":
+        # tensorrt-stubs makes `tensorrt` findable without a runtime: ask the TensorRT loader.
+        try:
+            from resdeploy.trt.loader import require_tensorrt
+        except ImportError:
+            return
+        require_tensorrt()
+
+
+def _model_sha(model: str) -> str | None:
+    p = Path(model)
+    if p.is_dir():
+        p = p / "model.onnx"
+    return sha256_file(p) if p.is_file() else None
+
+
+def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides: Any) -> BenchResult:
+    """Measure ``config.model`` on every engine and batch size; returns a ``BenchResult``.
+
+    ``bench("artifacts/resnet50", engines=["torch", "ort"], batches=[1, 8])`` works too:
+    a model path plus ``BenchConfig`` fields as keywords.
+    """
+    from resdeploy.machine import fingerprint
+
+    if isinstance(config, str | os.PathLike):
+        config = BenchConfig(model=str(config), **overrides)
+    elif overrides:
+        raise TypeError("pass either a BenchConfig or a model path with keyword overrides")
+    cfg = config
+    cfg.validate()
+    batches = cfg.resolved_batches()
+    threads = cfg.effective_threads()
+
+    options = dict(cfg.options)
+    if cfg.input_size:
+        options.setdefault("input_size", cfg.input_size)  # torch builds zoo models at this size
+
+    def runner_for(engine: str, batch: int) -> Runner:
+        return create_runner(RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device,
+                                          precision=cfg.precision, threads=threads, batch_size=batch,
+                                          options=dict(options)))
+
+    # Construct (not load) one runner per engine first, and check each engine's package is
+    # installed: a bad pair or a missing runtime fails before minutes of timing the others.
+    for engine in cfg.engines:
+        _check_installed(engine)
+        runner_for(engine, batches[0])
+
+    machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
+    emulation = emulation_record(cfg, machine)
+    sha = _model_sha(cfg.model)
+    runs: list[RunResult] = []
+    with pinned(cfg.cpus):
+        for engine in cfg.engines:
+            for batch in batches:
+                runner = runner_for(engine, batch)
+                # Peaks cover load, warm-up and measurement of this runner alone: the memory
+                # a deployment of it needs, transient load-time copies included.
+                _reset_peak_rss()
+                _reset_peak_gpu(cfg.device)
+                with reporter.step(f"{engine} batch {batch}"):
+                    with runner:
+                        run = measure(runner, cfg, batch, emulation=emulation)
+                run.model_sha256 = sha
+                runs.append(run)
+                s = run.latency
+                reporter.info(f"  {engine} batch {batch}: p50 {s.p50_ms:.2f} ms, p99 {s.p99_ms:.2f} ms, "
+                              f"{s.throughput:.1f} img/s ({s.count} iterations)")
+    if cfg.scenario == "offline":
+        _mark_offline_best(runs)
+    cfg_dict = asdict(cfg)
+    cfg_dict["batches"] = batches
+    cfg_dict["threads_effective"] = threads
+    return BenchResult(config=cfg_dict, machine=machine, runs=runs)

@@ -1,0 +1,490 @@
+"""PyTorch -> ONNX: export, check the graph, prove parity with PyTorch, write the manifest.
+
+``export("resnet50", "out/r50")`` writes ``out/r50/model.onnx`` and ``out/r50/manifest.json``.
+The steps, each timed:
+
+1. build the FP32 model (``ModelSpec.build_with_record``: weights file, or a calibrated
+   seeded random init whose logits have a realistic spread; see ``models.weights``);
+2. export with ``torch.onnx.export`` (the ``dynamo=True`` exporter by default; the
+   TorchScript exporter for opsets below 18, which the dynamo exporter cannot emit),
+   input ``input`` [batch, 3, H, W] float32, output ``logits``, batch axis ``batch``;
+3. check the file: ``onnx.checker``, shape inference, the opset it really holds, no
+   training-only operators, the input/output names and shapes promised above;
+4. parity: ONNX Runtime (CPU, through the ``ort`` runner) against the PyTorch model on
+   the same seeded image-like inputs at batch 1 and at ``parity_batch``, with
+   ``compare.parity_metrics`` gated by ``compare.ParityTolerances``;
+5. the manifest, then the whole directory is renamed into place (``artifacts.atomic_dir``).
+
+A parity failure still writes the artifact (``manifest["parity"]["passed"] = false``) so
+it can be inspected, and then raises ``GateFailure`` (exit code 1): CI sees a red job,
+and the person debugging it has the graph and the numbers in hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resdeploy import artifacts
+from resdeploy.compare import ParityTolerances, parity_metrics
+from resdeploy.console import QUIET, Reporter
+from resdeploy.errors import GateFailure, ResdeployError
+
+MIN_OPSET = 13  # per-channel Q/DQ and TensorRT's ONNX parser need >= 13
+MAX_OPSET = 24  # the newest opset this ONNX Runtime runs and the exporters emit
+DYNAMO_MIN_OPSET = 18  # the dynamo exporter emits opset 18+ (older targets are left unconverted)
+DEFAULT_OPSET = 18
+EXPORTERS = ("auto", "dynamo", "torchscript")
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+BATCH_AXIS = "batch"
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # bytes of weights above which protobuf's 2 GB limit is near
+_TRAINING_OPS = {"Dropout", "TrainingMode", "BatchNormalizationTraining", "Gradient"}
+
+
+@dataclass
+class ExportConfig:
+    """How to export. ``exporter='auto'`` is dynamo for opset >= 18, TorchScript below."""
+
+    input_size: int | None = None
+    opset: int = DEFAULT_OPSET
+    batch: str | int = "dynamic"
+    tolerances: ParityTolerances = field(default_factory=ParityTolerances)
+    parity_batch: int = 4
+    force: bool = False
+    seed: int = 0
+    exporter: str = "auto"
+
+    def validate(self) -> None:
+        """Refuse impossible settings before any work is done."""
+        if self.input_size is not None and (isinstance(self.input_size, bool) or int(self.input_size) <= 0):
+            raise ResdeployError(f"--input-size must be a positive integer, got {self.input_size}")
+        if not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ResdeployError(
+                f"unsupported opset {self.opset}; choose {MIN_OPSET}..{MAX_OPSET}",
+                hint=f"{DEFAULT_OPSET} is the default; quantization and TensorRT need >= 13",
+            )
+        if self.exporter not in EXPORTERS:
+            raise ResdeployError(f"unknown exporter '{self.exporter}'; choose from: {', '.join(EXPORTERS)}")
+        if self.exporter == "dynamo" and self.opset < DYNAMO_MIN_OPSET:
+            raise ResdeployError(
+                f"the dynamo exporter emits opset {DYNAMO_MIN_OPSET} or newer, not {self.opset}",
+                hint="use --exporter torchscript (or auto) for older opsets",
+            )
+        self.batch_size()  # validates
+        if isinstance(self.parity_batch, bool) or not isinstance(self.parity_batch, int) or self.parity_batch < 2:
+            raise ResdeployError(f"the parity batch must be an integer >= 2, got {self.parity_batch}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ResdeployError(f"--seed must be a non-negative integer, got {self.seed}")
+
+    def batch_size(self) -> int | None:
+        """None for a dynamic batch axis, else the fixed batch size."""
+        b = self.batch
+        if isinstance(b, str):
+            if b.strip().lower() == "dynamic":
+                return None
+            try:
+                b = int(b)
+            except ValueError:
+                raise ResdeployError(f"--batch takes 'dynamic' or a positive integer, got '{self.batch}'") from None
+        if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
+            raise ResdeployError(f"--batch takes 'dynamic' or a positive integer, got '{self.batch}'")
+        return b
+
+    def resolved_exporter(self) -> str:
+        if self.exporter != "auto":
+            return self.exporter
+        return "dynamo" if self.opset >= DYNAMO_MIN_OPSET else "torchscript"
+
+
+@dataclass
+class ExportResult:
+    """Where the ONNX file is, its manifest, and the parity verdict."""
+
+    model_path: Path
+    manifest: dict[str, Any]
+    parity: dict[str, Any]
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_path": str(self.model_path), "passed": self.passed, "manifest": self.manifest}
+
+
+def default_output_dir(model_name: str) -> Path:
+    """``artifacts/<model>/fp32``: the place later stages look for the FP32 artifact."""
+    from resdeploy.models.zoo import ModelSpec
+
+    return Path("artifacts") / ModelSpec(model_name).slug / "fp32"
+
+
+def export(
+    model: str | Any,
+    output_dir: str | os.PathLike[str] | None = None,
+    config: ExportConfig | None = None,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    num_classes: int | None = None,
+    reporter: Reporter | None = None,
+) -> ExportResult:
+    """Export a model to a verified FP32 ONNX artifact directory (``model.onnx`` + ``manifest.json``).
+
+    ``model`` is a zoo name (``resnet50``), ``torchvision:NAME``, ``timm:NAME``,
+    ``package.module:factory`` or a ``ModelSpec``. Raises ``ResdeployError`` (exit 2) for
+    bad input before writing anything, and ``GateFailure`` (exit 1) after writing the
+    artifact when parity fails.
+    """
+    from resdeploy.models.zoo import ModelSpec
+
+    cfg = config or ExportConfig()
+    cfg.validate()
+    rep = reporter or QUIET
+    spec = _resolve_spec(model, cfg, weights=weights, num_classes=num_classes)
+    out = Path(output_dir) if output_dir is not None else default_output_dir(spec.name)
+    if out.exists() and not cfg.force:
+        raise ResdeployError(f"{out} already exists; pass --force to overwrite it")
+    _check_output_dir(out)
+    size = spec.resolved_input_size
+    fixed_batch = cfg.batch_size()
+    exporter = cfg.resolved_exporter()
+    assert isinstance(spec, ModelSpec)
+
+    if spec.weights is None:
+        rep.warn(f"no --weights: {spec.name} is randomly initialised (seed {spec.seed}); "
+                 "its predictions are meaningless, its speed and export parity are real")
+    rep.info(f"[bold]{spec.name}[/] ({_weights_label(spec)}), input {size}x{size}, opset {cfg.opset}, "
+             f"{exporter} exporter, batch {fixed_batch or 'dynamic'}")
+    with rep.step("build model"):
+        torch_model, init = spec.build_with_record()
+        weights_desc = spec.weights_description()
+
+    with artifacts.atomic_dir(out, force=cfg.force) as tmp:
+        onnx_path = tmp / "model.onnx"
+        with rep.step("export onnx"):
+            external = export_onnx(torch_model, onnx_path, input_size=size, opset=cfg.opset,
+                                   batch=fixed_batch, exporter=exporter)
+        with rep.step("check graph"):
+            graph = check_graph(onnx_path, opset=cfg.opset, input_size=size, batch=fixed_batch)
+        batches = [fixed_batch] if fixed_batch else [1, cfg.parity_batch]
+        with rep.step(f"parity (batch {', '.join(map(str, batches))})"):
+            parity = check_parity(torch_model, onnx_path, input_size=size, batches=batches,
+                                  seed=spec.seed, tolerances=cfg.tolerances)
+        manifest = _manifest(spec, init, weights_desc, onnx_path, external, graph, parity, cfg, exporter,
+                             fixed_batch, rep.timings)
+        artifacts.write_manifest(tmp, manifest)
+        manifest = artifacts.read_manifest(tmp, required=True) or manifest
+        _follow_umask(tmp)
+
+    model_path = out / "model.onnx"
+    result = ExportResult(model_path=model_path, manifest=manifest, parity=parity, passed=bool(parity["passed"]))
+    if not result.passed:
+        failure = GateFailure(
+            f"ONNX parity failed for {spec.name}: {'; '.join(parity['failures'])}",
+            hint=f"the artifact is kept for inspection in {out} (manifest parity.passed=false)",
+        )
+        failure.result = result  # type: ignore[attr-defined]  # the CLI prints it before exiting 1
+        raise failure
+    return result
+
+
+def _check_output_dir(out: Path) -> None:
+    """Fail before any work when the output directory cannot be created (read-only, /proc, a file)."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise ResdeployError(f"{out} exists and is not a directory")
+    artifacts.check_writable_dir(out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=out.parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise ResdeployError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+def _follow_umask(directory: Path) -> None:
+    """Temporary files and dirs are created private (0600/0700); an artifact is shared like any output."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(directory, 0o777 & ~mask)
+    for p in directory.iterdir():
+        if p.is_file():
+            os.chmod(p, 0o666 & ~mask)
+
+
+def _resolve_spec(model: Any, cfg: ExportConfig, *, weights: Any, num_classes: int | None) -> Any:
+    from resdeploy.models.zoo import ModelSpec
+
+    if isinstance(model, ModelSpec):
+        d = model.to_dict()
+    elif isinstance(model, str):
+        d = {"name": model, "seed": cfg.seed}
+    else:
+        raise ResdeployError(f"export takes a model name or a ModelSpec, not {type(model).__name__}")
+    if weights is not None:
+        d["weights"] = str(weights)
+    if num_classes is not None:
+        d["num_classes"] = num_classes
+    if cfg.input_size is not None:
+        d["input_size"] = cfg.input_size
+    spec = ModelSpec.from_dict(d)
+    if spec.weights is not None:
+        spec.weights = str(Path(spec.weights).resolve())
+    spec.input_size = spec.resolved_input_size  # pin it: the random init's calibration depends on it
+    return spec
+
+
+def _weights_label(spec: Any) -> str:
+    return f"weights {Path(spec.weights).name}" if spec.weights else f"random init, seed {spec.seed}"
+
+
+# --- the export itself ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporters print progress to stdout and warn freely; stdout must stay clean for --json."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    buf = io.StringIO()
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels, strict=True):
+            lg.setLevel(lvl)
+
+
+def export_onnx(model: Any, path: Path, *, input_size: int, opset: int, batch: int | None, exporter: str) -> bool:
+    """Write ``model`` to ``path`` as ONNX; returns whether weights went to external data (> ~2 GB)."""
+    import torch
+
+    example = torch.zeros(batch or 2, 3, input_size, input_size)
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    external = n_bytes > EXTERNAL_DATA_THRESHOLD
+    model.eval()
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            if exporter == "dynamo":
+                dyn = None if batch else ({0: torch.export.Dim(BATCH_AXIS, min=1)},)
+                program = torch.onnx.export(
+                    model, (example,), None, dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    opset_version=opset, dynamic_shapes=dyn, optimize=True, verbose=False,
+                )
+                if program is None:  # pragma: no cover - torch returns the program when f is None
+                    raise ResdeployError("torch.onnx.export returned nothing")
+                program.save(str(path), external_data=external)
+            else:
+                axes = None if batch else {INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}}
+                torch.onnx.export(
+                    model, (example,), str(path), dynamo=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    opset_version=opset, dynamic_axes=axes, do_constant_folding=True, export_params=True,
+                    training=torch.onnx.TrainingMode.EVAL,
+                )
+                if batch and not external:
+                    _pin_output_batch(path, batch)
+    except ResdeployError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ResdeployError(
+            f"torch.onnx.export ({exporter}) failed: {first}",
+            hint="try --exporter torchscript, or run with --debug for the traceback",
+        ) from exc
+    return external
+
+
+def _pin_output_batch(path: Path, batch: int) -> None:
+    """The TorchScript exporter leaves a fixed-batch model's output batch symbolic; state it."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = batch
+    onnx.save(proto, str(path))
+
+
+def check_graph(path: Path, *, opset: int, input_size: int, batch: int | None) -> dict[str, Any]:
+    """Check the file and describe it: checker, shape inference, real opset, ops, inputs/outputs."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+        inferred = path.with_name(path.name + ".inferred")
+        onnx.shape_inference.infer_shapes_path(str(path), str(inferred), check_type=True, strict_mode=True)
+        inferred.unlink(missing_ok=True)
+    except Exception as exc:  # onnx raises ValidationError / InferenceError / RuntimeError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ResdeployError(f"the exported graph is not valid ONNX: {first}") from exc
+    proto = onnx.load(str(path), load_external_data=False)
+    real_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if real_opset != opset:
+        raise ResdeployError(f"asked for opset {opset} but the exporter wrote opset {real_opset}",
+                             hint="try --exporter torchscript")
+    ops = Counter(n.op_type for n in proto.graph.node)
+    training = sorted(set(ops) & _TRAINING_OPS)
+    bn_training = sum(
+        1 for n in proto.graph.node
+        if n.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i == 1 for a in n.attribute)
+    )
+    if bn_training:
+        training.append(f"BatchNormalization(training_mode=1) x{bn_training}")
+    if training:
+        raise ResdeployError(f"the exported graph holds training-only operators: {', '.join(training)}")
+    inputs = [_tensor_info(v) for v in proto.graph.input]
+    outputs = [_tensor_info(v) for v in proto.graph.output]
+    want_batch: int | str = batch if batch else BATCH_AXIS
+    if [i["name"] for i in inputs] != [INPUT_NAME] or inputs[0]["shape"] != [want_batch, 3, input_size, input_size]:
+        raise ResdeployError(f"unexpected ONNX inputs {inputs}; expected {INPUT_NAME} [{want_batch}, 3, {input_size}, {input_size}]")
+    if [o["name"] for o in outputs] != [OUTPUT_NAME] or outputs[0]["shape"][0] != want_batch:
+        raise ResdeployError(f"unexpected ONNX outputs {outputs}; expected {OUTPUT_NAME} [{want_batch}, classes]")
+    return {
+        "opset": real_opset,
+        "ir_version": int(proto.ir_version),
+        "inputs": inputs,
+        "outputs": outputs,
+        "ops": dict(sorted(ops.items())),
+        "nodes": int(sum(ops.values())),
+        "batchnorm_folded": ops.get("BatchNormalization", 0) == 0,
+        "initializers": len(proto.graph.initializer),
+    }
+
+
+def _tensor_info(value: Any) -> dict[str, Any]:
+    import onnx
+
+    t = value.type.tensor_type
+    shape: list[int | str] = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+    return {"name": value.name, "shape": shape, "dtype": dtype}
+
+
+# --- parity -------------------------------------------------------------------------------------------
+def check_parity(
+    torch_model: Any,
+    onnx_path: Path,
+    *,
+    input_size: int,
+    batches: list[int],
+    seed: int,
+    tolerances: ParityTolerances,
+) -> dict[str, Any]:
+    """Run PyTorch and ONNX Runtime on the same seeded inputs at each batch size and gate the metrics.
+
+    The inputs are image-like synthetic tensors (``models.weights.synthetic_images``),
+    not white noise: together with the calibrated random init they give logits with a
+    spread of a few units and top-1 classes that change from image to image, so a
+    wrong weight or operator shows up in every metric instead of hiding in near-zero logits.
+    """
+    import torch
+
+    from resdeploy.models.weights import STREAM_PARITY_INPUTS, describe_synthetic_images, synthetic_images
+    from resdeploy.runners import RunnerConfig, create_runner
+
+    total = sum(batches)
+    images = synthetic_images(total, input_size, seed, STREAM_PARITY_INPUTS)
+    per_batch: dict[str, Any] = {}
+    failures: list[str] = []
+    refs, cands = [], []
+    start = 0
+    with create_runner(RunnerConfig(engine="ort", model=str(onnx_path), device="cpu")) as runner:
+        for b in batches:
+            x = images[start : start + b]
+            start += b
+            with torch.no_grad():
+                ref = torch_model(x).float().numpy()
+            t0 = time.perf_counter()
+            cand = runner.infer(x.numpy())
+            ort_s = time.perf_counter() - t0
+            if cand.shape != ref.shape:
+                raise ResdeployError(f"ONNX Runtime returned {list(cand.shape)} for batch {b}; PyTorch {list(ref.shape)}")
+            m = parity_metrics(ref, cand)
+            fails = tolerances.failures(m)
+            per_batch[str(b)] = {**m.to_dict(), "passed": not fails, "ort_seconds": round(ort_s, 4)}
+            failures += [f"batch {b}: {f}" for f in fails]
+            refs.append(ref)
+            cands.append(cand)
+    ref_all, cand_all = np.concatenate(refs), np.concatenate(cands)
+    overall = parity_metrics(ref_all, cand_all)
+    return {
+        "passed": not failures,
+        "failures": failures,
+        "reference": "PyTorch FP32 (CPU, eval mode)",
+        "candidate": "ONNX Runtime CPUExecutionProvider",
+        "batches": per_batch,
+        "overall": overall.to_dict(),
+        "distinct_top1": int(len(np.unique(np.argmax(ref_all, axis=1)))),
+        "tolerances": asdict(tolerances),
+        "inputs": {
+            **describe_synthetic_images(total, input_size, seed, STREAM_PARITY_INPUTS),
+            "split": batches,
+            "why": "image-like multi-scale noise, so logits spread and top-1 varies (white noise hides mismatches)",
+        },
+    }
+
+
+# --- the manifest ---------------------------------------------------------------------------------------
+def _manifest(
+    spec: Any, init: dict[str, Any], weights_desc: Any, onnx_path: Path, external: bool, graph: dict[str, Any],
+    parity: dict[str, Any], cfg: ExportConfig, exporter: str, fixed_batch: int | None, timings: dict[str, float],
+) -> dict[str, Any]:
+    files = [onnx_path] + sorted(p for p in onnx_path.parent.iterdir() if p.name.startswith("model.onnx.") and p.is_file())
+    artifact: dict[str, Any] = {
+        "file": "model.onnx",
+        "sha256": artifacts.sha256_file(onnx_path),
+        "bytes": onnx_path.stat().st_size,
+        "external_data": [{"file": p.name, "sha256": artifacts.sha256_file(p), "bytes": p.stat().st_size}
+                          for p in files[1:]] if external else [],
+    }
+    versions = artifacts.package_versions(["torch", "onnx", "onnxruntime", "onnxscript"])
+    return {
+        "stage": "export",
+        "precision": "fp32",
+        "model": {
+            "name": spec.name,
+            "source": spec.source,
+            "spec": spec.to_dict(),
+            "weights": weights_desc,
+            "init": init,
+            "family": spec.family,
+        },
+        "artifact": artifact,
+        "inputs": graph["inputs"],
+        "outputs": graph["outputs"],
+        "dynamic_axes": {} if fixed_batch else {INPUT_NAME: {"0": BATCH_AXIS}, OUTPUT_NAME: {"0": BATCH_AXIS}},
+        "opset": graph["opset"],
+        "exporter": {
+            "name": "torch.onnx.export",
+            "version": versions.get("torch"),
+            "dynamo": exporter == "dynamo",
+            "kind": exporter,
+            "optimized": exporter == "dynamo",
+        },
+        "graph": {k: graph[k] for k in ("ir_version", "nodes", "ops", "batchnorm_folded", "initializers")},
+        "versions": versions,
+        "preprocess": spec.preprocess().to_dict(),
+        "parity": parity,
+        "settings": {
+            "input_size": spec.resolved_input_size,
+            "opset": cfg.opset,
+            "batch": fixed_batch or "dynamic",
+            "parity_batch": cfg.parity_batch,
+            "seed": spec.seed,
+            "exporter": cfg.exporter,
+            "num_classes": graph["outputs"][0]["shape"][-1],
+        },
+        "timings": dict(timings),
+    }

@@ -1,0 +1,207 @@
+"""A fingerprint of the host, recorded in every result so numbers compare honestly.
+
+A latency means little without the machine it came from: a result copied back from a
+Jetson board or a GPU server carries its CPU model, core count, GPU, driver, CUDA and
+library versions, and ``report`` labels every row with it. Nothing here imports torch
+unless it is already imported or the caller asks for GPU details.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from resdeploy.artifacts import package_versions
+
+# Distributions whose versions change benchmark numbers.
+LIBRARIES = (
+    "resdeploy", "torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino",
+    "openvino", "tensorrt", "tensorrt-cu12", "tensorrt-cu13",
+)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``sysctl`` on macOS)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                # x86: "model name"; many ARM kernels: "Hardware" or "Model".
+                if key.strip() in ("model name", "Hardware", "Model", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin" and shutil.which("sysctl"):
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                 text=True, timeout=5, check=False)
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    """The ISA extensions that decide CPU inference speed (AVX-512, VNNI, AMX, NEON...)."""
+    interesting = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+                   "amx_bf16", "amx_int8", "avx_vnni", "asimd", "asimddp", "sve", "fphp"}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return sorted(interesting.intersection(value.split()))
+    except OSError:
+        pass
+    return []
+
+
+def usable_cpus() -> list[int]:
+    """CPUs this process may run on (honours taskset/cgroups pinning)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _nvidia_smi() -> list[dict[str, str]]:
+    """GPU name, driver and memory from nvidia-smi, without importing a CUDA library."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.stdout.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "driver": parts[1], "memory_mb": parts[2]})
+    return gpus
+
+
+def cuda_info(*, import_torch: bool = False) -> dict[str, Any]:
+    """CUDA devices as torch sees them (only if torch is imported already, or asked for)."""
+    if "torch" not in sys.modules and not import_torch:
+        return {}
+    try:
+        import torch
+    except ImportError:
+        return {}
+    info: dict[str, Any] = {"torch_cuda": torch.version.cuda, "available": bool(torch.cuda.is_available())}
+    if info["available"]:
+        info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+def fingerprint(*, import_torch: bool = False) -> dict[str, Any]:
+    """Everything about this host that changes a benchmark number, as plain JSON."""
+    mem_total = None
+    try:
+        import psutil
+
+        mem_total = round(psutil.virtual_memory().total / 2**30, 1)
+        physical = psutil.cpu_count(logical=False)
+    except Exception:  # pragma: no cover - psutil is a dependency, but fingerprint must not fail
+        physical = None
+    return {
+        "hostname": platform.node(),
+        "os": f"{platform.system()} {platform.release()}",
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "cpu": {
+            "model": cpu_model(),
+            "logical_cores": os.cpu_count(),
+            "physical_cores": physical,
+            "usable_cpus": len(usable_cpus()),
+            "flags": cpu_flags(),
+        },
+        "memory_gb": mem_total,
+        "gpus": _nvidia_smi(),
+        "cuda": cuda_info(import_torch=import_torch),
+        "libraries": {k: v for k, v in package_versions(LIBRARIES).items() if v is not None},
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+                if k in os.environ},
+    }
+
+
+def short_label(fp: dict[str, Any]) -> str:
+    """A short machine label for report rows: the GPU when there is one, else the CPU."""
+    gpus = fp.get("gpus") or []
+    if gpus:
+        return str(gpus[0].get("name", "gpu"))
+    cpu = fp.get("cpu") or {}
+    return f"{cpu.get('model', 'cpu')} ({cpu.get('usable_cpus', '?')} cpus)"
+
+
+def _engine(name: str, available: bool, version: str | None, devices: list[str], note: str = "") -> dict[str, Any]:
+    return {"engine": name, "available": available, "version": version, "devices": devices, "note": note}
+
+
+def engines_info() -> list[dict[str, Any]]:
+    """Which engines can run here, on which devices, and what to install for the rest.
+
+    Imports each runtime (a few seconds), because "installed" is not "working": a
+    CUDA-less torch build or an onnxruntime without the CUDA provider is reported as such.
+    """
+    import importlib.util
+
+    out = []
+    try:
+        import torch
+
+        devs = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
+                          if torch.cuda.is_available()]
+        note = "" if torch.cuda.is_available() else (
+            "CPU build: for CUDA install torch from PyTorch's CUDA index" if torch.version.cuda is None
+            else "CUDA build, but no GPU/driver visible")
+        out.append(_engine("torch", True, torch.__version__, devs, note))
+    except ImportError:
+        out.append(_engine("torch", False, None, [], "pip install torch"))
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        devs = ["cpu"]
+        if "CUDAExecutionProvider" in providers:
+            devs.append("cuda")
+        hints = []
+        if "CUDAExecutionProvider" not in providers:
+            hints.append("GPU: pip install onnxruntime-gpu")
+        if "OpenVINOExecutionProvider" not in providers:
+            hints.append("--ep openvino: pip install onnxruntime-openvino")
+        out.append(_engine("ort", True, ort.__version__, devs, "; ".join(hints)) | {"providers": providers})
+    except ImportError:
+        out.append(_engine("ort", False, None, [], "pip install onnxruntime"))
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        devs = [f"{d} ({core.get_property(d, 'FULL_DEVICE_NAME')})" for d in core.available_devices]
+        out.append(_engine("openvino", True, ov.__version__, devs))
+    except ImportError:
+        out.append(_engine("openvino", False, None, [], "pip install openvino"))
+    has_runner = importlib.util.find_spec("resdeploy.runners.trt") is not None
+    if not has_runner:
+        out.append(_engine("trt", False, None, [], "the TensorRT runner is not in this resdeploy version"))
+    else:
+        from resdeploy.trt.loader import tensorrt_status
+
+        st = tensorrt_status()  # tells the real module from tensorrt-stubs' empty package
+        out.append(_engine("trt", bool(st["available"]), st["version"], ["cuda"] if st["available"] else [],
+                           st["reason"] or ""))
+    return out
+
+
+def info() -> dict[str, Any]:
+    """``resdeploy info``: the host fingerprint plus what can run on it."""
+    return {"machine": fingerprint(import_torch=True), "engines": engines_info()}

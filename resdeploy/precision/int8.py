@@ -1,0 +1,251 @@
+"""INT8 as an explicit Q/DQ graph, from post-training calibration.
+
+Two targets, because the best Q/DQ form depends on who runs it:
+
+* ``trt``: symmetric INT8 activations and per-channel symmetric weights, Q/DQ on the
+  inputs of Conv/Gemm/pooling and on *both* inputs of every residual Add, the placement
+  TensorRT's explicit-quantization fusion expects (Conv+Add+ReLU as one INT8 kernel).
+  ORT's quantizer does not put Q/DQ on an Add input that comes straight from a Conv,
+  so ``ensure_add_inputs_quantized`` post-processes the graph.
+* ``cpu``: what ONNX Runtime runs fastest on x86: unsigned (asymmetric) activations
+  with per-channel symmetric INT8 weights (see docs/precision.md for the measurement).
+
+The steps are kept apart (pre-process, calibrate, place Q/DQ) so that saved ranges can
+skip calibration and rebuild the same model without data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resdeploy.console import QUIET, Reporter
+from resdeploy.errors import ResdeployError
+
+TARGETS = ("cpu", "trt")
+# What TensorRT quantizes in a ResNet: Conv/Gemm inputs, pooling, and residual Adds.
+TRT_OP_TYPES = ["Conv", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool"]
+# The activation type per target, chosen by measurement (docs/precision.md).
+DEFAULT_ACTIVATION = {"cpu": "uint8", "trt": "int8"}
+
+
+def pre_process(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """ORT's recommended pre-processing: shape inference and graph fusions (Conv+BN) first.
+
+    Calibration and Q/DQ placement both run on this graph, so tensor names in saved
+    ranges refer to it; it is deterministic for a given FP32 file and ORT version.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(os.fspath(src), os.fspath(dst), skip_symbolic_shape=False)
+    except Exception:  # symbolic shape inference cannot handle every graph; ONNX's is enough here
+        quant_pre_process(os.fspath(src), os.fspath(dst), skip_symbolic_shape=True)
+    return Path(dst)
+
+
+def model_input(model_path: str | os.PathLike[str]) -> tuple[str, int | None]:
+    """Name of the (single) graph input and its fixed batch size (None when dynamic)."""
+    import onnx
+
+    model = onnx.load(os.fspath(model_path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ResdeployError(f"expected a model with one input, found {len(inputs)}: {[i.name for i in inputs]}")
+    dim0 = inputs[0].type.tensor_type.shape.dim[0]
+    return inputs[0].name, (dim0.dim_value if dim0.HasField("dim_value") else None)
+
+
+def calibrate(
+    model_path: str | os.PathLike[str],
+    inputs: np.ndarray,
+    *,
+    method: str = "minmax",
+    percentile: float = 99.999,
+    batch_size: int = 8,
+    reporter: Reporter = QUIET,
+) -> dict[str, tuple[float, float]]:
+    """Run the (pre-processed) FP32 model on ``inputs`` and return every float tensor's range."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    from resdeploy.data import calibration_reader
+
+    name, fixed_batch = model_input(model_path)
+    if fixed_batch:
+        batch_size = fixed_batch
+        keep = (inputs.shape[0] // fixed_batch) * fixed_batch
+        if keep == 0:
+            raise ResdeployError(f"the model takes batches of {fixed_batch}; pass at least {fixed_batch} samples")
+        inputs = inputs[:keep]
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    extra: dict[str, Any] = {}
+    if method == "percentile":
+        extra["percentile"] = float(percentile)
+    with tempfile.TemporaryDirectory(prefix="resdeploy-calib-") as tmp:
+        calibrator = create_calibrator(
+            Path(model_path), None, augmented_model_path=os.path.join(tmp, "augmented.onnx"),
+            calibrate_method=methods[method], extra_options=extra,
+        )
+        # ORT's histogram calibrators print() progress: keep stdout clean for --json.
+        with reporter.step(f"calibrating ({method}, {inputs.shape[0]} samples)"), \
+                contextlib.redirect_stdout(io.StringIO()):
+            calibrator.collect_data(calibration_reader(inputs, name, batch_size))
+            tensors = calibrator.compute_data()
+        del calibrator
+    from resdeploy.precision.ranges import CalibrationRanges
+
+    return CalibrationRanges.ranges_from_tensors_data(tensors)
+
+
+def match_nodes(model_path: str | os.PathLike[str], patterns: Sequence[str]) -> list[str]:
+    """Node names matching ``--exclude`` patterns (exact names or globs like '/layer4/*').
+
+    A pattern that matches nothing is an error: a typo would otherwise quietly leave
+    the layer quantized, the very thing the user asked to avoid.
+    """
+    import onnx
+
+    names = [n.name for n in onnx.load(os.fspath(model_path), load_external_data=False).graph.node if n.name]
+    out: list[str] = []
+    for pat in patterns:
+        hits = [n for n in names if n == pat or fnmatch.fnmatchcase(n, pat)]
+        if not hits:
+            sample = ", ".join(names[:6])
+            raise ResdeployError(f"--exclude '{pat}' matches no node of the model",
+                                 hint=f"node names look like: {sample}; globs such as '*layer4*' work too")
+        out.extend(h for h in hits if h not in out)
+    return out
+
+
+def quantize_qdq(
+    pre_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    ranges: Any,
+    *,
+    target: str = "cpu",
+    activation_type: str | None = None,
+    per_channel: bool = True,
+    exclude_nodes: Sequence[str] = (),
+) -> Any:
+    """Place Q/DQ nodes in the pre-processed FP32 graph from ``ranges`` (a CalibrationRanges)."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    if target not in TARGETS:
+        raise ResdeployError(f"unknown target '{target}'; choose from: {', '.join(TARGETS)}")
+    act = activation_type or DEFAULT_ACTIVATION[target]
+    if act not in ("uint8", "int8"):
+        raise ResdeployError(f"activation type must be uint8 or int8, got '{act}'")
+    if target == "trt" and act != "int8":
+        raise ResdeployError("TensorRT takes signed INT8 activations only; drop the activation type or use int8")
+    extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": target == "trt" or act == "int8"}
+    op_types = TRT_OP_TYPES if target == "trt" else None
+    if target == "trt":
+        # Q/DQ go on op *inputs* only: TensorRT fuses Conv+(Add)+ReLU, so a Q/DQ pair on a
+        # Conv or Add output would split the fusion and, being symmetric before the ReLU,
+        # waste half the INT8 range. Biases stay FP32; TensorRT quantizes them itself.
+        extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "Gemm", "MatMul", "Add", "MaxPool",
+                                                       "AveragePool", "GlobalAveragePool"]
+        extra["QuantizeBias"] = False
+    else:
+        # Keep the logits in float: 8-bit logits cost accuracy (ties) and save nothing.
+        extra["OpTypesToExcludeOutputQuantization"] = ["Gemm", "MatMul"]
+    with tempfile.TemporaryDirectory(prefix="resdeploy-qdq-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        tensors = ranges.to_tensors_data()
+        save_tensors_data(tensors, cache)
+        quantize_static(
+            os.fspath(pre_path), os.fspath(out_path), calibration_data_reader=None,
+            calibrate_method=tensors.calibration_method,
+            calibration_cache_path=cache, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            activation_type=QuantType.QUInt8 if act == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
+            nodes_to_exclude=list(exclude_nodes) or None, extra_options=extra,
+        )
+    model = onnx.load(os.fspath(out_path))
+    if target == "trt":
+        model = ensure_add_inputs_quantized(model, ranges.ranges, exclude_nodes=exclude_nodes)
+        onnx.save(model, os.fspath(out_path))
+    return model
+
+
+def _producers(graph: Any) -> dict[str, Any]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def add_input_quantization(model: Any) -> list[tuple[str, list[bool]]]:
+    """For each Add whose inputs are both activations: is each input fed by a DequantizeLinear?"""
+    graph = model.graph
+    producers = _producers(graph)
+    consts = {i.name for i in graph.initializer}
+    out: list[tuple[str, list[bool]]] = []
+    for node in graph.node:
+        if node.op_type != "Add" or any(i in consts or producers.get(i, None) is None for i in node.input):
+            continue
+        if any(producers[i].op_type == "Constant" for i in node.input):
+            continue
+        out.append((node.name, [producers[i].op_type == "DequantizeLinear" for i in node.input]))
+    return out
+
+
+def ensure_add_inputs_quantized(model: Any, ranges: dict[str, tuple[float, float]],
+                                *, exclude_nodes: Sequence[str] = ()) -> Any:
+    """Insert symmetric INT8 Q/DQ on every residual-Add input that lacks it (TensorRT fusion rule)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    producers = _producers(graph)
+    excluded = set(exclude_nodes)
+    new_nodes: list[tuple[int, list[Any]]] = []
+    made: dict[str, str] = {}
+    for idx, node in enumerate(graph.node):
+        if node.op_type != "Add" or node.name in excluded:
+            continue
+        if not all(i in producers and producers[i].op_type not in ("Constant",) for i in node.input):
+            continue
+        for pos, tensor in enumerate(node.input):
+            if producers[tensor].op_type == "DequantizeLinear":
+                continue
+            if tensor not in made:
+                if tensor not in ranges:
+                    raise ResdeployError(f"no calibration range for tensor '{tensor}' (input of {node.name}); recalibrate")
+                lo, hi = ranges[tensor]
+                scale = max(abs(lo), abs(hi), 1e-12) / 127.0
+                base = tensor.replace("/", "_").strip("_") + "_resadd"
+                s_name, z_name = base + "_scale", base + "_zero_point"
+                graph.initializer.append(numpy_helper.from_array(np.array(scale, dtype=np.float32), s_name))
+                graph.initializer.append(numpy_helper.from_array(np.array(0, dtype=np.int8), z_name))
+                q_out, dq_out = base + "_quantized", base + "_dequantized"
+                q = helper.make_node("QuantizeLinear", [tensor, s_name, z_name], [q_out], name=base + "_Q")
+                dq = helper.make_node("DequantizeLinear", [q_out, s_name, z_name], [dq_out], name=base + "_DQ")
+                new_nodes.append((idx, [q, dq]))
+                made[tensor] = dq_out
+            node.input[pos] = made[tensor]
+    # Insert each Q/DQ pair just before its Add so the node list stays topologically sorted.
+    for idx, pair in sorted(new_nodes, key=lambda t: t[0], reverse=True):
+        for n in reversed(pair):
+            graph.node.insert(idx, n)
+    return model
+
+
+def quantized_ops(model: Any) -> dict[str, int]:
+    """How many nodes of each op type consume a DequantizeLinear output (i.e. run quantized)."""
+    producers = _producers(model.graph)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if any(i in producers and producers[i].op_type == "DequantizeLinear" for i in node.input):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts

@@ -1,0 +1,468 @@
+"""Results in, comparisons out: schema checks, merging across machines, tables, plots, HTML/Markdown.
+
+``bench`` on a GPU server, on this CPU and on a Jetson board each write a
+``resdeploy.bench/1`` JSON; ``report`` merges them into one table (speed-ups against a
+chosen baseline at the same batch size) and three plots. Every number shown comes from
+the result files' ``stats`` (computed once by ``stats.LatencyStats``) or their raw
+latencies; nothing is re-measured or re-derived differently here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resdeploy.benchmark import RESULT_SCHEMA  # the one schema this version writes and reads
+from resdeploy.errors import ResdeployError
+
+REPORT_SCHEMA = "resdeploy.report/1"
+BASELINE_KEYS = ("engine", "machine", "device", "precision", "host", "file")
+
+
+# --- loading -------------------------------------------------------------------------------------
+def check_result(data: Any, source: str) -> dict[str, Any]:
+    """Accept a bench result of this schema version; one clear line for anything else."""
+    if not isinstance(data, dict) or "schema" not in data:
+        raise ResdeployError(f"{source} is not a resdeploy bench result (no 'schema' field)")
+    schema = data["schema"]
+    if schema != RESULT_SCHEMA:
+        if isinstance(schema, str) and schema.startswith("resdeploy.bench/"):
+            raise ResdeployError(
+                f"{source} has result schema {schema}; this resdeploy reads {RESULT_SCHEMA}",
+                hint="re-run `resdeploy bench` with this version, or report it with the version that wrote it",
+            )
+        raise ResdeployError(f"{source} is a '{schema}' file, not a resdeploy bench result ({RESULT_SCHEMA})")
+    runs = data.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise ResdeployError(f"{source} holds no runs")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict) or not isinstance(run.get("stats"), dict):
+            raise ResdeployError(f"{source}: run {i} has no statistics")
+        for key in ("engine", "batch", "throughput"):
+            if key not in run:
+                raise ResdeployError(f"{source}: run {i} lacks '{key}'")
+    return data
+
+
+def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dict[str, Any]]]:
+    """Read and check result files; returns (file name, result) pairs in the given order."""
+    from resdeploy.cli.common import load_json_file
+
+    if not paths:
+        raise ResdeployError("no result files given")
+    return [(str(p), check_result(load_json_file(str(p)), str(p))) for p in paths]
+
+
+# --- rows ------------------------------------------------------------------------------------------
+def machine_label(machine: dict[str, Any], device: str) -> str:
+    """The GPU's name for GPU runs, the CPU model (and usable cores) otherwise."""
+    if device.startswith("cuda"):
+        gpus = machine.get("gpus") or []
+        names = (machine.get("cuda") or {}).get("devices") or [g.get("name") for g in gpus]
+        if names:
+            idx = int(device.split(":")[1]) if ":" in device and device.split(":")[1].isdigit() else 0
+            return str(names[min(idx, len(names) - 1)])
+        return "CUDA GPU"
+    cpu = machine.get("cpu") or {}
+    return f"{cpu.get('model', 'CPU')} ({cpu.get('usable_cpus', '?')} cpus)"
+
+
+@dataclass
+class Row:
+    """One line of a comparison table."""
+
+    machine: str
+    host: str
+    engine: str
+    precision: str
+    device: str
+    batch: int
+    scenario: str
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput: float
+    count: int
+    tail_reliable: bool
+    emulation: str | None
+    file: str
+    speedup: float | None = None
+    summary: dict[str, Any] | None = None
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def series(self) -> str:
+        """What a plot line stands for: one engine/precision on one machine."""
+        emu = " [emulated]" if self.emulation else ""
+        return f"{self.engine} {self.precision} · {self.machine}{emu}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("latencies_ms")
+        return d
+
+
+def rows_from(results: Sequence[tuple[str, dict[str, Any]]]) -> list[Row]:
+    out = []
+    for source, data in results:
+        machine = data.get("machine") or {}
+        for run in data["runs"]:
+            s = run["stats"]
+            device = str(run.get("device") or "cpu")
+            emu = run.get("emulation")
+            label = machine_label(machine, device)
+            if emu:
+                cpu_name = (machine.get("cpu") or {}).get("model", "CPU")
+                label = f"{cpu_name} pinned to {len(emu.get('cpus') or [])} cpu(s)"
+            out.append(Row(
+                machine=label, host=str(machine.get("hostname") or "?"), engine=str(run["engine"]),
+                precision=str(run.get("precision") or "fp32"), device=device, batch=int(run["batch"]),
+                scenario=str(run.get("scenario") or "sweep"), p50_ms=float(s["p50_ms"]),
+                p90_ms=float(s["p90_ms"]), p99_ms=float(s["p99_ms"]), mean_ms=float(s["mean_ms"]),
+                throughput=float(run["throughput"]), count=int(s.get("count", 0)),
+                tail_reliable=bool(s.get("tail_reliable", True)),
+                emulation=(emu or {}).get("note") if emu else None, file=Path(source).name,
+                summary=run.get("scenario_summary"), latencies_ms=list(run.get("latencies_ms") or []),
+            ))
+    _disambiguate_hosts(out)
+    return out
+
+
+def _disambiguate_hosts(rows: list[Row]) -> None:
+    """Two different hosts with the same CPU/GPU model get their host name appended."""
+    hosts: dict[str, set[str]] = {}
+    for r in rows:
+        hosts.setdefault(r.machine, set()).add(r.host)
+    for r in rows:
+        if len(hosts[r.machine]) > 1:
+            r.machine = f"{r.machine} @{r.host}"
+
+
+def parse_baseline(text: str | None) -> dict[str, str]:
+    """'engine=ort,machine=EPYC' (or just 'ort', meaning the engine) -> a filter dict."""
+    if not text:
+        return {}
+    out = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        if not sep:
+            key, value = "engine", part
+        key = key.strip()
+        if key not in BASELINE_KEYS:
+            raise ResdeployError(f"--baseline key '{key}' is not one of: {', '.join(BASELINE_KEYS)}")
+        out[key] = value.strip()
+    return out
+
+
+def _matches(row: Row, flt: dict[str, str]) -> bool:
+    # Substring match, case-insensitive: users type "EPYC" or "H100", not the full model name.
+    return all(v.lower() in str(getattr(row, k)).lower() for k, v in flt.items())
+
+
+def apply_speedups(rows: list[Row], baseline: str | None = None) -> str:
+    """Speed-up = throughput / the baseline's throughput at the same batch and scenario.
+
+    The baseline is the first row matching ``baseline`` (default: the first row's
+    engine on the first row's machine). Returns a description of the baseline.
+    """
+    if not rows:
+        return ""
+    flt = parse_baseline(baseline)
+    if not flt:
+        first = rows[0]
+        flt = {"engine": first.engine, "machine": first.machine, "precision": first.precision}
+        exact = True
+    else:
+        exact = False
+    base_rows = [r for r in rows if (all(str(getattr(r, k)) == v for k, v in flt.items()) if exact
+                                     else _matches(r, flt))]
+    if not base_rows:
+        raise ResdeployError(f"--baseline {baseline} matches no run",
+                             hint="engines here: " + ", ".join(sorted({r.engine for r in rows})))
+    ref = base_rows[0]
+    key = (ref.engine, ref.machine, ref.precision, ref.device)
+    by_batch = {(r.batch, r.scenario): r for r in reversed(rows)
+                if (r.engine, r.machine, r.precision, r.device) == key}
+    for r in rows:
+        b = by_batch.get((r.batch, r.scenario))
+        r.speedup = r.throughput / b.throughput if b and b.throughput > 0 else None
+    return f"{ref.engine} {ref.precision} on {ref.machine}"
+
+
+# --- tables ----------------------------------------------------------------------------------------
+COLUMNS = ("machine", "engine", "precision", "batch", "p50", "p90", "p99", "mean", "img/s", "speed-up")
+CAPTION = "latency per batch in ms; speed-up = throughput / baseline throughput at the same batch"
+
+
+def _fmt_ms(v: float) -> str:
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
+
+
+def _fmt_rate(v: float) -> str:
+    return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def row_cells(r: Row, *, show_machine: bool = True) -> list[str]:
+    p99 = _fmt_ms(r.p99_ms) + ("" if r.tail_reliable else "*")
+    cells = [r.machine + (" †" if r.emulation else ""), r.engine, r.precision, str(r.batch),
+             _fmt_ms(r.p50_ms), _fmt_ms(r.p90_ms), p99, _fmt_ms(r.mean_ms), _fmt_rate(r.throughput),
+             "–" if r.speedup is None else f"{r.speedup:.2f}×"]
+    return cells if show_machine else cells[1:]
+
+
+def footnotes(rows: Sequence[Row]) -> list[str]:
+    notes: list[str] = []
+    if any(not r.tail_reliable for r in rows):
+        notes.append("* fewer than 100 samples: p99 is close to the maximum; run longer (--duration) for a real tail")
+    for note in sorted({r.emulation for r in rows if r.emulation}):
+        notes.append(f"† {note}")
+    servers = [r for r in rows if r.scenario == "server" and r.summary]
+    for r in servers:
+        s = r.summary or {}
+        slo = s.get("slo_ms")
+        verdict = "" if slo is None else (" — SLO met" if s.get("slo_met") else " — SLO MISSED")
+        notes.append(f"server {r.engine} batch {r.batch}: {s.get('achieved_qps', 0):.1f} of "
+                     f"{s.get('target_qps', 0):g} QPS, p99 {r.p99_ms:.2f} ms"
+                     + (f" vs SLO {slo:g} ms" if slo is not None else "") + verdict
+                     + (" (overloaded: queue kept growing)" if s.get("overloaded") else ""))
+    return notes
+
+
+def rich_table(rows: Sequence[Row], *, title: str | None = None) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    machines = list(dict.fromkeys(r.machine for r in rows))
+    show_machine = len(machines) > 1
+    # A light box keeps engine x batch tables inside 80 columns (CI logs, pipes).
+    table = Table(title=title, caption=CAPTION, box=box.SIMPLE_HEAD, pad_edge=False)
+    body = []
+    for r in rows:
+        cells = row_cells(r, show_machine=show_machine)
+        if show_machine:  # full machine names go below the table: they would not fit in 80 columns
+            cells[0] = f"m{machines.index(r.machine) + 1}" + (" †" if r.emulation else "")
+        body.append(cells)
+    for i, col in enumerate(COLUMNS if show_machine else COLUMNS[1:]):
+        # Never truncate a cell: the widest value (or header) sets the column's width.
+        width = max([len(col)] + [len(c[i]) for c in body])
+        table.add_column(col, justify="right" if col not in ("machine", "engine", "precision") else "left",
+                         no_wrap=True, min_width=width)
+    for cells in body:
+        table.add_row(*cells)
+    return table
+
+
+def machine_legend(rows: Sequence[Row]) -> list[str]:
+    """'m1 = AMD EPYC (2 cpus)' lines for the terminal table (empty with a single machine)."""
+    machines = list(dict.fromkeys(r.machine for r in rows))
+    return [f"m{i + 1} = {m}" for i, m in enumerate(machines)] if len(machines) > 1 else []
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    lines = [f"_{CAPTION}_", "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 7) + "|"]
+    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# --- plots -----------------------------------------------------------------------------------------
+def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
+    """PNG bytes: latency against batch size, throughput bars, latency CDF (smallest batch)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from resdeploy.stats import empirical_cdf
+
+    series: dict[str, list[Row]] = {}
+    for r in rows:
+        series.setdefault(r.series, []).append(r)
+    plots: dict[str, bytes] = {}
+
+    def png(fig: Any) -> bytes:
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        return buf.getvalue()
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, rs in series.items():
+        rs = sorted(rs, key=lambda r: r.batch)
+        ax.plot([r.batch for r in rs], [r.p50_ms for r in rs], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("p50 latency per batch (ms)")
+    ax.set_title("Latency against batch size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    plots["latency_vs_batch"] = png(fig)
+
+    batches = sorted({r.batch for r in rows})
+    names = list(series)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(batches))
+    for i, name in enumerate(names):
+        by_b = {r.batch: r.throughput for r in series[name]}
+        ax.bar(x + i * width - 0.4 + width / 2, [by_b.get(b, 0.0) for b in batches], width, label=name)
+    ax.set_xticks(x, [str(b) for b in batches])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("throughput (images/s)")
+    ax.set_title("Throughput")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    plots["throughput"] = png(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    smallest = min(batches) if batches else 1
+    for name, rs in series.items():
+        for r in rs:
+            if r.batch == smallest and r.latencies_ms:
+                xs, ys = empirical_cdf(r.latencies_ms)
+                ax.step(xs, ys, where="post", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency at batch {smallest} (ms)")
+    ax.set_ylabel("fraction of inferences")
+    ax.set_title("Latency CDF")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    plots["latency_cdf"] = png(fig)
+    return plots
+
+
+# --- documents -------------------------------------------------------------------------------------
+def _machine_details(results: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
+    out = []
+    for source, data in results:
+        m = data.get("machine") or {}
+        cpu = m.get("cpu") or {}
+        gpus = m.get("gpus") or []
+        libs = m.get("libraries") or {}
+        out.append({
+            "file": Path(source).name,
+            "created": str(data.get("created", "")),
+            "host": str(m.get("hostname", "")),
+            "cpu": f"{cpu.get('model', '?')}, {cpu.get('usable_cpus', '?')} of {cpu.get('logical_cores', '?')} cpus",
+            "gpu": ", ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in gpus) or "—",
+            "cuda": str((m.get("cuda") or {}).get("torch_cuda") or "—"),
+            "os": str(m.get("os", "")),
+            "libraries": ", ".join(f"{k} {v}" for k, v in sorted(libs.items())),
+        })
+    return out
+
+
+METHOD = ("Each engine ran one runner per batch size on random inputs rotated over several buffers, "
+          "after warm-up, until both the iteration and duration minimums were met. Latency per inference "
+          "is timed with CUDA events on GPUs and a monotonic clock on CPUs; throughput is images / wall time. "
+          "Speed-up is throughput over the baseline's throughput at the same batch size.")
+
+
+def render_markdown(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, Any]]], baseline: str,
+                    plot_files: dict[str, str], title: str) -> str:
+    parts = [f"# {title}", "", METHOD, "", f"Baseline for speed-ups: **{baseline}**.", "", markdown_table(rows), ""]
+    parts += [f"{n}  " for n in footnotes(rows)] + [""]
+    for name, rel in plot_files.items():
+        parts += [f"![{name.replace('_', ' ')}]({rel})", ""]
+    parts += ["## Machines", "", "| file | created | host | cpu | gpu | cuda | libraries |",
+              "|---|---|---|---|---|---|---|"]
+    parts += [f"| {d['file']} | {d['created']} | {d['host']} | {d['cpu']} | {d['gpu']} | {d['cuda']} | "
+              f"{d['libraries']} |" for d in _machine_details(results)]
+    return "\n".join(parts) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.3rem .6rem}
+th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;margin:.5rem 0}
+.note{color:#555;font-size:.85rem}"""
+
+
+def render_html(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, Any]]], baseline: str,
+                plots: dict[str, bytes], title: str) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(c)}</th>" for c in COLUMNS)
+    body = []
+    for r in rows:
+        cells = row_cells(r)
+        body.append("<tr>" + "".join(
+            f"<td{' class=n' if i >= 3 else ''}>{e(c)}</td>" for i, c in enumerate(cells)) + "</tr>")
+    notes = "".join(f"<p class=note>{e(n)}</p>" for n in footnotes(rows))
+    imgs = "".join(
+        f'<h3>{e(name.replace("_", " "))}</h3><img alt="{e(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(data).decode()}">' for name, data in plots.items())
+    details = _machine_details(results)
+    mhead = "".join(f"<th>{k}</th>" for k in ("file", "created", "host", "cpu", "gpu", "cuda", "os", "libraries"))
+    mrows = "".join("<tr>" + "".join(f"<td>{e(d[k])}</td>" for k in
+                                     ("file", "created", "host", "cpu", "gpu", "cuda", "os", "libraries")) + "</tr>"
+                    for d in details)
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(title)}</title><style>{_CSS}</style>"
+            f"</head><body><h1>{e(title)}</h1><p>{e(METHOD)}</p><p>Baseline for speed-ups: <b>{e(baseline)}</b>.</p>"
+            f"<table><tr>{head}</tr>{''.join(body)}</table>{notes}<h2>Plots</h2>{imgs}"
+            f"<h2>Machines</h2><table><tr>{mhead}</tr>{mrows}</table></body></html>\n")
+
+
+@dataclass
+class ReportResult:
+    rows: list[Row]
+    baseline: str
+    output: Path | None
+    sources: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": REPORT_SCHEMA, "baseline": self.baseline, "output": str(self.output) if self.output else None,
+                "sources": self.sources, "rows": [r.to_dict() for r in self.rows]}
+
+
+def sort_rows(rows: list[Row]) -> list[Row]:
+    """Group by batch, then machine/engine in first-seen order, so a table reads across engines."""
+    order: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        order.setdefault((r.machine, r.engine, r.precision), len(order))
+    return sorted(rows, key=lambda r: (r.scenario, r.batch, order[(r.machine, r.engine, r.precision)]))
+
+
+def report(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
+           baseline: str | None = None, title: str = "resdeploy benchmark report") -> ReportResult:
+    """Merge bench results and write ``output`` (.html with embedded plots, or .md with PNGs beside it)."""
+    from resdeploy.artifacts import atomic_write_bytes, atomic_write_text, check_writable_dir
+
+    out = Path(output) if output is not None else None
+    if out is not None and out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise ResdeployError(f"report output must end in .html or .md, got '{out.name}'")
+    if out is not None:
+        check_writable_dir(out.parent if str(out.parent) else Path("."))
+    results = load_results(paths)
+    rows = rows_from(results)
+    base = apply_speedups(rows, baseline)
+    rows = sort_rows(rows)
+    if out is not None:
+        plots = make_plots(rows)
+        if out.suffix.lower() == ".md":
+            plot_dir = out.with_name(out.stem + "_plots")
+            plot_dir.mkdir(parents=True, exist_ok=True)
+            rel = {}
+            for name, data in plots.items():
+                atomic_write_bytes(plot_dir / f"{name}.png", data)
+                rel[name] = f"{plot_dir.name}/{name}.png"
+            atomic_write_text(out, render_markdown(rows, results, base, rel, title))
+        else:
+            atomic_write_text(out, render_html(rows, results, base, plots, title))
+    return ReportResult(rows=rows, baseline=base, output=out, sources=[s for s, _ in results])
+
+
+def bench_rows(result: Any) -> tuple[list[Row], str]:
+    """Rows for the table ``bench`` prints, speed-ups against its first engine."""
+    data = result.to_dict() if hasattr(result, "to_dict") else result
+    rows = rows_from([("(this run)", data)])
+    base = apply_speedups(rows)
+    return sort_rows(rows), base

@@ -1,0 +1,137 @@
+"""OpenVINO runner: OpenVINO's own runtime on the same ONNX file, the common Intel CPU and edge target.
+
+Two settings matter for honest numbers, so they are explicit and recorded:
+
+* ``INFERENCE_PRECISION_HINT``: on CPUs with AVX512-BF16 or AMX, OpenVINO silently runs
+  an FP32 graph in bf16 by default. We pin f32 unless ``--precision bf16|fp16`` asks
+  for a lower inference precision, and refuse one the CPU cannot run.
+* a static input shape when the batch is known, as ``benchmark_app -shape`` does,
+  so the compiled model is the one a deployment would compile.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from resdeploy.errors import MissingDependencyError, ResdeployError
+from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+from resdeploy.runners.ort import check_graph_precision, onnx_model_path
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
+_OV_DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
+
+
+def _ov() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependencyError("OpenVINO (the 'openvino' package)", "pip install openvino") from None
+    return openvino
+
+
+class OpenVinoRunner(Runner):
+    """``openvino.Core().compile_model`` on an ONNX file, one synchronous infer request."""
+
+    engine = "openvino"
+
+    def __init__(self, config: RunnerConfig) -> None:
+        super().__init__(config)
+        self.ov_device = "CPU" if config.device.startswith("cpu") else config.device.split(":")[0].upper()
+        self.model_path = onnx_model_path(config.model, self.engine)
+        req = (config.precision or "").lower() or None
+        self.graph_precision = check_graph_precision(req, self.model_path, self.engine, allowed_casts=("bf16", "fp16"))
+        if req in ("bf16", "fp16") and self.graph_precision != "fp32":
+            raise ResdeployError(f"--precision {req} with OpenVINO needs an fp32 graph, {self.model_path} is "
+                                 f"{self.graph_precision}")
+        # f32 unless asked: the graph's own precision (fp16 weights, int8 Q/DQ) still applies.
+        self.hint = _HINTS[req] if req in _HINTS else "f32"
+        self.precision = req if req in ("bf16", "fp16") else self.graph_precision
+        self._compiled: Any = None
+        self._request: Any = None
+        self._meta: TensorMeta | None = None
+        self._np_dtype = np.dtype(np.float32)
+
+    def _load(self) -> None:
+        ov = _ov()
+        core = ov.Core()
+        if self.ov_device not in core.available_devices:
+            raise MissingDependencyError(
+                f"OpenVINO device {self.ov_device}",
+                f"this machine offers {', '.join(core.available_devices) or 'none'}; use --device cpu",
+            )
+        if self.hint != "f32":
+            caps = core.get_property(self.ov_device, "OPTIMIZATION_CAPABILITIES")
+            if _CAPABILITY[self.precision] not in caps:
+                raise ResdeployError(
+                    f"OpenVINO on this {self.ov_device} cannot run {self.precision} "
+                    f"(it supports {', '.join(caps)}); drop --precision or use another machine"
+                )
+        t0 = time.perf_counter()
+        try:
+            model = core.read_model(str(self.model_path))
+        except Exception as exc:
+            raise ResdeployError(f"OpenVINO cannot read {self.model_path}: {str(exc).strip().splitlines()[0][:300]}"
+                                 ) from None
+        if len(model.inputs) != 1:
+            raise ResdeployError(f"{self.model_path} has {len(model.inputs)} inputs; resdeploy runs single-input models")
+        pshape = model.inputs[0].get_partial_shape()
+        if self.config.batch_size and pshape.rank.is_static and pshape[0].is_dynamic:
+            dims = [self.config.batch_size] + [d.get_length() if d.is_static else -1 for d in list(pshape)[1:]]
+            if all(d > 0 for d in dims):
+                model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(dims)})
+        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": "LATENCY"}
+        if self.config.threads:
+            props["INFERENCE_NUM_THREADS"] = int(self.config.threads)
+        try:
+            self._compiled = core.compile_model(model, self.ov_device, props)
+        except Exception as exc:
+            raise ResdeployError(f"OpenVINO cannot compile {self.model_path} for {self.ov_device}: "
+                                 f"{str(exc).strip().splitlines()[0][:300]}") from None
+        self._request = self._compiled.create_infer_request()
+        self.setup_seconds["load"] = round(time.perf_counter() - t0, 4)
+        port = self._compiled.inputs[0]
+        ps = port.get_partial_shape()
+        shape = tuple(d.get_length() if d.is_static else "?" for d in ps)
+        dtype = _OV_DTYPES.get(port.get_element_type().get_type_name(), "float32")
+        self._meta = TensorMeta(port.get_any_name(), shape, dtype)
+        self._np_dtype = np.dtype(dtype)
+
+    def _close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+    def input_meta(self) -> TensorMeta:
+        if self._meta is None:
+            raise RuntimeError("runner not loaded: use it as a context manager")
+        return self._meta
+
+    def stage(self, batch: np.ndarray) -> Any:
+        return np.ascontiguousarray(batch, dtype=self._np_dtype)
+
+    def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:
+        # share_inputs avoids a copy, as a deployment feeding its own buffers would.
+        self._request.infer({0: staged}, share_inputs=True)
+        return self._request.get_output_tensor(0).data
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.array(self.run_staged(self.stage(batch)), dtype=np.float32, copy=True)
+
+    def describe(self) -> dict[str, Any]:
+        from resdeploy.artifacts import package_versions
+
+        d = super().describe()
+        d.update({"precision": self.precision, "graph_precision": self.graph_precision,
+                  "model_path": str(self.model_path), "ov_device": self.ov_device,
+                  "inference_precision_hint": self.hint,
+                  "openvino": package_versions(["openvino"])["openvino"]})
+        if self._compiled is not None:
+            try:
+                d["num_streams"] = int(self._compiled.get_property("NUM_STREAMS"))
+                d["inference_num_threads"] = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+            except Exception:  # older OpenVINO: properties differ; description stays useful without them
+                pass
+        return d

@@ -1,0 +1,206 @@
+"""ONNX Runtime runner: the CPU provider by default, ONNX Runtime's OpenVINO provider on request.
+
+Built for subclassing: the GPU path (``OrtCudaRunner``) overrides ``_providers``,
+``_session_options`` or ``_make_session`` and the staging hooks, and inherits model
+resolution, precision checks, error messages and ``describe``.
+
+Precision lives in the ONNX graph (see DESIGN.md): ONNX Runtime runs what the graph
+holds, so ``--precision`` here is a check that the graph is what the user thinks it
+is, never a silent cast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resdeploy.artifacts import read_manifest, resolve_model_file
+from resdeploy.errors import MissingDependencyError, ResdeployError, require
+from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(bfloat16)": "bfloat16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+ORT_EPS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+_EP_INSTALL = {
+    "cuda": "pip install onnxruntime-gpu (it replaces onnxruntime), with a CUDA GPU and driver",
+    "trt": "pip install onnxruntime-gpu and TensorRT (pip install tensorrt), with a CUDA GPU",
+    "openvino": "pip install onnxruntime-openvino (it replaces onnxruntime)",
+}
+
+
+def onnx_model_path(model: str, engine: str) -> Path:
+    """The ONNX file behind an artifact directory or file path, with a message for zoo names."""
+    p = Path(model)
+    if not p.exists() and not p.suffix and "/" not in model:
+        raise ResdeployError(
+            f"engine '{engine}' runs an ONNX model, and '{model}' is not a file or directory",
+            hint=f"export it first: resdeploy export {model} -o artifacts/{model}",
+        )
+    path = resolve_model_file(p)
+    if not path.is_file():
+        raise ResdeployError(f"{path} is not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ResdeployError(f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
+def graph_precision(path: Path) -> str:
+    """fp32 | fp16 | int8 for an ONNX file: from its manifest, else from the graph itself."""
+    manifest = read_manifest(path)
+    if manifest and isinstance(manifest.get("precision"), str):
+        return str(manifest["precision"]).lower()
+    onnx = require("onnx")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ResdeployError(f"cannot read {path} as an ONNX model: {str(exc).splitlines()[0]}") from None
+    ops = {n.op_type for n in proto.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger"} & ops:
+        return "int8"
+    f16 = onnx.TensorProto.FLOAT16
+    if any(t.data_type == f16 for t in proto.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def check_graph_precision(requested: str | None, path: Path, engine: str, allowed_casts: tuple[str, ...] = ()
+                          ) -> str:
+    """Refuse a precision the graph does not hold (unless the engine can cast to it)."""
+    actual = graph_precision(path)
+    if requested is None or requested.lower() == actual or requested.lower() in allowed_casts:
+        return actual
+    raise ResdeployError(
+        f"engine '{engine}' runs the precision stored in the ONNX graph ({actual} in {path}), "
+        f"not {requested}",
+        hint=f"make a {requested} variant with `resdeploy quantize {path.parent} --precision {requested}` "
+        "and bench that, or drop --precision",
+    )
+
+
+class OrtRunner(Runner):
+    """An ``onnxruntime.InferenceSession`` on the CPU provider, or the OpenVINO provider (ep='openvino')."""
+
+    engine = "ort"
+
+    def __init__(self, config: RunnerConfig) -> None:
+        super().__init__(config)
+        self.ep: str = str(config.options.get("ep") or self._default_ep()).lower()
+        if self.ep not in ORT_EPS:
+            raise ResdeployError(f"unknown ONNX Runtime provider '{self.ep}'; choose from: {', '.join(ORT_EPS)}")
+        self._check_device()
+        self.model_path = onnx_model_path(config.model, self.engine)
+        self.precision = check_graph_precision(config.precision, self.model_path, self.engine)
+        self.session: Any = None
+        self.input_name = ""
+        self.output_names: list[str] = []
+        self._meta: TensorMeta | None = None
+        self._np_dtype = np.dtype(np.float32)
+
+    # --- hooks for subclasses ----------------------------------------------------------------
+    def _default_ep(self) -> str:
+        return "cpu"
+
+    def _check_device(self) -> None:
+        if not self.device.startswith("cpu"):
+            raise ResdeployError(f"OrtRunner runs on the CPU, not {self.device}",
+                                 hint="ONNX Runtime on a GPU goes through --device cuda, which picks OrtCudaRunner")
+        if self.ep in ("cuda", "trt"):
+            raise ResdeployError(f"--ep {self.ep} runs on a GPU: add --device cuda")
+
+    def _providers(self) -> list[Any]:
+        """Provider list for the session; the OpenVINO provider gets our thread and precision settings."""
+        ort = self._ort()
+        name = ORT_EPS[self.ep]
+        if name not in ort.get_available_providers():
+            raise MissingDependencyError(f"ONNX Runtime's {name}", _EP_INSTALL.get(self.ep, "pip install onnxruntime"))
+        if self.ep == "openvino":
+            opts: dict[str, Any] = {"device_type": "CPU", "precision": "FP32"}
+            if self.config.threads:
+                opts["num_of_threads"] = int(self.config.threads)
+            return [(name, opts), "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    def _session_options(self) -> Any:
+        """One inference at a time, all graph optimisations, ``--threads`` intra-op threads."""
+        ort = self._ort()
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        if self.config.threads:
+            so.intra_op_num_threads = int(self.config.threads)
+        so.log_severity_level = 3  # errors only: provider chatter would break --json on stdout
+        return so
+
+    def _make_session(self, path: Path) -> Any:
+        ort = self._ort()
+        providers = self._providers()
+        try:
+            return ort.InferenceSession(str(path), sess_options=self._session_options(), providers=providers)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ResdeployError(f"ONNX Runtime cannot load {path}: {first[:300]}") from None
+
+    @staticmethod
+    def _ort() -> Any:
+        return require("onnxruntime", "onnxruntime", "ONNX Runtime (the 'onnxruntime' package)")
+
+    # --- Runner interface ------------------------------------------------------------------------
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        self.session = self._make_session(self.model_path)
+        self.setup_seconds["load"] = round(time.perf_counter() - t0, 4)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ResdeployError(f"{self.model_path} has {len(inputs)} inputs; resdeploy runs single-input models")
+        inp = inputs[0]
+        dtype = _ORT_DTYPES.get(inp.type, "float32")
+        self._meta = TensorMeta(inp.name, tuple(d if isinstance(d, int) else str(d) for d in inp.shape), dtype)
+        self._np_dtype = np.dtype(dtype) if dtype != "bfloat16" else np.dtype(np.float32)
+        self.input_name = inp.name
+        self.output_names = [o.name for o in self.session.get_outputs()][:1]
+
+    def _close(self) -> None:
+        self.session = None
+
+    def input_meta(self) -> TensorMeta:
+        if self._meta is None:
+            raise RuntimeError("runner not loaded: use it as a context manager")
+        return self._meta
+
+    def stage(self, batch: np.ndarray) -> Any:
+        """Cast to the graph's input dtype once, outside the timed region."""
+        return np.ascontiguousarray(batch, dtype=self._np_dtype)
+
+    def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:
+        return self.session.run(self.output_names, {self.input_name: staged})[0]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        out = self.run_staged(self.stage(batch))
+        return np.asarray(out, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        from resdeploy.artifacts import package_versions
+
+        d = super().describe()
+        versions = package_versions(["onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"])
+        d.update({
+            "precision": self.precision,
+            "model_path": str(self.model_path),
+            "ep": self.ep,
+            "providers": list(self.session.get_providers()) if self.session is not None else None,
+            "onnxruntime": next((v for v in versions.values() if v), None),
+        })
+        return d

@@ -1,0 +1,356 @@
+"""``validate``: does a precision variant (or another engine) still give the reference's answers?
+
+The candidate and the reference run on the very same tensors (one load, one
+preprocessing, from the candidate's manifest), batch by batch, so any difference is
+the model's and not the data pipeline's. On a labelled folder both get top-1/top-5
+accuracy; on any data the logits are compared with ``resdeploy.compare``.
+
+Gates decide pass or fail. With no gate given, the default is MLPerf's closed-division
+rule on labelled data (candidate top-1 >= 99% of the reference's) and top-1 agreement
+>= 99% on unlabelled data. Any explicit gate replaces the default, so a CI job states
+exactly what it checks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from resdeploy.artifacts import atomic_write_text, read_manifest, resolve_model_file
+from resdeploy.compare import parity_metrics, topk_accuracy
+from resdeploy.console import Reporter
+from resdeploy.errors import ResdeployError
+from resdeploy.preprocess import PreprocessSpec
+
+MLPERF_TOP1_RATIO = 0.99
+DEFAULT_MIN_AGREEMENT = 0.99
+
+
+@dataclass
+class ValidateConfig:
+    """What to compare, on which data, and the gates (None: the defaults described above)."""
+
+    data: str | None = None  # labelled folder (class subfolders), unlabelled folder, .npy/.npz, synthetic
+    reference: str | None = None  # None: the FP32 parent in the candidate's manifest; "torch"; or a path
+    engine: str = "ort"  # engine that runs the candidate
+    device: str = "cpu"
+    threads: int | None = None
+    batch_size: int = 32
+    samples: int | None = None  # None: all samples (sorted); N: a seeded selection of N
+    seed: int = 0
+    labels: str | None = None  # class name -> index file; default: sorted folder names (ImageFolder)
+    max_top1_drop: float | None = None  # in percentage points, e.g. 1.0
+    min_top1_ratio: float | None = None  # candidate top-1 / reference top-1, e.g. 0.99 (MLPerf)
+    min_agreement: float | None = None  # fraction of samples whose top-1 class matches the reference's
+    max_abs_error: float | None = None  # on logits
+    min_cosine: float | None = None  # worst per-sample cosine similarity of logits
+    # Preprocessing for a candidate without a manifest.
+    input_size: int | None = None
+    resize: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def explicit_gates(self) -> bool:
+        return any(v is not None for v in (self.max_top1_drop, self.min_top1_ratio, self.min_agreement,
+                                            self.max_abs_error, self.min_cosine))
+
+    def check(self) -> None:
+        if not self.data:
+            raise ResdeployError("validate needs data: pass --data (a labelled image folder, images, .npy/.npz, or synthetic)")
+        if self.batch_size <= 0:
+            raise ResdeployError(f"--batch-size must be positive, got {self.batch_size}")
+        for name, v, lo, hi in (("--min-agreement", self.min_agreement, 0, 1), ("--min-top1-ratio", self.min_top1_ratio, 0, 10),
+                                ("--min-cosine", self.min_cosine, -1, 1), ("--max-top1-drop", self.max_top1_drop, -100, 100)):
+            if v is not None and not lo <= v <= hi:
+                raise ResdeployError(f"{name} must be between {lo} and {hi}, got {v}")
+        if self.max_abs_error is not None and self.max_abs_error < 0:
+            raise ResdeployError(f"--max-abs-error must be >= 0, got {self.max_abs_error}")
+
+
+@dataclass
+class Gate:
+    """One check: ``value`` compared with ``threshold`` by ``op``."""
+
+    name: str
+    value: float
+    op: str  # ">=" | "<="
+    threshold: float
+    passed: bool
+    description: str
+
+
+@dataclass
+class ValidateResult:
+    candidate: dict[str, Any]
+    reference: dict[str, Any]
+    data: dict[str, Any]
+    samples: int
+    labelled: bool
+    accuracy: dict[str, dict[str, float]] | None  # {"reference": {top1, top5}, "candidate": {...}}
+    top1_drop_points: float | None
+    parity: dict[str, Any]
+    gates: list[Gate]
+    passed: bool
+    seconds: float
+    skipped_files: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["schema"] = "resdeploy.validate/1"
+        return d
+
+    def failures(self) -> list[Gate]:
+        return [g for g in self.gates if not g.passed]
+
+    def junit_xml(self) -> str:
+        """JUnit XML, one test case per gate, so CI systems list each gate as a test."""
+        fails = self.failures()
+        props = {"candidate": self.candidate.get("path"), "reference": self.reference.get("path"),
+                 "data": self.data.get("source"), "samples": self.samples,
+                 "top1_agreement": self.parity.get("top1_agreement")}
+        if self.accuracy:
+            props.update({"reference_top1": self.accuracy["reference"]["top1"],
+                          "candidate_top1": self.accuracy["candidate"]["top1"]})
+        lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+                 f'<testsuites name="resdeploy validate" tests="{len(self.gates)}" failures="{len(fails)}" '
+                 f'time="{self.seconds:.3f}">',
+                 f'  <testsuite name="resdeploy.validate" tests="{len(self.gates)}" failures="{len(fails)}" '
+                 f'errors="0" skipped="0" time="{self.seconds:.3f}">',
+                 "    <properties>"]
+        lines += [f"      <property name={quoteattr(k)} value={quoteattr(str(v))}/>" for k, v in props.items()]
+        lines.append("    </properties>")
+        classname = quoteattr(f"resdeploy.validate.{Path(str(self.candidate.get('path', 'candidate'))).parent.name}")
+        for g in self.gates:
+            text = f"{g.name}: {_fmt(g.value)} {g.op} {_fmt(g.threshold)}"
+            lines.append(f"    <testcase classname={classname} name={quoteattr(g.name)} time=\"0\">")
+            if not g.passed:
+                lines.append(f"      <failure message={quoteattr(text + ' failed')} type=\"GateFailure\">"
+                             f"{escape(g.description)}</failure>")
+            lines.append(f"      <system-out>{escape(text + ' — ' + g.description)}</system-out>")
+            lines.append("    </testcase>")
+        lines += ["  </testsuite>", "</testsuites>", ""]
+        return "\n".join(lines)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+# ------------------------------------------------------------------------------------------
+def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, reference: str | None
+                       ) -> tuple[str, str, dict[str, Any]]:
+    """(engine, model, description) of the reference."""
+    from resdeploy.precision import parent_model_path
+
+    if reference in (None, "", "parent", "torch"):
+        if manifest is None:
+            raise ResdeployError(f"{candidate_path} has no manifest naming its FP32 parent",
+                                 hint="pass --reference PATH (the FP32 ONNX model) or --reference torch")
+        parent = parent_model_path(candidate_path, manifest)
+        if parent is None:
+            if manifest.get("parent"):
+                raise ResdeployError(f"the FP32 model named in {candidate_path.parent / 'manifest.json'} is gone: "
+                                     f"{manifest['parent'].get('path')}", hint="pass --reference PATH")
+            if reference == "torch" and manifest.get("model"):
+                parent = candidate_path  # an FP32 export itself, compared with its PyTorch model
+            else:
+                raise ResdeployError(f"{candidate_path} has no FP32 parent in its manifest (is it the FP32 export?)",
+                                     hint="pass --reference PATH, or --reference torch to compare with PyTorch")
+        if reference == "torch":
+            pman = read_manifest(parent)
+            if not pman or not pman.get("model"):
+                raise ResdeployError(f"the manifest beside {parent} does not say how to rebuild the PyTorch model",
+                                     hint="export with `resdeploy export`, or pass --reference PATH")
+            return "torch", str(parent.parent), {"engine": "torch", "path": str(parent.parent), "kind": "pytorch"}
+        return "ort", str(parent), {"engine": "ort", "path": str(parent), "kind": "parent"}
+    p = Path(reference)
+    if not p.exists():
+        raise ResdeployError(f"no such reference model: {reference}", hint="pass an ONNX file/artifact dir, or 'torch'")
+    path = resolve_model_file(p)
+    from resdeploy.precision import _check_onnx
+
+    _check_onnx(path)
+    return "ort", str(path), {"engine": "ort", "path": str(path), "kind": "path"}
+
+
+def _infer(runner: Any, x: np.ndarray) -> np.ndarray:
+    """Run a batch, splitting/padding it for runners whose model has a fixed batch size."""
+    shape = runner.input_meta().shape
+    fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+    if not fixed or fixed == len(x):
+        return np.asarray(runner.infer(x), dtype=np.float32).reshape(len(x), -1)
+    outs = []
+    for i in range(0, len(x), fixed):
+        chunk = x[i:i + fixed]
+        n = len(chunk)
+        if n < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+        outs.append(np.asarray(runner.infer(chunk), dtype=np.float32).reshape(fixed, -1)[:n])
+    return np.concatenate(outs)
+
+
+def validate(candidate: str | os.PathLike[str], *, reference: str | None = None, data: str | None = None,
+             config: ValidateConfig | None = None, reporter: Reporter | None = None, **kwargs: Any) -> ValidateResult:
+    """Compare ``candidate`` with its reference on ``data`` and apply the gates.
+
+    Bad input raises ``ResdeployError`` (exit 2). A failed gate does not raise: the
+    result says ``passed=False`` (the CLI turns that into exit code 1).
+    """
+    from resdeploy.data import open_data
+    from resdeploy.precision import preprocess_from
+    from resdeploy.runners import RunnerConfig, create_runner
+
+    cfg = config or ValidateConfig(**kwargs)
+    if config is not None and kwargs:
+        raise TypeError("pass either config= or keyword settings, not both")
+    if data is not None:
+        cfg = replace(cfg, data=data)
+    if reference is not None:
+        cfg = replace(cfg, reference=reference)
+    cfg.check()
+    rep = reporter or Reporter(quiet=True)
+    t0 = time.perf_counter()
+
+    cand_path = Path(candidate)
+    if not cand_path.exists():
+        raise ResdeployError(f"no such candidate model: {candidate}")
+    cand_file = resolve_model_file(cand_path) if cfg.engine in ("ort", "openvino") else cand_path
+    if cand_file.suffix == ".onnx":
+        from resdeploy.precision import _check_onnx
+
+        _check_onnx(cand_file)
+    manifest = read_manifest(cand_file)
+    spec: PreprocessSpec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean,
+                                           std=cfg.std, what=str(cand_file), reporter=rep)
+    ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
+    ref_manifest = read_manifest(ref_model) if ref_engine == "ort" else read_manifest(Path(ref_model) / "model.onnx")
+    if ref_manifest and isinstance(ref_manifest.get("preprocess"), dict):
+        if PreprocessSpec.from_dict(ref_manifest["preprocess"]) != spec:
+            rep.warn("the reference's manifest records different preprocessing than the candidate's; "
+                     "both run on the candidate's")
+    assert cfg.data is not None  # checked by cfg.check()
+    ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=rep)
+    warnings: list[str] = []
+    if ds.kind == "synthetic":
+        warnings.append("synthetic data: agreement on random tensors says little about accuracy on real images")
+
+    ref_cfg = RunnerConfig(engine=ref_engine, model=ref_model, threads=cfg.threads)
+    cand_cfg = RunnerConfig(engine=cfg.engine, model=str(cand_file), device=cfg.device, threads=cfg.threads)
+    ref_logits: list[np.ndarray] = []
+    cand_logits: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    with rep.step("loading the reference and the candidate"):
+        ref_runner = create_runner(ref_cfg).__enter__()
+        try:
+            cand_runner = create_runner(cand_cfg).__enter__()
+        except BaseException:
+            ref_runner.__exit__(None, None, None)
+            raise
+    try:
+        num_classes: int | None = None
+        for batch in ds.batches(cfg.batch_size, rep, description="validating"):
+            r = _infer(ref_runner, batch.inputs)
+            c = _infer(cand_runner, batch.inputs)
+            if r.shape != c.shape:
+                raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
+                                     "they are not the same model")
+            if num_classes is None:
+                num_classes = r.shape[1]
+                _check_labels(ds, num_classes, cfg.labels, rep)
+            ref_logits.append(r)
+            cand_logits.append(c)
+            if batch.labels is not None:
+                labels.append(batch.labels)
+    finally:
+        cand_runner.__exit__(None, None, None)
+        ref_runner.__exit__(None, None, None)
+
+    ref_all, cand_all = np.concatenate(ref_logits), np.concatenate(cand_logits)
+    metrics = parity_metrics(ref_all, cand_all)
+    accuracy = None
+    drop = None
+    if labels:
+        y = np.concatenate(labels)
+        accuracy = {
+            "reference": {"top1": topk_accuracy(ref_all, y, 1), "top5": topk_accuracy(ref_all, y, 5)},
+            "candidate": {"top1": topk_accuracy(cand_all, y, 1), "top5": topk_accuracy(cand_all, y, 5)},
+        }
+        drop = 100.0 * (accuracy["reference"]["top1"] - accuracy["candidate"]["top1"])
+    gates = _gates(cfg, metrics.to_dict(), accuracy, drop)
+    cand_desc = {"engine": cfg.engine, "path": str(cand_file),
+                 "precision": (manifest or {}).get("precision"), "target": (manifest or {}).get("target")}
+    data_desc = ds.describe()
+    data_desc["samples"] = int(ref_all.shape[0])
+    return ValidateResult(
+        candidate=cand_desc, reference=ref_desc, data=data_desc, samples=int(ref_all.shape[0]),
+        labelled=bool(labels), accuracy=accuracy, top1_drop_points=drop, parity=metrics.to_dict(), gates=gates,
+        passed=all(g.passed for g in gates), seconds=round(time.perf_counter() - t0, 3),
+        skipped_files=len(ds.skipped), warnings=warnings,
+    )
+
+
+def _check_labels(ds: Any, num_classes: int, labels_file: str | None, rep: Reporter) -> None:
+    if ds.labels is None:
+        return
+    top = max(ds.labels)
+    if top >= num_classes:
+        where = f"the mapping in {labels_file}" if labels_file else "the sorted class folders"
+        raise ResdeployError(f"labels do not match the model: {where} give class index {top}, "
+                             f"but the model has {num_classes} classes",
+                             hint="pass --labels FILE mapping folder names to the model's class indices")
+    if ds.classes and len(ds.classes) < num_classes and not labels_file:
+        rep.warn(f"{len(ds.classes)} class folders for a {num_classes}-class model: classes are numbered by sorted "
+                 "folder name (0, 1, ...); pass --labels FILE if the folders are a subset of the model's classes")
+
+
+def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str, float]] | None,
+           drop: float | None) -> list[Gate]:
+    gates: list[Gate] = []
+    explicit = cfg.explicit_gates()
+    min_ratio = cfg.min_top1_ratio
+    min_agree = cfg.min_agreement
+    if not explicit:
+        if accuracy is not None:
+            min_ratio = MLPERF_TOP1_RATIO
+        else:
+            min_agree = DEFAULT_MIN_AGREEMENT
+    needs_labels = [n for n, v in (("--max-top1-drop", cfg.max_top1_drop), ("--min-top1-ratio", cfg.min_top1_ratio))
+                    if v is not None]
+    if accuracy is None and needs_labels:
+        raise ResdeployError(f"{', '.join(needs_labels)} need labelled data: one subfolder per class under --data")
+    if accuracy is not None and min_ratio is not None:
+        ref, cand = accuracy["reference"]["top1"], accuracy["candidate"]["top1"]
+        ratio = cand / ref if ref > 0 else (1.0 if cand >= ref else 0.0)
+        gates.append(Gate("top1_ratio", ratio, ">=", float(min_ratio), bool(ratio >= min_ratio),
+                          f"candidate top-1 {cand:.4f} / reference top-1 {ref:.4f}"
+                          + (" (MLPerf's 99% rule)" if not explicit else "")))
+    if drop is not None and cfg.max_top1_drop is not None:
+        gates.append(Gate("top1_drop_points", drop, "<=", float(cfg.max_top1_drop), bool(drop <= cfg.max_top1_drop),
+                          "reference top-1 minus candidate top-1, in percentage points"))
+    if min_agree is not None:
+        v = float(m["top1_agreement"])
+        gates.append(Gate("top1_agreement", v, ">=", float(min_agree), bool(v >= min_agree),
+                          "fraction of samples whose top-1 class matches the reference's"))
+    if cfg.max_abs_error is not None:
+        v = float(m["max_abs_error"])
+        gates.append(Gate("max_abs_error", v, "<=", float(cfg.max_abs_error), bool(v <= cfg.max_abs_error),
+                          "largest absolute difference between logits"))
+    if cfg.min_cosine is not None:
+        v = float(m["cosine_min"])
+        gates.append(Gate("cosine_min", v, ">=", float(cfg.min_cosine), bool(v >= cfg.min_cosine),
+                          "worst per-sample cosine similarity of the logits"))
+    return gates
+
+
+def write_junit(result: ValidateResult, path: str | os.PathLike[str]) -> Path:
+    return atomic_write_text(path, result.junit_xml())
+
+
+__all__ = ["Gate", "ValidateConfig", "ValidateResult", "validate", "write_junit"]

@@ -1,0 +1,193 @@
+"""FP16 and INT8 variants of a real exported ResNet-20: graph structure, ranges, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+import resdeploy
+from resdeploy.compare import parity_metrics
+from resdeploy.errors import ResdeployError
+from resdeploy.precision import QuantizeConfig, quantize
+from resdeploy.precision.int8 import (
+    add_input_quantization,
+    calibrate,
+    ensure_add_inputs_quantized,
+    pre_process,
+)
+from resdeploy.precision.ranges import CalibrationRanges
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from resdeploy.exporter import ExportConfig
+
+    root = tmp_path_factory.mktemp("prec")
+    res = resdeploy.export("resnet20", root / "resnet20" / "fp32", ExportConfig(input_size=SIZE))
+    return Path(res.model_path)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def int8_trt(fp32: Path, images: Path) -> resdeploy.precision.QuantizeResult:
+    return quantize(fp32, precision="int8", target="trt", calib_data=str(images), calib_samples=8)
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float16 if "16" in sess.get_inputs()[0].type else np.float32)})[0]
+
+
+def _x(n: int = 4) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((n, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def test_trt_target_puts_qdq_on_both_inputs_of_every_residual_add(int8_trt) -> None:  # noqa: ANN001
+    model = onnx.load(str(int8_trt.model_path))
+    adds = add_input_quantization(model)
+    assert len(adds) == 9  # ResNet-20: 3 stages x 3 blocks
+    assert all(q == [True, True] for _, q in adds), adds
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Relu":  # Conv(+Add)+ReLU stays fusable: no Q/DQ before a ReLU
+            assert producers[node.input[0]].op_type != "DequantizeLinear", node.name
+        if node.op_type == "QuantizeLinear":  # symmetric signed activations
+            zp = onnx.numpy_helper.to_array(inits[node.input[2]])
+            assert zp.dtype == np.int8 and not zp.any()
+    assert int8_trt.manifest["quantization"]["residual_adds"] == {"count": 9, "both_inputs_quantized": 9}
+    assert int8_trt.manifest["target"] == "trt" and int8_trt.output_dir.name == "int8-trt"
+
+
+def test_add_repair_inserts_qdq_and_stays_close(fp32: Path, tmp_path: Path) -> None:
+    pre = pre_process(fp32, tmp_path / "pre.onnx")
+    model = onnx.load(str(pre))
+    assert all(q == [False, False] for _, q in add_input_quantization(model))
+    ranges = calibrate(pre, _x(8))
+    fixed = ensure_add_inputs_quantized(model, ranges)
+    onnx.checker.check_model(fixed)
+    assert all(q == [True, True] for _, q in add_input_quantization(fixed))
+    onnx.save(fixed, str(tmp_path / "fixed.onnx"))
+    a, b = _run(fp32, _x()), _run(tmp_path / "fixed.onnx", _x())
+    assert parity_metrics(a, b).cosine_min > 0.98  # only the Add inputs are quantized: close to FP32
+
+
+def test_cpu_target_unsigned_activations_runs_and_agrees(fp32: Path, images: Path, tmp_path: Path) -> None:
+    res = quantize(fp32, precision="int8", target="cpu", calib_data=str(images), calib_samples=8,
+                   output=str(tmp_path / "int8-cpu"))
+    model = onnx.load(str(res.model_path))
+    inits = {i.name: i for i in model.graph.initializer}
+    act_zp = {onnx.numpy_helper.to_array(inits[n.input[2]]).dtype for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert act_zp == {np.dtype(np.uint8)}
+    assert res.manifest["quantization"]["quantized_ops"]["Conv"] == 19
+    assert res.manifest["check"]["cosine_min"] > 0.98
+    a, b = _run(fp32, _x()), _run(res.model_path, _x())
+    assert a.shape == b.shape and np.isfinite(b).all()
+
+
+def test_ranges_saved_keyed_by_sha_and_rebuild_identical_model(fp32: Path, int8_trt, tmp_path: Path) -> None:  # noqa: ANN001
+    from resdeploy.artifacts import sha256_file
+
+    saved = json.loads(Path(int8_trt.ranges_path).read_text())
+    assert saved["model_sha256"] == sha256_file(fp32)
+    assert saved["method"] == "minmax" and saved["samples"] == 8 and saved["seed"] == 0
+    cal = int8_trt.manifest["calibration"]
+    assert cal["samples"] == 8 and cal["source"].endswith(Path(cal["source"]).name) and cal["method"] == "minmax"
+    again = quantize(fp32, precision="int8", target="trt", ranges=str(int8_trt.ranges_path),
+                     output=str(tmp_path / "again"))
+    assert sha256_file(again.model_path) == sha256_file(int8_trt.model_path)
+    assert again.manifest["calibration"]["reused_ranges"] is True
+
+    other = tmp_path / "other.json"
+    saved["model_sha256"] = "0" * 64
+    other.write_text(json.dumps(saved))
+    with pytest.raises(ResdeployError, match="computed for FP32 model sha256 000000000000"):
+        quantize(fp32, precision="int8", ranges=str(other), output=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_other_calibration_methods(fp32: Path, images: Path, tmp_path: Path, method: str) -> None:
+    res = quantize(fp32, config=QuantizeConfig(precision="int8", calib_data=str(images), calib_samples=4,
+                                               method=method, percentile=99.9, output=str(tmp_path / method)))
+    cal = res.manifest["calibration"]
+    assert cal["method"] == method
+    assert cal["percentile"] == (99.9 if method == "percentile" else None)
+    assert np.isfinite(_run(res.model_path, _x())).all()
+
+
+def test_exclude_keeps_named_layers_in_float(fp32: Path, int8_trt, tmp_path: Path) -> None:  # noqa: ANN001
+    model = onnx.load(str(int8_trt.model_path))
+    first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    res = quantize(fp32, precision="int8", ranges=str(int8_trt.ranges_path), exclude=[first_conv],
+                   output=str(tmp_path / "ex"))
+    m = onnx.load(str(res.model_path))
+    producers = {o: n for n in m.graph.node for o in n.output}
+    conv = next(n for n in m.graph.node if n.name == first_conv)
+    assert all(i not in producers or producers[i].op_type != "DequantizeLinear" for i in conv.input)
+    assert res.manifest["quantization"]["excluded"] == [first_conv]
+    with pytest.raises(ResdeployError, match="matches no node"):
+        quantize(fp32, precision="int8", ranges=str(int8_trt.ranges_path), exclude=["no_such_layer"],
+                 output=str(tmp_path / "ex2"))
+
+
+def test_fp16_graph_runs_on_ort_cpu(fp32: Path, tmp_path: Path) -> None:
+    res = quantize(fp32, precision="fp16")
+    assert res.output_dir == fp32.parent.parent / "fp16"
+    model = onnx.load(str(res.model_path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) > 10
+    a, b = _run(fp32, _x()), _run(res.model_path, _x())
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=0.05 * np.abs(a).max())
+    assert res.manifest["parent"]["path"] == "../fp32/model.onnx"
+    io16 = quantize(fp32, precision="fp16", fp16_io=True, output=str(tmp_path / "io16"))
+    m16 = onnx.load(str(io16.model_path))
+    assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert _run(io16.model_path, _x()).dtype == np.float16
+
+
+def test_bad_inputs_are_one_line_errors(fp32: Path, int8_trt, images: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not onnx")
+    with pytest.raises(ResdeployError, match="not a readable ONNX model"):
+        quantize(junk, precision="fp16")
+    bare = tmp_path / "bare" / "model.onnx"
+    bare.parent.mkdir()
+    shutil.copy(fp32, bare)
+    with pytest.raises(ResdeployError, match="--input-size"):
+        quantize(bare, precision="int8", calib_data=str(images))
+    ok = quantize(bare, precision="int8", calib_data=str(images), calib_samples=4, input_size=SIZE, resize=SIZE)
+    assert ok.output_dir == bare.parent / "model-int8-cpu" and ok.manifest["preprocess"]["crop"] == SIZE
+    with pytest.raises(ResdeployError, match="already an int8 model"):
+        quantize(int8_trt.model_path, precision="fp16", output=str(tmp_path / "y"))
+    with pytest.raises(ResdeployError, match="needs calibration data"):
+        quantize(fp32, precision="int8", output=str(tmp_path / "z"))
+    with pytest.raises(ResdeployError, match="already exists"):
+        quantize(fp32, precision="int8", calib_data=str(images), output=str(int8_trt.output_dir))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ResdeployError, match="no images"):
+        quantize(fp32, precision="int8", calib_data=str(empty), output=str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(ResdeployError, match="unknown precision"):
+        quantize(fp32, precision="int4")
+    assert CalibrationRanges.load(int8_trt.ranges_path).method == "minmax"

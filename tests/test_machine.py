@@ -1,0 +1,39 @@
+"""The host fingerprint and the engine inventory behind `resdeploy info`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from resdeploy import machine
+
+
+def test_fingerprint_describes_this_host() -> None:
+    fp = machine.fingerprint()
+    json.dumps(fp)  # plain JSON, no objects
+    assert fp["cpu"]["logical_cores"] == os.cpu_count()
+    assert 1 <= fp["cpu"]["usable_cpus"] <= os.cpu_count()
+    assert fp["cpu"]["model"] and fp["cpu"]["model"] != "unknown"
+    if os.path.exists("/proc/cpuinfo"):
+        assert fp["cpu"]["model"] in open("/proc/cpuinfo").read()
+    import onnxruntime
+
+    assert fp["libraries"]["onnxruntime"] == onnxruntime.__version__
+    assert "numpy" in fp["libraries"]
+
+
+def test_short_label_prefers_gpu() -> None:
+    fp = machine.fingerprint()
+    assert fp["cpu"]["model"] in machine.short_label({**fp, "gpus": []})
+    assert machine.short_label({**fp, "gpus": [{"name": "NVIDIA H100", "driver": "570"}]}) == "NVIDIA H100"
+
+
+def test_engines_info_lists_all_engines_with_real_versions() -> None:
+    engines = {e["engine"]: e for e in machine.engines_info()}
+    assert set(engines) == {"torch", "ort", "openvino", "trt"}
+    import onnxruntime
+
+    assert engines["ort"]["available"] and engines["ort"]["version"] == onnxruntime.__version__
+    assert "CPUExecutionProvider" in engines["ort"]["providers"]
+    for e in engines.values():
+        assert e["available"] or e["note"], f"{e['engine']} unavailable without saying what to install"

@@ -1,0 +1,142 @@
+"""The one preprocessing implementation: hand-computed values, and every image mode a folder can hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from resdeploy.errors import ResdeployError
+from resdeploy.preprocess import (
+    PreprocessSpec,
+    _resize_shorter,
+    input_shape,
+    load_image,
+    preprocess_batch,
+    preprocess_file,
+    preprocess_image,
+)
+
+
+def test_hand_computed_example() -> None:
+    # 4x4 image; centre crop 2 takes rows 1-2, columns 1-2. No resize (resize=0).
+    arr = np.zeros((4, 4, 3), dtype=np.uint8)
+    arr[1, 1] = (255, 0, 51)
+    arr[1, 2] = (0, 255, 255)
+    arr[2, 1] = (102, 51, 0)
+    arr[2, 2] = (255, 255, 255)
+    arr[0, 0] = (7, 7, 7)  # outside the crop: must not appear
+    spec = PreprocessSpec(resize=0, crop=2, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+    out = preprocess_image(Image.fromarray(arr), spec)
+    assert out.shape == (3, 2, 2) and out.dtype == np.float32
+    # (v/255 - mean) / std, worked out by hand:
+    expected = np.array([
+        [[2.0, -2.0], [-0.4, 2.0]],    # R: 255 -> (1-.5)/.25 = 2; 0 -> -2; 102 -> (.4-.5)/.25 = -.4
+        [[-1.0, 1.0], [-0.6, 1.0]],    # G: 0 -> -1; 255 -> 1; 51 -> (.2-.5)/.5 = -.6
+        [[-0.3, 0.5], [-0.5, 0.5]],    # B: 51 -> (.2-.5)/1 = -.3; 255 -> .5; 0 -> -.5
+    ], dtype=np.float32)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_resize_shorter_side_like_torchvision() -> None:
+    img = Image.new("RGB", (300, 200))
+    assert _resize_shorter(img, 256, 2).size == (384, 256)
+    assert _resize_shorter(Image.new("RGB", (200, 301)), 256, 2).size == (256, 385)
+
+
+def test_imagenet_recipe_shape_and_uniform_value() -> None:
+    spec = PreprocessSpec()  # resize 256, crop 224, ImageNet mean/std
+    out = preprocess_image(Image.new("RGB", (500, 375), (128, 64, 32)), spec)
+    assert out.shape == (3, 224, 224) == input_shape(spec)
+    expected = [(128 / 255 - 0.485) / 0.229, (64 / 255 - 0.456) / 0.224, (32 / 255 - 0.406) / 0.225]
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), expected, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), 0, atol=1e-5)
+
+
+def test_bgr_and_nhwc() -> None:
+    img = Image.new("RGB", (8, 8), (255, 0, 0))
+    spec = PreprocessSpec(resize=0, crop=4, mean=(0, 0, 0), std=(1, 1, 1), color="BGR", layout="NHWC")
+    out = preprocess_image(img, spec)
+    assert out.shape == (4, 4, 3)
+    np.testing.assert_allclose(out[0, 0], [0, 0, 1])
+    with pytest.raises(ResdeployError, match="colour order"):
+        preprocess_image(img, PreprocessSpec(color="XYZ"))
+    with pytest.raises(ResdeployError, match="interpolation"):
+        preprocess_image(img, PreprocessSpec(interpolation="magic"))
+
+
+def test_small_image_is_padded_not_crashing() -> None:
+    out = preprocess_image(Image.new("RGB", (3, 3), (255, 255, 255)), PreprocessSpec(resize=0, crop=5,
+                                                                                   mean=(0, 0, 0), std=(1, 1, 1)))
+    assert out.shape == (3, 5, 5)
+    assert out[:, 2, 2].tolist() == [1, 1, 1] and out[:, 0, 0].tolist() == [0, 0, 0]
+
+
+def _save(img: Image.Image, path: Path, **kw: object) -> Path:
+    img.save(path, **kw)
+    return path
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path: Path) -> None:
+    arr = np.array([[0, 32896, 65535, 1000]], dtype=np.uint16)  # 32896 = 128 * 257
+    p = _save(Image.fromarray(arr), tmp_path / "g16.png")
+    assert Image.open(p).mode.startswith("I")
+    rgb = np.asarray(load_image(p))
+    assert rgb.shape == (1, 4, 3)
+    assert rgb[0, :, 0].tolist() == [0, 128, 255, 4]  # plain convert("RGB") would give 0, 255, 255, 255
+    assert (rgb[..., 0] == rgb[..., 2]).all()
+
+
+def test_grayscale_replicated(tmp_path: Path) -> None:
+    p = _save(Image.new("L", (2, 2), 77), tmp_path / "g.png")
+    assert np.asarray(load_image(p)).reshape(-1, 3).tolist() == [[77, 77, 77]] * 4
+
+
+def test_rgba_and_palette_transparency_composite_on_white(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (2, 1))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))        # fully transparent (black underneath)
+    rgba.putpixel((1, 0), (255, 0, 0, 255))    # opaque red
+    got = np.asarray(load_image(_save(rgba, tmp_path / "a.png")))
+    assert got[0].tolist() == [[255, 255, 255], [255, 0, 0]]
+
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    pal.putpixel((0, 0), 0)
+    pal.putpixel((1, 0), 1)
+    pal.info["transparency"] = 0
+    got = np.asarray(load_image(_save(pal, tmp_path / "p.png", transparency=0)))
+    assert got[0].tolist() == [[255, 255, 255], [0, 0, 255]]
+
+
+def test_cmyk_jpeg(tmp_path: Path) -> None:
+    cmyk = Image.new("CMYK", (8, 8), (0, 255, 255, 0))  # pure red in CMYK
+    got = np.asarray(load_image(_save(cmyk, tmp_path / "c.jpg", quality=100))).reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(got, [255, 0, 0], atol=6)
+
+
+def test_exif_rotation_applied(tmp_path: Path) -> None:
+    img = Image.new("RGB", (4, 2), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 on display
+    p = _save(img, tmp_path / "r.jpg", exif=exif.tobytes())
+    assert load_image(p).size == (2, 4)
+
+
+def test_corrupt_file_raises_oserror(tmp_path: Path) -> None:
+    p = tmp_path / "x.jpg"
+    p.write_bytes(b"\xff\xd8not a jpeg")
+    with pytest.raises((OSError, ValueError, SyntaxError)):
+        load_image(p)
+
+
+def test_batch_from_paths_and_images(tmp_path: Path) -> None:
+    spec = PreprocessSpec(resize=8, crop=8)
+    p = _save(Image.new("RGB", (16, 12), (1, 2, 3)), tmp_path / "a.png")
+    batch = preprocess_batch([p, Image.new("RGB", (16, 12), (1, 2, 3))], spec)
+    assert batch.shape == (2, 3, 8, 8)
+    np.testing.assert_array_equal(batch[0], batch[1])
+    np.testing.assert_array_equal(batch[0], preprocess_file(p, spec))
+    with pytest.raises(ResdeployError):
+        preprocess_batch([], spec)

@@ -1,0 +1,69 @@
+"""The timing loops: stop conditions, timers, and the server scenario's queueing."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from resdeploy.errors import ResdeployError
+from resdeploy.scenarios import LoopLimits, Timer, closed_loop, make_timer, server_loop, warm_up
+
+
+def _sleeper(ms: float):  # noqa: ANN202 - a workload of known duration
+    def run(i: int) -> int:
+        time.sleep(ms / 1e3)
+        return i
+    return run
+
+
+def test_closed_loop_meets_both_minimums() -> None:
+    timer = Timer(lambda: None)
+    lat, wall = closed_loop(_sleeper(1), timer, LoopLimits(iterations=5, seconds=0.0))
+    assert len(lat) == 5 and np.all(lat >= 1.0)
+    lat, wall = closed_loop(_sleeper(1), timer, LoopLimits(iterations=1, seconds=0.05))
+    assert wall >= 0.05 and len(lat) >= 10  # duration, not the single iteration, ended it
+    assert wall * 1e3 >= lat.sum()  # wall time covers every timed inference
+
+
+def test_timer_counts_synchronize() -> None:
+    # An asynchronous engine returns at once and finishes in synchronize: that time must count.
+    timer = Timer(lambda: time.sleep(0.003))
+    assert timer.time_ms(lambda: None) >= 3.0
+    assert make_timer("cpu", lambda: None).kind == "perf_counter"
+
+
+def test_warm_up_runs_until_both_minimums() -> None:
+    calls: list[int] = []
+    n = warm_up(calls.append, lambda: None, LoopLimits(iterations=3, seconds=0.0))
+    assert n == 3 and calls == [0, 1, 2]
+    t0 = time.perf_counter()
+    n = warm_up(_sleeper(1), lambda: None, LoopLimits(iterations=0, seconds=0.03))
+    assert time.perf_counter() - t0 >= 0.03 and n >= 2
+
+
+def test_zero_iterations_and_zero_duration_is_an_error() -> None:
+    with pytest.raises(ResdeployError, match="zero iterations and zero duration"):
+        LoopLimits(0, 0.0).check("the measurement")
+    with pytest.raises(ResdeployError):
+        LoopLimits(-1, 1.0).check("warm-up")
+
+
+def test_server_under_capacity_reaches_target_qps() -> None:
+    # 1 ms service at 100 QPS: 10% utilisation, so achieved QPS tracks the target.
+    lat, wall, summary = server_loop(_sleeper(1), lambda: None, qps=100, limits=LoopLimits(20, 0.4), seed=3)
+    assert not summary["overloaded"]
+    assert summary["achieved_qps"] == pytest.approx(100, rel=0.5)
+    assert np.all(lat >= 1.0)
+    assert summary["queries"] == len(lat)
+
+
+def test_server_overload_shows_queueing_in_latency() -> None:
+    # 4 ms service at 1000 QPS: queries pile up; latency (arrival -> completion) grows far beyond service time.
+    lat, wall, summary = server_loop(_sleeper(4), lambda: None, qps=1000, limits=LoopLimits(30, 0.0), seed=0)
+    assert summary["overloaded"]
+    assert summary["achieved_qps"] < 400
+    assert lat[-1] > 5 * summary["service_p50_ms"]
+    with pytest.raises(ResdeployError, match="qps"):
+        server_loop(_sleeper(1), lambda: None, qps=0, limits=LoopLimits(1, 0.0))

@@ -1,0 +1,132 @@
+"""``validate``: references, labelled/unlabelled data, gates, JUnit, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import resdeploy
+from resdeploy.artifacts import to_json
+from resdeploy.errors import ResdeployError
+from resdeploy.validation import MLPERF_TOP1_RATIO, ValidateConfig, validate, write_junit
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def arts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from resdeploy.exporter import ExportConfig
+
+    root = tmp_path_factory.mktemp("val")
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b", "c"):
+        for i in range(6):
+            path = root / "labelled" / cls / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (18, 18, 3), dtype=np.uint8)).save(path)
+    shutil.copytree(root / "labelled" / "a", root / "flat")
+    fp32 = resdeploy.export("resnet20", root / "m" / "fp32", ExportConfig(input_size=SIZE)).model_path
+    fp16 = resdeploy.quantize(fp32, precision="fp16").model_path
+    int8 = resdeploy.quantize(fp32, precision="int8", calib_data=str(root / "labelled"), calib_samples=8).model_path
+    return {"root": root, "labelled": root / "labelled", "flat": root / "flat", "fp32": Path(fp32),
+            "fp16": Path(fp16), "int8": Path(int8)}
+
+
+def test_labelled_default_gate_is_mlperf_ratio(arts: dict[str, Path]) -> None:
+    r = validate(arts["fp16"], data=str(arts["labelled"]))
+    assert r.labelled and r.samples == 18
+    assert r.reference["kind"] == "parent" and Path(r.reference["path"]) == arts["fp32"].resolve()
+    assert set(r.accuracy) == {"reference", "candidate"}
+    assert [g.name for g in r.gates] == ["top1_ratio"] and r.gates[0].threshold == MLPERF_TOP1_RATIO
+    ref, cand = r.accuracy["reference"]["top1"], r.accuracy["candidate"]["top1"]
+    assert r.top1_drop_points == pytest.approx(100 * (ref - cand))
+    assert r.parity["top1_agreement"] >= 0.9  # FP16 of a ResNet-20
+    assert json.loads(to_json(r.to_dict()))["schema"] == "resdeploy.validate/1"
+
+
+def test_unlabelled_default_gate_is_agreement(arts: dict[str, Path]) -> None:
+    r = validate(arts["int8"], data=str(arts["flat"]))
+    assert not r.labelled and r.accuracy is None and r.top1_drop_points is None
+    assert [g.name for g in r.gates] == ["top1_agreement"] and r.gates[0].threshold == 0.99
+    assert r.parity["samples"] == 6
+
+
+def test_explicit_gates_replace_default_and_can_fail(arts: dict[str, Path]) -> None:
+    r = validate(arts["int8"], data=str(arts["labelled"]),
+                 config=ValidateConfig(max_abs_error=0.0, min_cosine=0.5, max_top1_drop=100.0))
+    names = {g.name: g for g in r.gates}
+    assert set(names) == {"max_abs_error", "cosine_min", "top1_drop_points"}
+    assert not names["max_abs_error"].passed  # INT8 logits are never bit-identical
+    assert names["cosine_min"].passed and names["top1_drop_points"].passed
+    assert not r.passed and [g.name for g in r.failures()] == ["max_abs_error"]
+
+
+def test_torch_reference_and_explicit_path(arts: dict[str, Path]) -> None:
+    r = validate(arts["fp32"], reference="torch", data=str(arts["flat"]))
+    assert r.reference["engine"] == "torch"
+    assert r.parity["top1_agreement"] == 1.0 and r.parity["max_abs_error"] < 1e-3 and r.passed
+    r2 = validate(arts["int8"], reference=str(arts["fp32"].parent), data=str(arts["flat"]), min_cosine=0.0)
+    assert r2.reference["kind"] == "path" and r2.passed
+
+
+def test_junit_xml(arts: dict[str, Path], tmp_path: Path) -> None:
+    r = validate(arts["int8"], data=str(arts["labelled"]), max_abs_error=0.0, min_agreement=0.0)
+    path = write_junit(r, tmp_path / "reports" / "validate.xml")
+    root = ET.parse(path).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "1"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert set(cases) == {"max_abs_error", "top1_agreement"}
+    assert cases["max_abs_error"].find("failure") is not None
+    assert cases["top1_agreement"].find("failure") is None
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props["samples"] == "18" and "reference_top1" in props
+
+
+def test_labels_that_do_not_fit_the_model(arts: dict[str, Path], tmp_path: Path) -> None:
+    mapping = tmp_path / "labels.json"
+    mapping.write_text(json.dumps({"a": 0, "b": 1, "c": 12}))
+    with pytest.raises(ResdeployError, match="class index 12, but the model has 10 classes"):
+        validate(arts["int8"], data=str(arts["labelled"]), labels=str(mapping))
+    many = tmp_path / "eleven"
+    for i in range(11):
+        shutil.copy(next(arts["flat"].iterdir()), (many / f"c{i:02d}").mkdir(parents=True) or many / f"c{i:02d}" / "x.png")
+    with pytest.raises(ResdeployError, match="class index 10"):
+        validate(arts["int8"], data=str(many))
+
+
+def test_bad_input(arts: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ResdeployError, match="need labelled data"):
+        validate(arts["int8"], data=str(arts["flat"]), max_top1_drop=1.0)
+    with pytest.raises(ResdeployError, match="no such candidate"):
+        validate(tmp_path / "nope.onnx", data=str(arts["flat"]))
+    junk = tmp_path / "junk" / "model.onnx"
+    junk.parent.mkdir()
+    junk.write_text("not a model")
+    with pytest.raises(ResdeployError, match="not a readable ONNX model"):
+        validate(junk, data=str(arts["flat"]), reference=str(arts["fp32"]))
+    with pytest.raises(ResdeployError, match="needs data"):
+        validate(arts["int8"])
+    with pytest.raises(ResdeployError, match="no FP32 parent"):
+        validate(arts["fp32"], data=str(arts["flat"]))
+    bare = tmp_path / "bare" / "model.onnx"
+    bare.parent.mkdir()
+    shutil.copy(arts["int8"], bare)
+    with pytest.raises(ResdeployError, match="--input-size"):
+        validate(bare, data=str(arts["flat"]), reference=str(arts["fp32"]))
+    ok = validate(bare, data=str(arts["flat"]), reference=str(arts["fp32"]), input_size=SIZE, resize=SIZE,
+                  min_agreement=0.0)
+    assert ok.samples == 6
+    moved = tmp_path / "moved"
+    shutil.copytree(arts["int8"].parent, moved)
+    (moved / "manifest.json").write_text((moved / "manifest.json").read_text().replace(
+        str(arts["fp32"].resolve()), "/gone/model.onnx"))
+    shutil.copytree(moved, tmp_path / "x" / "y" / "int8")  # relative parent path no longer resolves
+    with pytest.raises(ResdeployError, match="is gone"):
+        validate(tmp_path / "x" / "y" / "int8", data=str(arts["flat"]))

@@ -43,6 +43,7 @@ from resdeploy.reporting import apply_speedups, markdown_table, rich_table, rows
 from resdeploy.runners import RunnerConfig, create_runner
 
 TOLERANCE = 0.03
+CALIBRATION_SAMPLE = Path(__file__).resolve().parent.parent / "calibration" / "sample"
 
 
 def ensure_artifacts(name: str, root: Path, rep: Reporter, *, want_int8: bool) -> tuple[Path, Path | None, str]:
@@ -59,11 +60,11 @@ def ensure_artifacts(name: str, root: Path, rep: Reporter, *, want_int8: bool) -
     if read_manifest(int8) is None:
         try:
             with rep.step(f"quantize {name} to int8"):
-                resdeploy.quantize(fp32, precision="int8", calib_data="synthetic", calib_samples=32,
+                resdeploy.quantize(fp32, precision="int8", calib_data=str(CALIBRATION_SAMPLE), calib_samples=32,
                                    output=str(int8), force=True)
         except (ImportError, AttributeError, ResdeployError) as exc:
             return fp32, None, f"not available: {exc}"
-    return fp32, int8, "Q/DQ via resdeploy.quantize (synthetic calibration: latency only)"
+    return fp32, int8, "Q/DQ via resdeploy.quantize --target cpu, calibrated on calibration/sample (random-init weights: latency only)"
 
 
 def harness_check(name: str, model: Path, batch: int, *, threads: int | None, rounds: int, iterations: int,
@@ -75,17 +76,17 @@ def harness_check(name: str, model: Path, batch: int, *, threads: int | None, ro
     bare: list[float] = []
     with create_runner(RunnerConfig("ort", str(model), threads=threads, batch_size=batch)) as runner:
         session = runner.session  # the very session resdeploy times
-        name = runner.input_name
+        in_name = runner.input_name
         inputs = make_inputs(input_shape(runner, batch, cfg), cfg.buffers, cfg.seed + batch)
         for _ in range(10):  # shared warm-up, once
-            session.run(None, {name: inputs[0]})
+            session.run(None, {in_name: inputs[0]})
 
         def bare_loop() -> None:
             n = len(inputs)
             for i in range(iterations):
                 x = inputs[i % n]
                 t0 = time.perf_counter()
-                session.run(None, {name: x})
+                session.run(None, {in_name: x})
                 bare.append((time.perf_counter() - t0) * 1e3)
 
         def ours_loop() -> None:
@@ -130,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     started = utc_now()
     trust: list[dict[str, Any]] = []
     saved: list[Path] = []
-    model_of: dict[str, str] = {}  # result file name -> model name
     variants: dict[str, str] = {}
     try:
         for name in models:
@@ -147,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
                 res = bench(BenchConfig(model=str(model), engines=[engine], batches=batches, threads=args.threads,
                                         **bench_kw), reporter=rep)
                 saved.append(res.save(out / f"bench-{name}-{label}.json"))
-                model_of[saved[-1].name] = name
     except ResdeployError as exc:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
@@ -155,26 +154,23 @@ def main(argv: list[str] | None = None) -> int:
     from resdeploy.reporting import load_results
 
     results = load_results(saved)
-    rows = sort_rows(rows_from(results))
+    rows = rows_from(results)
+    apply_speedups(rows)  # against PyTorch eager (the first engine), model by model
+    rows = sort_rows(rows)
     machine = fingerprint()
     summary = {"schema": "resdeploy.cpu-harness/1", "created": started, "finished": utc_now(),
                "machine": machine, "quick": args.quick, "threads": args.threads, "tolerance": TOLERANCE,
                "harness_check": trust, "int8": variants, "bench_results": [str(p) for p in saved],
                "table": [r.to_dict() for r in rows]}
     atomic_write_json(out / "harness.json", summary)
-    for r in rows:
-        r.machine = model_of[r.file]  # one machine here: the first column names the model instead
-    for name in models:  # speed-ups against PyTorch eager (the first engine), per model
-        apply_speedups([r for r in rows if r.machine == name])
-    rows.sort(key=lambda r: (r.machine, r.batch))
-    stdout.print(rich_table(rows, title="CPU table (first column: model)"))
+    stdout.print(rich_table(rows, title="CPU table"))
     ok = all(t["passed"] for t in trust)
     cpu = machine["cpu"]
     libs = machine["libraries"]
     md = [f"CPU: {cpu['model']}, {cpu['usable_cpus']} cpus; threads: {args.threads or 'runtime default'}; "
           f"torch {libs.get('torch')}, onnxruntime {libs.get('onnxruntime')}, openvino {libs.get('openvino')}; "
           f"{started[:10]}" + (" (quick run: not for publication)" if args.quick else ""), "",
-          markdown_table(rows).replace("| machine |", "| model |"), ""]
+          markdown_table(rows), ""]
     md += ["Harness check (resdeploy's median vs a bare `session.run` loop on the same session, interleaved):", ""]
     md += [f"- {t['model']} batch {t['batch']}: {t['resdeploy_p50_ms']:.2f} ms vs "
            f"{t['bare_p50_ms']:.2f} ms ({t['difference']:+.1%}) {'pass' if t['passed'] else 'FAIL'}" for t in trust]

@@ -64,12 +64,32 @@ def _tmp_sibling(path: Path, *, directory: bool) -> Path:
 
 
 def check_writable_dir(path: Path) -> None:
-    """Fail early, with one line, when an output directory cannot be created or written."""
-    parent = path
+    """Fail early, with one line, when an output directory cannot be created or written.
+
+    ``os.access`` says yes to root even on a read-only file system, so the nearest
+    existing ancestor is probed by creating (and removing) a temporary directory in it.
+    """
+    parent = Path(path)
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ResdeployError(f"cannot write to {path}: {parent} is not a writable directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".resdeploy-probe-", dir=parent))
+    except OSError as exc:
+        raise ResdeployError(f"cannot write to {path}: {exc.strerror or exc}") from None
+
+
+def follow_umask(path: Path) -> None:
+    """mkstemp/mkdtemp create private files (0600/0700); an artifact is shared like any output."""
+    mask = os.umask(0)
+    os.umask(mask)
+    if path.is_dir():
+        os.chmod(path, 0o777 & ~mask)
+        for p in path.rglob("*"):
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+    else:
+        os.chmod(path, 0o666 & ~mask)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -78,6 +98,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     tmp = _tmp_sibling(final, directory=False)
     try:
         tmp.write_bytes(data)
+        follow_umask(tmp)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -141,6 +162,7 @@ def atomic_dir(path: str | os.PathLike[str], *, force: bool = False) -> Iterator
     tmp = _tmp_sibling(final, directory=True)
     try:
         yield tmp
+        follow_umask(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)

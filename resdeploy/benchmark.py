@@ -147,6 +147,7 @@ class RunResult:
     input_shape: list[int]
     scenario_summary: dict[str, Any] | None = None
     model_sha256: str | None = None
+    model_name: str | None = None  # the zoo name from the manifest, for report rows
 
     @property
     def latency(self) -> LatencyStats:
@@ -288,12 +289,13 @@ def make_inputs(shape: tuple[int, ...], count: int, seed: int) -> list[np.ndarra
 
 
 # --- the measurement ---------------------------------------------------------------------------------
-def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str, Any] | None = None
-            ) -> RunResult:
+def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str, Any] | None = None,
+            reset_peaks: bool = True) -> RunResult:
     """Warm up, sanity-check and time one loaded runner at one batch size.
 
-    Peak memory is read at the end: it covers whatever ran since the caller's last
-    reset (``bench`` resets before loading each runner).
+    With ``reset_peaks`` the memory peaks are reset after warm-up and cover the timed
+    loop; ``bench`` passes False because it resets before loading each runner, so its
+    peaks include the load.
     """
     shape = input_shape(runner, batch, cfg)
     host = make_inputs(shape, cfg.buffers, cfg.seed + batch)
@@ -321,6 +323,9 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
     warm = 0
     if cfg.warmup_iterations or cfg.warmup_seconds:
         warm = warm_up(run, runner.synchronize, LoopLimits(cfg.warmup_iterations, cfg.warmup_seconds))
+    if reset_peaks:
+        _reset_peak_rss()
+        _reset_peak_gpu(runner.device)
     limits = LoopLimits(cfg.iterations, cfg.duration)
     summary: dict[str, Any] | None = None
     if cfg.scenario == "server":
@@ -383,7 +388,9 @@ _ENGINE_PACKAGES = {
 }
 
 
-def _check_installed(engine: str) -> None:
+def _check_installed(engine: str, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
+    """The engine's package (and GPU provider) is there: checked for every engine before any is timed."""
+    options = options or {}
     import importlib.util
 
     from resdeploy.errors import MissingDependencyError
@@ -391,6 +398,22 @@ def _check_installed(engine: str) -> None:
     module, install = _ENGINE_PACKAGES.get(engine, (None, ""))
     if module and importlib.util.find_spec(module) is None:
         raise MissingDependencyError(f"engine '{engine}' (the '{module}' package)", install)
+    if engine == "ort" and (device.startswith("cuda") or options.get("ep")):
+        # A missing provider would otherwise surface only when this engine's turn comes.
+        import onnxruntime
+
+        from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS
+
+        ep = str(options.get("ep") or "cuda").lower()
+        name = ORT_EPS.get(ep)
+        if name and name not in onnxruntime.get_available_providers():
+            raise MissingDependencyError(f"ONNX Runtime's {name}", _EP_INSTALL.get(ep, "pip install onnxruntime"))
+    if engine == "torch" and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MissingDependencyError("CUDA for the torch engine",
+                                         "install a CUDA build of PyTorch on a machine with an NVIDIA GPU")
     if engine == "trt":
         # tensorrt-stubs makes `tensorrt` findable without a runtime: ask the TensorRT loader.
         try:
@@ -398,6 +421,16 @@ def _check_installed(engine: str) -> None:
         except ImportError:
             return
         require_tensorrt()
+
+
+def _model_name(model: str) -> str:
+    """resnet50 for a zoo name, an artifact of it or its ONNX file; else the file's name."""
+    p = Path(model)
+    if not p.exists():
+        return model
+    manifest = read_manifest(p) or {}
+    name = (manifest.get("model") or {}).get("name") if isinstance(manifest.get("model"), dict) else None
+    return str(name) if name else (p.stem if p.suffix == ".onnx" else p.name)
 
 
 def _model_sha(model: str) -> str | None:
@@ -436,12 +469,13 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
     # Construct (not load) one runner per engine first, and check each engine's package is
     # installed: a bad pair or a missing runtime fails before minutes of timing the others.
     for engine in cfg.engines:
-        _check_installed(engine)
+        _check_installed(engine, cfg.device, options)
         runner_for(engine, batches[0])
 
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
     emulation = emulation_record(cfg, machine)
     sha = _model_sha(cfg.model)
+    model_name = _model_name(cfg.model)
     runs: list[RunResult] = []
     with pinned(cfg.cpus):
         for engine in cfg.engines:
@@ -453,8 +487,9 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
                 _reset_peak_gpu(cfg.device)
                 with reporter.step(f"{engine} batch {batch}"):
                     with runner:
-                        run = measure(runner, cfg, batch, emulation=emulation)
+                        run = measure(runner, cfg, batch, emulation=emulation, reset_peaks=False)
                 run.model_sha256 = sha
+                run.model_name = model_name
                 runs.append(run)
                 s = run.latency
                 reporter.info(f"  {engine} batch {batch}: p50 {s.p50_ms:.2f} ms, p99 {s.p99_ms:.2f} ms, "

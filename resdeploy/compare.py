@@ -32,11 +32,16 @@ class ParityMetrics:
 
 @dataclass(frozen=True)
 class ParityTolerances:
-    """Defaults suit FP32 ONNX against FP32 PyTorch; precision variants pass their own."""
+    """Defaults suit FP32 ONNX against FP32 PyTorch; precision variants pass their own.
 
-    max_abs_error: float = 1e-3
-    max_rel_error: float = 1e-2
-    min_cosine: float = 0.9999
+    Measured in the exporter (see ``resdeploy.exporter``): honest FP32 exports reach a
+    relative error (to max |logit|) of at most ~4e-4 (resnet152), while 0.1 % noise on one
+    convolution gives ~2e-3. The absolute bound is a backstop for logits of a few tens.
+    """
+
+    max_abs_error: float = 2e-2
+    max_rel_error: float = 1e-3
+    min_cosine: float = 0.99999
     min_top1_agreement: float = 1.0
 
     def failures(self, m: ParityMetrics) -> list[str]:

@@ -22,7 +22,7 @@ from resdeploy.benchmark import RESULT_SCHEMA  # the one schema this version wri
 from resdeploy.errors import ResdeployError
 
 REPORT_SCHEMA = "resdeploy.report/1"
-BASELINE_KEYS = ("engine", "machine", "device", "precision", "host", "file")
+BASELINE_KEYS = ("engine", "model", "machine", "device", "precision", "host", "file")
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -79,6 +79,7 @@ class Row:
 
     machine: str
     host: str
+    model: str
     engine: str
     precision: str
     device: str
@@ -101,12 +102,26 @@ class Row:
     def series(self) -> str:
         """What a plot line stands for: one engine/precision on one machine."""
         emu = " [emulated]" if self.emulation else ""
-        return f"{self.engine} {self.precision} · {self.machine}{emu}"
+        return f"{self.model} {self.engine} {self.precision} · {self.machine}{emu}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("latencies_ms")
         return d
+
+
+def model_display_name(run: dict[str, Any]) -> str:
+    """The model's zoo name when the result has it, else the model path's last part."""
+    name = run.get("model_name")
+    if name:
+        return str(name)
+    p = Path(str(run.get("model", "?")))
+    if p.suffix == ".onnx":
+        p = p.parent if p.stem == "model" else p.with_suffix("")
+    # artifacts/resnet50/fp32 and artifacts/resnet50/int8-cpu are both "resnet50".
+    if p.name in ("fp32", "fp16", "bf16") or p.name.startswith("int8"):
+        p = p.parent
+    return p.name or str(run.get("model"))
 
 
 def rows_from(results: Sequence[tuple[str, dict[str, Any]]]) -> list[Row]:
@@ -122,7 +137,8 @@ def rows_from(results: Sequence[tuple[str, dict[str, Any]]]) -> list[Row]:
                 cpu_name = (machine.get("cpu") or {}).get("model", "CPU")
                 label = f"{cpu_name} pinned to {len(emu.get('cpus') or [])} cpu(s)"
             out.append(Row(
-                machine=label, host=str(machine.get("hostname") or "?"), engine=str(run["engine"]),
+                machine=label, host=str(machine.get("hostname") or "?"), model=model_display_name(run),
+                engine=str(run["engine"]),
                 precision=str(run.get("precision") or "fp32"), device=device, batch=int(run["batch"]),
                 scenario=str(run.get("scenario") or "sweep"), p50_ms=float(s["p50_ms"]),
                 p90_ms=float(s["p90_ms"]), p99_ms=float(s["p99_ms"]), mean_ms=float(s["mean_ms"]),
@@ -188,16 +204,24 @@ def apply_speedups(rows: list[Row], baseline: str | None = None) -> str:
                              hint="engines here: " + ", ".join(sorted({r.engine for r in rows})))
     ref = base_rows[0]
     key = (ref.engine, ref.machine, ref.precision, ref.device)
-    by_batch = {(r.batch, r.scenario): r for r in reversed(rows)
-                if (r.engine, r.machine, r.precision, r.device) == key}
+    # Each model is compared with the baseline engine on the same model, unless the
+    # baseline names a model (then every row is compared with that model's runs).
+    per_model = "model" not in flt
+
+    def slot(r: Row) -> tuple[str, int, str]:
+        return (r.model if per_model else "", r.batch, r.scenario)
+
+    by_slot = {slot(r): r for r in reversed(rows) if (r.engine, r.machine, r.precision, r.device) == key
+               and (per_model or _matches(r, {"model": flt["model"]}))}
     for r in rows:
-        b = by_batch.get((r.batch, r.scenario))
+        b = by_slot.get(slot(r))
         r.speedup = r.throughput / b.throughput if b and b.throughput > 0 else None
-    return f"{ref.engine} {ref.precision} on {ref.machine}"
+    where = f"{ref.engine} {ref.precision} on {ref.machine}"
+    return where if per_model else f"{ref.model} {where}"
 
 
 # --- tables ----------------------------------------------------------------------------------------
-COLUMNS = ("machine", "engine", "precision", "batch", "p50", "p90", "p99", "mean", "img/s", "speed-up")
+NUMERIC = ("batch", "p50", "p90", "p99", "mean", "img/s", "speed-up")
 CAPTION = "latency per batch in ms; speed-up = throughput / baseline throughput at the same batch"
 
 
@@ -209,12 +233,23 @@ def _fmt_rate(v: float) -> str:
     return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
 
 
-def row_cells(r: Row, *, show_machine: bool = True) -> list[str]:
+def columns_for(rows: Sequence[Row]) -> list[str]:
+    """Machine and model columns only when the rows differ in them."""
+    cols = []
+    if len({r.machine for r in rows}) > 1:
+        cols.append("machine")
+    if len({r.model for r in rows}) > 1:
+        cols.append("model")
+    return cols + ["engine", "precision", *NUMERIC]
+
+
+def row_cells(r: Row, columns: Sequence[str]) -> list[str]:
     p99 = _fmt_ms(r.p99_ms) + ("" if r.tail_reliable else "*")
-    cells = [r.machine + (" †" if r.emulation else ""), r.engine, r.precision, str(r.batch),
-             _fmt_ms(r.p50_ms), _fmt_ms(r.p90_ms), p99, _fmt_ms(r.mean_ms), _fmt_rate(r.throughput),
-             "–" if r.speedup is None else f"{r.speedup:.2f}×"]
-    return cells if show_machine else cells[1:]
+    cell = {"machine": r.machine + (" †" if r.emulation else ""), "model": r.model, "engine": r.engine,
+            "precision": r.precision, "batch": str(r.batch), "p50": _fmt_ms(r.p50_ms), "p90": _fmt_ms(r.p90_ms),
+            "p99": p99, "mean": _fmt_ms(r.mean_ms), "img/s": _fmt_rate(r.throughput),
+            "speed-up": "–" if r.speedup is None else f"{r.speedup:.2f}×"}
+    return [cell[c] for c in columns]
 
 
 def footnotes(rows: Sequence[Row]) -> list[str]:
@@ -240,20 +275,19 @@ def rich_table(rows: Sequence[Row], *, title: str | None = None) -> Any:
     from rich.table import Table
 
     machines = list(dict.fromkeys(r.machine for r in rows))
-    show_machine = len(machines) > 1
+    columns = columns_for(rows)
     # A light box keeps engine x batch tables inside 80 columns (CI logs, pipes).
     table = Table(title=title, caption=CAPTION, box=box.SIMPLE_HEAD, pad_edge=False)
     body = []
     for r in rows:
-        cells = row_cells(r, show_machine=show_machine)
-        if show_machine:  # full machine names go below the table: they would not fit in 80 columns
+        cells = row_cells(r, columns)
+        if "machine" in columns:  # full machine names go below the table: they would not fit in 80 columns
             cells[0] = f"m{machines.index(r.machine) + 1}" + (" †" if r.emulation else "")
         body.append(cells)
-    for i, col in enumerate(COLUMNS if show_machine else COLUMNS[1:]):
+    for i, col in enumerate(columns):
         # Never truncate a cell: the widest value (or header) sets the column's width.
         width = max([len(col)] + [len(c[i]) for c in body])
-        table.add_column(col, justify="right" if col not in ("machine", "engine", "precision") else "left",
-                         no_wrap=True, min_width=width)
+        table.add_column(col, justify="right" if col in NUMERIC else "left", no_wrap=True, min_width=width)
     for cells in body:
         table.add_row(*cells)
     return table
@@ -266,8 +300,10 @@ def machine_legend(rows: Sequence[Row]) -> list[str]:
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    lines = [f"_{CAPTION}_", "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 7) + "|"]
-    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
+    columns = columns_for(rows)
+    lines = [f"_{CAPTION}_", "", "| " + " | ".join(columns) + " |",
+             "|" + "|".join("---:" if c in NUMERIC else "---" for c in columns) + "|"]
+    lines += ["| " + " | ".join(row_cells(r, columns)) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -390,12 +426,14 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}im
 def render_html(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, Any]]], baseline: str,
                 plots: dict[str, bytes], title: str) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in COLUMNS)
+    columns = columns_for(rows)
+    head = "".join(f"<th>{e(c)}</th>" for c in columns)
     body = []
     for r in rows:
-        cells = row_cells(r)
+        cells = row_cells(r, columns)
         body.append("<tr>" + "".join(
-            f"<td{' class=n' if i >= 3 else ''}>{e(c)}</td>" for i, c in enumerate(cells)) + "</tr>")
+            f"<td{' class=n' if col in NUMERIC else ''}>{e(c)}</td>" for col, c in zip(columns, cells, strict=True))
+            + "</tr>")
     notes = "".join(f"<p class=note>{e(n)}</p>" for n in footnotes(rows))
     imgs = "".join(
         f'<h3>{e(name.replace("_", " "))}</h3><img alt="{e(name)}" src="data:image/png;base64,'
@@ -426,9 +464,12 @@ class ReportResult:
 def sort_rows(rows: list[Row]) -> list[Row]:
     """Group by batch, then machine/engine in first-seen order, so a table reads across engines."""
     order: dict[tuple[str, str, str], int] = {}
+    models: dict[str, int] = {}
     for r in rows:
         order.setdefault((r.machine, r.engine, r.precision), len(order))
-    return sorted(rows, key=lambda r: (r.scenario, r.batch, order[(r.machine, r.engine, r.precision)]))
+        models.setdefault(r.model, len(models))
+    return sorted(rows, key=lambda r: (r.scenario, models[r.model], r.batch,
+                                       order[(r.machine, r.engine, r.precision)]))
 
 
 def report(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,

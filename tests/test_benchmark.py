@@ -111,6 +111,12 @@ def test_bad_pair_fails_before_any_engine_is_timed(tiny_onnx) -> None:
         bench(str(path), engines=["ort", "openvino"], precision="int8", iterations=10_000, duration=60.0)
     with pytest.raises((MissingDependencyError, ResdeployError), match="not available"):
         bench(str(path), engines=["ort", "trt"], iterations=10_000, duration=60.0)
+    import onnxruntime
+
+    if "OpenVINOExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(MissingDependencyError, match="onnxruntime-openvino"):
+            bench(str(path), engines=["openvino", "ort"], options={"ep": "openvino"}, iterations=10_000,
+                  duration=60.0)
 
 
 def test_cpu_harness_compares_the_same_session(tiny_onnx) -> None:  # noqa: ANN001
@@ -131,3 +137,14 @@ def test_cpu_harness_compares_the_same_session(tiny_onnx) -> None:  # noqa: ANN0
     assert res["resdeploy_p50_ms"] > 0 and res["bare_p50_ms"] > 0
     assert res["difference"] == pytest.approx(res["resdeploy_p50_ms"] / res["bare_p50_ms"] - 1)
     assert res["passed"] == (abs(res["difference"]) <= harness.TOLERANCE)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("transfers", [True, False])
+def test_bench_on_cuda_times_with_events(transfers: bool) -> None:
+    res = bench("resnet20", engines=["torch"], device="cuda", batches=[4], transfers=transfers, **FAST)
+    run = res.runs[0]
+    assert run.timer == "cuda_events" and run.transfers is transfers
+    assert run.peak_gpu_mb is not None and run.peak_gpu_mb > 0
+    assert run.latency.count == 8 and run.latency.p50_ms > 0
+    assert res.machine["cuda"]["available"] is True

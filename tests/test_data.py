@@ -168,3 +168,14 @@ def test_calibration_reader_protocol() -> None:
     np.testing.assert_array_equal(np.concatenate(got), x)
     reader.rewind()
     assert reader.get_next()["input"].shape[0] == 2
+
+
+def test_shipped_calibration_sample_is_small_and_usable() -> None:
+    root = Path(__file__).resolve().parent.parent / "calibration" / "sample"
+    files = sorted(root.iterdir())
+    assert len(files) == 32 and sum(f.stat().st_size for f in files) < 2_000_000
+    rep = Recorder()
+    ds = open_data(root, PreprocessSpec(), samples=8, seed=0, reporter=rep)
+    x, labels = ds.load(rep)
+    assert x.shape == (8, 3, 224, 224) and labels is None and not rep.warnings
+    assert 0.2 < float(x.std()) < 3.0  # real photographs, normalised: not blank, not garbage

@@ -196,7 +196,7 @@ def test_unwritable_output_and_bad_weights_write_nothing(tmp_path: Path) -> None
         export("resnet20", tmp_path / "out", weights=weights)
     (tmp_path / "broken.safetensors").write_bytes(b"garbage")
     with pytest.raises(ResdeployError, match="cannot read .* as safetensors"):
-        export("resnet20", tmp_path / "out", weights=tmp_path / "broken.safetensors")
+        export("resnet20", tmp_path / "new" / "dirs" / "out", weights=tmp_path / "broken.safetensors")
     _nothing_written(tmp_path, {"a_file", "r32.pth", "broken.safetensors"})
 
 
@@ -208,6 +208,7 @@ def test_spec_input_size_is_pinned_in_manifest(tmp_path: Path) -> None:
     assert res.manifest["inputs"][0]["shape"] == ["batch", 3, 40, 40]
 
 
+@pytest.mark.slow
 def test_large_models_use_external_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Over ~2 GB of weights, initializers go to model.onnx.data; the threshold is lowered here
     so a small model takes the same path (checker, shape inference, ORT and the manifest)."""

@@ -85,3 +85,19 @@ def test_other_schema_versions_and_files_are_refused(results, tmp_path: Path) ->
     with pytest.raises(ResdeployError, match=r"\.html or \.md"):
         report(results, tmp_path / "report.pdf")
     assert not (tmp_path / "report.pdf").exists()
+
+
+def test_speedups_compare_each_model_with_its_own_baseline(results) -> None:  # noqa: ANN001
+    local = json.loads(results[0].read_text())
+    assert {r["model_name"] for r in local["runs"]} == {"model"}  # the tiny ONNX file's name
+    bigger = copy.deepcopy(local)
+    for run in bigger["runs"]:
+        run["model_name"] = "resnet50"
+        run["throughput"] /= 10.0
+    rows = rows_from([("a.json", local), ("b.json", bigger)])
+    apply_speedups(rows, "engine=ort")
+    ort_rows = [r for r in rows if r.engine == "ort"]
+    assert len(ort_rows) == 4 and all(r.speedup == pytest.approx(1.0) for r in ort_rows)
+    # Naming a model in the baseline compares every row with that model's runs.
+    apply_speedups(rows, "engine=ort,model=model")
+    assert all(r.speedup == pytest.approx(0.1) for r in rows if r.model == "resnet50" and r.engine == "ort")

@@ -130,3 +130,9 @@ def test_bad_input(arts: dict[str, Path], tmp_path: Path) -> None:
     shutil.copytree(moved, tmp_path / "x" / "y" / "int8")  # relative parent path no longer resolves
     with pytest.raises(ResdeployError, match="is gone"):
         validate(tmp_path / "x" / "y" / "int8", data=str(arts["flat"]))
+
+
+@pytest.mark.openvino
+def test_same_int8_file_validates_under_openvino(arts: dict[str, Path]) -> None:
+    r = validate(arts["int8"], data=str(arts["labelled"]), engine="openvino", min_cosine=0.9)
+    assert r.candidate["engine"] == "openvino" and r.samples == 18 and r.passed

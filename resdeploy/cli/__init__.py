@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning ResdeployError into one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, standalone_mode=False)
+        # With standalone_mode=False, click returns the code of a typer.Exit instead of raising.
+        rc = app(args=args, standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except ResdeployError as exc:
         if _debug_requested(args):
             raise

@@ -104,6 +104,6 @@ def print_table(result) -> None:  # noqa: ANN001 - BenchResult, imported lazily
     rows, base = bench_rows(result)
     first = result.runs[0]
     where = machine_label(result.machine, first.device)
-    stdout.print(rich_table(rows, title=f"{first.model} on {where} — speed-up vs {base}"))
+    stdout.print(rich_table(rows, title=f"{first.model} on {where}, speed-up vs {rows[0].engine} {rows[0].precision}"))
     for note in footnotes(rows):
         stdout.print(note, highlight=False)

@@ -10,8 +10,7 @@ import typer
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
     from resdeploy.compare import ParityTolerances
-
-    defaults = ParityTolerances()
+    from resdeploy.exporter import EXPORT_TOLERANCES as defaults
 
     @app.command("export")
     def export_cmd(

@@ -214,10 +214,11 @@ def calibrate_random_init(model: nn.Module, input_size: int, seed: int) -> dict[
        (cumulative average over the batches), so every layer's activations are
        normalised in eval mode as in a trained network, instead of growing or
        vanishing with depth.
-    2. The classifier is re-parametrised to standardise its input features (mean and
-       std measured on the same images) and scaled so the logits have a standard
+    2. The classifier is re-parametrised to centre its input features (their mean
+       measured on the same images) and scaled as a whole so the logits have a standard
        deviation of ``LOGIT_STD_TARGET``. A trained ResNet-50's ImageNet logits have a
-       std of roughly 2-5; a fresh one's are ~100x smaller and nearly input-independent.
+       std of a few units; a fresh one's are far smaller and dominated by one
+       input-independent direction, so every image gets the same top-1 class.
 
     Returns the record that the manifest stores under ``model.init``.
     """

@@ -40,7 +40,11 @@ class OpenVinoRunner(Runner):
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
-        self.ov_device = "CPU" if config.device.startswith("cpu") else config.device.split(":")[0].upper()
+        if config.device.startswith("cuda"):
+            raise ResdeployError("OpenVINO does not run on CUDA devices: use --device cpu "
+                                 "(or gpu/npu for Intel accelerators)")
+        # cpu -> CPU; Intel accelerators by OpenVINO's own names (gpu, gpu.1, npu).
+        self.ov_device = "CPU" if config.device.startswith("cpu") else config.device.upper()
         self.model_path = onnx_model_path(config.model, self.engine)
         req = (config.precision or "").lower() or None
         self.graph_precision = check_graph_precision(req, self.model_path, self.engine, allowed_casts=("bf16", "fp16"))
@@ -110,6 +114,12 @@ class OpenVinoRunner(Runner):
         return self._meta
 
     def stage(self, batch: np.ndarray) -> Any:
+        """Cast to the compiled input's dtype (outside timing) and check a static shape fits."""
+        meta = self.input_meta()
+        want = meta.shape
+        if batch.ndim != len(want) or any(isinstance(w, int) and w != g for w, g in zip(want, batch.shape, strict=False)):
+            raise ResdeployError(f"input of shape {list(batch.shape)} does not fit the compiled OpenVINO model "
+                                 f"{list(want)}", hint="create the runner with batch_size=None for varying batches")
         return np.ascontiguousarray(batch, dtype=self._np_dtype)
 
     def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:

@@ -202,5 +202,6 @@ class OrtRunner(Runner):
             "ep": self.ep,
             "providers": list(self.session.get_providers()) if self.session is not None else None,
             "onnxruntime": next((v for v in versions.values() if v), None),
+            "intra_op_threads": self.config.threads or "runtime default (one per physical core)",
         })
         return d

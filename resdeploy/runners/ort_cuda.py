@@ -155,14 +155,6 @@ class OrtCudaRunner(OrtRunner):
             return [trt, cuda, "CPUExecutionProvider"]
         return [cuda, "CPUExecutionProvider"]
 
-    def _session_options(self) -> Any:
-        so = super()._session_options()
-        if self.cuda_graph:
-            # A CUDA graph needs every node on the GPU provider: fail loudly rather than
-            # let a node fall back to the CPU and the capture break at run time.
-            so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-        return so
-
     # --- loading -------------------------------------------------------------------------------
     def _load(self) -> None:
         self._torch = self._buffer_torch()

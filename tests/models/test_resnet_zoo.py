@@ -136,6 +136,7 @@ def test_random_init_gives_realistic_logits() -> None:
     assert 1.0 < float(y.std()) < 20.0
     assert len(set(y.argmax(1).tolist())) >= 4  # predictions change with the input
     assert float(y_raw.std()) < float(y.std()) / 3  # what parity would see without the calibration
+    assert len(set(y_raw.argmax(1).tolist())) <= 2  # ... and the same top-1 class for (nearly) every image
     assert record["procedure"] == "random-init calibration"
     assert record["classifier"]["logit_std"] == pytest.approx(4.0, rel=1e-3)
     assert record["classifier"]["distinct_top1"] >= 4

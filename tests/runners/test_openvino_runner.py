@@ -56,3 +56,19 @@ def test_unavailable_device_is_one_line(tiny_onnx) -> None:
     with pytest.raises(ResdeployError, match="OpenVINO device NPU"):
         with create_runner(RunnerConfig("openvino", str(path), device="npu")):
             pass
+
+
+def test_cuda_device_is_refused_with_the_alternative(tiny_onnx) -> None:
+    path, _ = tiny_onnx
+    with pytest.raises(ResdeployError, match="--device cpu"):
+        create_runner(RunnerConfig("openvino", str(path), device="cuda"))
+
+
+def test_static_batch_mismatch_is_a_clear_error_and_dynamic_takes_any(tiny_onnx) -> None:
+    path, _ = tiny_onnx
+    x3 = np.zeros((3, 3, 32, 32), dtype=np.float32)
+    with create_runner(RunnerConfig("openvino", str(path), batch_size=2)) as r:
+        with pytest.raises(ResdeployError, match="does not fit"):
+            r.infer(x3)
+    with create_runner(RunnerConfig("openvino", str(path))) as r:  # as validate uses it: batches vary
+        assert r.infer(x3).shape == (3, 10) and r.infer(x3[:1]).shape == (1, 10)

@@ -42,8 +42,17 @@ class RunnerConfig:
     options: dict[str, Any] = field(default_factory=dict)  # engine-specific (compile, cuda_graph, ...)
 
 
+def option_flag(value: Any, default: bool) -> bool:
+    """A boolean runner option from Python or from text ("0", "off", "false" are False)."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
 class Runner(abc.ABC):
-    """Base class: subclasses implement ``_load``, ``_close``, ``input_meta`` and ``infer``."""
+    """Base class: subclasses implement ``_load`` (which sets ``_meta`` or overrides ``input_meta``), ``_close`` and ``infer``."""
 
     engine: str = "?"
 
@@ -51,6 +60,7 @@ class Runner(abc.ABC):
         self.config = config
         self.loaded = False
         self.setup_seconds: dict[str, float] = {}  # load/compile/autotune time, reported apart
+        self._meta: TensorMeta | None = None  # set by _load in runners that use the default input_meta
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Runner:
@@ -77,8 +87,10 @@ class Runner(abc.ABC):
     def device(self) -> str:
         return self.config.device
 
-    @abc.abstractmethod
-    def input_meta(self) -> TensorMeta: ...
+    def input_meta(self) -> TensorMeta:
+        if self._meta is None:
+            raise RuntimeError("runner not loaded: use it as a context manager")
+        return self._meta
 
     def describe(self) -> dict[str, Any]:
         """Engine, device, versions and options, recorded in every result."""
@@ -98,5 +110,5 @@ class Runner(abc.ABC):
         """Run one inference on a staged input; with ``transfers`` also copy the output to host."""
         return self.infer(staged)
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 - a no-op on CPU is the right default
         """Wait until queued device work is done (no-op on CPU)."""

@@ -56,7 +56,7 @@ class OpenVinoRunner(Runner):
         self.precision = req if req in ("bf16", "fp16") else self.graph_precision
         self._compiled: Any = None
         self._request: Any = None
-        self._meta: TensorMeta | None = None
+
         self._np_dtype = np.dtype(np.float32)
 
     def _load(self) -> None:
@@ -107,11 +107,6 @@ class OpenVinoRunner(Runner):
     def _close(self) -> None:
         self._request = None
         self._compiled = None
-
-    def input_meta(self) -> TensorMeta:
-        if self._meta is None:
-            raise RuntimeError("runner not loaded: use it as a context manager")
-        return self._meta
 
     def stage(self, batch: np.ndarray) -> Any:
         """Cast to the compiled input's dtype (outside timing) and check a static shape fits."""

@@ -105,7 +105,7 @@ class OrtRunner(Runner):
         self.session: Any = None
         self.input_name = ""
         self.output_names: list[str] = []
-        self._meta: TensorMeta | None = None
+
         self._np_dtype = np.dtype(np.float32)
 
     # --- hooks for subclasses ----------------------------------------------------------------
@@ -174,11 +174,6 @@ class OrtRunner(Runner):
 
     def _close(self) -> None:
         self.session = None
-
-    def input_meta(self) -> TensorMeta:
-        if self._meta is None:
-            raise RuntimeError("runner not loaded: use it as a context manager")
-        return self._meta
 
     def stage(self, batch: np.ndarray) -> Any:
         """Cast to the graph's input dtype once, outside the timed region."""

@@ -32,19 +32,12 @@ from typing import Any
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
-from resdeploy.runners.base import RunnerConfig, TensorMeta
+from resdeploy.runners.base import RunnerConfig, TensorMeta, option_flag
 from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS, OrtRunner
 
 CUDNN_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 _WARMUP_RUNS = 3  # run 1: cuDNN search + arena growth; run 2: allowed to capture; run 3: captures
 
-
-def _flag(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
 
 
 def device_index(device: str) -> int:
@@ -112,14 +105,14 @@ class OrtCudaRunner(OrtRunner):
     def __init__(self, config: RunnerConfig) -> None:
         self.device_id = device_index(config.device)
         opts = config.options
-        self.cuda_graph = _flag(opts.get("cuda_graph"), False)
-        self.nhwc = _flag(opts.get("nhwc"), True)
+        self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
+        self.nhwc = option_flag(opts.get("nhwc"), True)
         self.cudnn_search = str(opts.get("cudnn_search") or "EXHAUSTIVE").upper()
         if self.cudnn_search not in CUDNN_SEARCH:
             raise ResdeployError(
                 f"unknown cuDNN search '{opts.get('cudnn_search')}'; choose from: {', '.join(CUDNN_SEARCH)}"
             )
-        self.trt_fp16 = _flag(opts.get("trt_fp16"), False)
+        self.trt_fp16 = option_flag(opts.get("trt_fp16"), False)
         if config.batch_size is not None and config.batch_size <= 0:
             raise ResdeployError(f"batch size must be a positive integer, got {config.batch_size}")
         super().__init__(config)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
-from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta, option_flag
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -51,13 +51,6 @@ _MODE_OPTIONS: dict[str, dict[str, Any]] = {
     "max-autotune-no-cudagraphs": {"max_autotune": True},
 }
 
-
-def _truthy(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)
 
 
 def compile_mode(value: Any, device_kind: str) -> str | None:
@@ -178,8 +171,8 @@ class TorchRunner(Runner):
                 hint="use --precision bf16 or fp32 on CPU, or --device cuda",
             )
         self.compile_mode = compile_mode(opts.get("compile"), self.device_kind)
-        self.freeze: bool | None = None if opts.get("freeze") is None else _truthy(opts.get("freeze"), False)
-        self.cuda_graph = _truthy(opts.get("cuda_graph"), False)
+        self.freeze: bool | None = None if opts.get("freeze") is None else option_flag(opts.get("freeze"), False)
+        self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
         if self.cuda_graph and self.device_kind != "cuda":
             raise ResdeployError("CUDA-graph replay needs --device cuda")
         if self.cuda_graph and self.compile_mode and not _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"):
@@ -193,8 +186,8 @@ class TorchRunner(Runner):
             # treat the frozen weights as non-static inputs and copy all of them on every replay
             # (batch 1: 3.7 ms instead of 0.65 ms). So freeze only where no CUDA graph is replayed.
             self.freeze = not (self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))
-        self.channels_last = _truthy(opts.get("channels_last"), self.device_kind == "cuda")
-        self.cudnn_benchmark = _truthy(opts.get("cudnn_benchmark"), True)
+        self.channels_last = option_flag(opts.get("channels_last"), self.device_kind == "cuda")
+        self.cudnn_benchmark = option_flag(opts.get("cudnn_benchmark"), True)
         if config.threads is not None and config.threads <= 0:
             raise ResdeployError(f"--threads must be a positive integer, got {config.threads}")
         if config.batch_size is not None and config.batch_size <= 0:
@@ -276,8 +269,8 @@ class TorchRunner(Runner):
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
         model = model.to(device=self._torch_device, dtype=dtype)
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        fn = _Forward.make(model, dtype, self.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        fn: Any = _Forward.make(model, dtype, self.channels_last)
         self._sync()
         self.setup_seconds["load"] = round(time.perf_counter() - t0, 4)
 
@@ -376,7 +369,7 @@ class TorchRunner(Runner):
     def input_meta(self) -> TensorMeta:
         if self._hw is None:
             raise ResdeployError("the runner is not loaded; use it as a context manager")
-        batch: int | str = self.config.batch_size if self._fixed_batch() else "batch"
+        batch: int | str = self.config.batch_size if self.config.batch_size and self._fixed_batch() else "batch"
         return TensorMeta("input", (batch, 3, *self._hw), "float32")
 
     def _fixed_batch(self) -> bool:

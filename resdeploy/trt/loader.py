@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 MIN_MAJOR = 10
 INSTALL_HINT = (
-    "pip install tensorrt (TensorRT 10 or newer, from NVIDIA's index: "
-    "pip install --extra-index-url https://pypi.nvidia.com tensorrt), on a machine with an NVIDIA GPU and driver"
+    "pip install tensorrt (TensorRT 10 or newer, the wheel matching your CUDA: tensorrt-cu12 or tensorrt-cu13), "
+    "on a machine with an NVIDIA GPU and driver"
 )
 
 

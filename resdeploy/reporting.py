@@ -263,8 +263,9 @@ def footnotes(rows: Sequence[Row]) -> list[str]:
         s = r.summary or {}
         slo = s.get("slo_ms")
         verdict = "" if slo is None else (" — SLO met" if s.get("slo_met") else " — SLO MISSED")
-        notes.append(f"server {r.engine} batch {r.batch}: {s.get('achieved_qps', 0):.1f} of "
-                     f"{s.get('target_qps', 0):g} QPS, p99 {r.p99_ms:.2f} ms"
+        offered = f", {s['offered_qps']:.1f} offered" if s.get("offered_qps") is not None else ""
+        notes.append(f"server {r.engine} batch {r.batch}: {s.get('achieved_qps', 0):.1f} QPS achieved of "
+                     f"{s.get('target_qps', 0):g} asked{offered}, p99 {r.p99_ms:.2f} ms"
                      + (f" vs SLO {slo:g} ms" if slo is not None else "") + verdict
                      + (" (overloaded: queue kept growing)" if s.get("overloaded") else ""))
     return notes

@@ -35,6 +35,10 @@ from resdeploy.stats import LatencyStats
 
 RESULT_SCHEMA = "resdeploy.bench/1"
 DEFAULT_BATCHES = {"sweep": [1, 8], "single-stream": [1], "offline": [1, 8], "server": [1]}
+# The CLI's runner options and the engines that read them: an option none of the chosen
+# engines reads would be silently ignored (`--engine ort --compile` timing plain ort).
+OPTION_ENGINES = {"compile": ("--compile", {"torch"}), "channels_last": ("--channels-last", {"torch"}),
+                  "cuda_graph": ("--cuda-graph", {"torch", "ort", "trt"}), "ep": ("--ep", {"ort"})}
 
 
 @dataclass
@@ -77,11 +81,19 @@ class BenchConfig:
                 raise ResdeployError(f"unknown engine '{e}'; choose from: {', '.join(RUNNERS)}")
         if len(set(self.engines)) != len(self.engines):
             raise ResdeployError(f"an engine is listed twice: {','.join(self.engines)}")
+        for key, (flag, readers) in OPTION_ENGINES.items():
+            if self.options.get(key) is not None and not readers & set(self.engines):
+                raise ResdeployError(f"{flag} is read by {', '.join(sorted(readers))} only, not by "
+                                     f"{', '.join(self.engines)}")
+        if self.options.get("cuda_graph") and not self.device.startswith("cuda"):
+            raise ResdeployError("--cuda-graph replays a CUDA graph: it needs --device cuda")
         if self.scenario not in SCENARIOS:
             raise ResdeployError(f"unknown scenario '{self.scenario}'; choose from: {', '.join(SCENARIOS)}")
         batches = self.resolved_batches()
         if any((not isinstance(b, int)) or b <= 0 for b in batches):
             raise ResdeployError(f"batch sizes must be positive integers, got {batches}")
+        if len(set(batches)) != len(batches):
+            raise ResdeployError(f"a batch size is listed twice: {','.join(map(str, batches))}")
         if self.scenario == "single-stream" and batches != [1]:
             raise ResdeployError("the single-stream scenario runs batch 1 (as MLPerf's does)",
                                  hint="drop --batch, or use --scenario offline for larger batches")
@@ -106,6 +118,8 @@ class BenchConfig:
         if self.cpus is not None:
             if not self.cpus or any(c < 0 for c in self.cpus):
                 raise ResdeployError(f"--cpus takes CPU numbers >= 0, got {self.cpus}")
+            if len(set(self.cpus)) != len(self.cpus):  # '0,0' pins one CPU: it must not be labelled 2 cores
+                raise ResdeployError(f"--cpus lists a CPU twice: {self.cpus}")
             if not hasattr(os, "sched_setaffinity"):
                 raise ResdeployError("--cpus (CPU pinning) needs Linux (os.sched_setaffinity)")
             allowed = os.sched_getaffinity(0)
@@ -392,11 +406,13 @@ def _check_installed(engine: str, device: str = "cpu", options: dict[str, Any] |
     """The engine's package (and GPU provider) is there: checked for every engine before any is timed."""
     options = options or {}
     import importlib.util
+    import sys
 
     from resdeploy.errors import MissingDependencyError
 
     module, install = _ENGINE_PACKAGES.get(engine, (None, ""))
-    if module and importlib.util.find_spec(module) is None:
+    # find_spec raises ValueError for an imported module without __spec__: imported is installed.
+    if module and module not in sys.modules and importlib.util.find_spec(module) is None:
         raise MissingDependencyError(f"engine '{engine}' (the '{module}' package)", install)
     if engine == "ort" and (device.startswith("cuda") or options.get("ep")):
         # A missing provider would otherwise surface only when this engine's turn comes.

@@ -194,6 +194,8 @@ def open_data(
     shape = tuple(tensor_shape) if tensor_shape is not None else (input_shape(spec) if spec else None)
     text = os.fspath(source)
     if text == SYNTHETIC or text.startswith(SYNTHETIC + ":"):
+        if labels_file is not None:
+            raise ResdeployError("--labels maps class folder names; synthetic data has no classes")
         return _synthetic(text, shape, samples, seed, require_labels, reporter)
     path = Path(text)
     if not path.exists():
@@ -207,6 +209,9 @@ def open_data(
         ds = Dataset("images", text, spec, [path], root=path.parent)
     else:
         raise ResdeployError(f"unsupported data source {text}: expected an image folder, a .npy/.npz file or 'synthetic'")
+    if labels_file is not None and ds.classes is None:  # would be silently ignored: no accuracy where asked
+        raise ResdeployError(f"--labels maps class folder names, but {text} has no class folders",
+                             hint="put each class's images in a subfolder named after the class")
     ds.seed = seed
     return _select(ds, samples, seed)
 
@@ -247,6 +252,9 @@ def _image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     images: list[Path] = []
     unsupported: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        if _in_symlink_loop(Path(dirpath), root):  # a link to an ancestor: would repeat every image below it
+            dirnames[:] = []
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
@@ -257,6 +265,20 @@ def _image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
             else:
                 unsupported.append((str(p.relative_to(root)), f"unsupported file type '{p.suffix or name}'"))
     return sorted(images), unsupported
+
+
+def _in_symlink_loop(path: Path, root: Path) -> bool:
+    """Whether ``path`` is (through symlinks) the same directory as one of its ancestors under ``root``."""
+    if path == root:
+        return False
+    real = os.path.realpath(path)
+    parent = path.parent
+    while True:
+        if os.path.realpath(parent) == real:
+            return True
+        if parent == root or parent == parent.parent:
+            return False
+        parent = parent.parent
 
 
 def read_labels_file(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -273,9 +295,10 @@ def read_labels_file(path: str | os.PathLike[str]) -> dict[str, int]:
             raise ResdeployError(f"labels file {p} is not valid JSON: {exc}") from None
         if isinstance(data, list):
             return {str(name): i for i, name in enumerate(data)}
-        if isinstance(data, dict) and all(isinstance(v, int) for v in data.values()):
+        if isinstance(data, dict) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                          for v in data.values()):
             return {str(k): int(v) for k, v in data.items()}
-        raise ResdeployError(f"labels file {p} must map class names to integer indices, or list class names in order")
+        raise ResdeployError(f"labels file {p} must map class names to integer indices >= 0, or list class names in order")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     return {name: i for i, name in enumerate(names)}
 
@@ -308,6 +331,10 @@ def _image_folder(root: Path, spec: PreprocessSpec | None, labels_file: str | os
     elif require_labels:
         raise ResdeployError(f"{root} has images at its top level, so it is unlabelled",
                              hint="put each class's images in a subfolder named after the class")
+    elif len(at_root) < len(images):
+        reporter.warn(f"{root} has {len(at_root)} image(s) at its top level besides {len(images) - len(at_root)} in "
+                      "subfolders: treated as unlabelled (no accuracy); move the top-level images into class "
+                      "folders for a labelled set")
     ds = Dataset("images", str(root), spec, list(images), labels=labels, classes=classes, root=root)
     if unsupported:
         named = ", ".join(n for n, _ in unsupported[:_MAX_NAMED])
@@ -333,6 +360,9 @@ def _array_file(path: Path, spec: PreprocessSpec | None, shape: tuple[int, ...] 
             labels_arr = loaded[lab_key] if lab_key else None
     else:
         arrays = loaded
+    if not (np.issubdtype(arrays.dtype, np.floating) or np.issubdtype(arrays.dtype, np.integer)) \
+            or arrays.dtype == np.bool_:
+        raise ResdeployError(f"{path} holds {arrays.dtype} data; expected float tensors or uint8/uint16 images")
     if arrays.ndim < 3 or arrays.shape[0] == 0:
         raise ResdeployError(f"{path} holds an array of shape {arrays.shape}; expected N samples (N, C, H, W) or images (N, H, W[, C])")
     is_image = arrays.dtype == np.uint8 or arrays.dtype == np.uint16
@@ -349,11 +379,17 @@ def _array_file(path: Path, spec: PreprocessSpec | None, shape: tuple[int, ...] 
             raise ResdeployError(f"{path} holds tensors of shape {tuple(arrays.shape[1:])} per sample, "
                                  f"but the model takes {tuple(shape)}",
                                  hint="save preprocessed float32 tensors of the model's input shape, or uint8 images")
+        bad = ~np.isfinite(arrays).reshape(arrays.shape[0], -1).all(axis=1)
+        if bad.any():
+            raise ResdeployError(f"{path}: {int(bad.sum())} of {arrays.shape[0]} samples hold NaN or infinite values "
+                                 f"(first: sample {int(np.argmax(bad))})")
     labels = None
     if labels_arr is not None:
         labels_arr = np.asarray(labels_arr).reshape(-1)
         if labels_arr.shape[0] != arrays.shape[0] or not np.issubdtype(labels_arr.dtype, np.integer):
             raise ResdeployError(f"{path}: labels must be {arrays.shape[0]} integers, got {labels_arr.dtype} {labels_arr.shape}")
+        if labels_arr.min() < 0:
+            raise ResdeployError(f"{path}: labels must be class indices >= 0, got {int(labels_arr.min())}")
         labels = [int(v) for v in labels_arr]
     elif require_labels:
         raise ResdeployError(f"{path} has no labels; store them in an .npz under one of: {', '.join(_LABEL_KEYS)}")

@@ -26,6 +26,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import time
 import warnings
 from collections import Counter
@@ -259,6 +260,17 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(lvl)
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def export_onnx(model: Any, path: Path, *, input_size: int, opset: int, batch: int | None, exporter: str) -> bool:
     """Write ``model`` to ``path`` as ONNX; returns whether weights went to external data (> ~2 GB)."""
     import torch
@@ -290,7 +302,10 @@ def export_onnx(model: Any, path: Path, *, input_size: int, opset: int, batch: i
     except ResdeployError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if _caused_by_interrupt(exc):  # torch.export wraps a Ctrl-C in its own error: still an abort
+            raise KeyboardInterrupt from exc
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch.export colours its messages
+        first = (text.splitlines() or [type(exc).__name__])[0][:300]
         raise ResdeployError(
             f"torch.onnx.export ({exporter}) failed: {first}",
             hint="try --exporter torchscript, or run with --debug for the traceback",
@@ -342,7 +357,8 @@ def check_graph(path: Path, *, opset: int, input_size: int, batch: int | None) -
     want_batch: int | str = batch if batch else BATCH_AXIS
     if [i["name"] for i in inputs] != [INPUT_NAME] or inputs[0]["shape"] != [want_batch, 3, input_size, input_size]:
         raise ResdeployError(f"unexpected ONNX inputs {inputs}; expected {INPUT_NAME} [{want_batch}, 3, {input_size}, {input_size}]")
-    if [o["name"] for o in outputs] != [OUTPUT_NAME] or outputs[0]["shape"][0] != want_batch:
+    if [o["name"] for o in outputs] != [OUTPUT_NAME] or len(outputs[0]["shape"]) != 2 \
+            or outputs[0]["shape"][0] != want_batch:
         raise ResdeployError(f"unexpected ONNX outputs {outputs}; expected {OUTPUT_NAME} [{want_batch}, classes]")
     return {
         "opset": real_opset,

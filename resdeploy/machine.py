@@ -147,6 +147,12 @@ def _engine(name: str, available: bool, version: str | None, devices: list[str],
     return {"engine": name, "available": available, "version": version, "devices": devices, "note": note}
 
 
+def _broken(name: str, exc: Exception) -> dict[str, Any]:
+    """An engine that is installed but fails to load or probe: say so, do not crash `info`."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return _engine(name, False, None, [], f"installed but failed to load: {type(exc).__name__}: {first}")
+
+
 def engines_info() -> list[dict[str, Any]]:
     """Which engines can run here, on which devices, and what to install for the rest.
 
@@ -167,6 +173,8 @@ def engines_info() -> list[dict[str, Any]]:
         out.append(_engine("torch", True, torch.__version__, devs, note))
     except ImportError:
         out.append(_engine("torch", False, None, [], "pip install torch"))
+    except Exception as exc:  # a broken install (missing CUDA libs...) is what `info` is for
+        out.append(_broken("torch", exc))
     try:
         import onnxruntime as ort
 
@@ -182,6 +190,8 @@ def engines_info() -> list[dict[str, Any]]:
         out.append(_engine("ort", True, ort.__version__, devs, "; ".join(hints)) | {"providers": providers})
     except ImportError:
         out.append(_engine("ort", False, None, [], "pip install onnxruntime"))
+    except Exception as exc:
+        out.append(_broken("ort", exc))
     try:
         import openvino as ov
 
@@ -190,6 +200,8 @@ def engines_info() -> list[dict[str, Any]]:
         out.append(_engine("openvino", True, ov.__version__, devs))
     except ImportError:
         out.append(_engine("openvino", False, None, [], "pip install openvino"))
+    except Exception as exc:
+        out.append(_broken("openvino", exc))
     has_runner = importlib.util.find_spec("resdeploy.runners.trt") is not None
     if not has_runner:
         out.append(_engine("trt", False, None, [], "the TensorRT runner is not in this resdeploy version"))

@@ -41,13 +41,47 @@ def check_result(data: Any, source: str) -> dict[str, Any]:
     runs = data.get("runs")
     if not isinstance(runs, list) or not runs:
         raise ResdeployError(f"{source} holds no runs")
+    machine = data.get("machine")
+    if machine is not None:
+        if not isinstance(machine, dict):
+            raise ResdeployError(f"{source}: 'machine' is not an object (a damaged or hand-edited result?)")
+        for key in ("cpu", "cuda", "libraries"):
+            if machine.get(key) is not None and not isinstance(machine[key], dict):
+                raise ResdeployError(f"{source}: machine.{key} is not an object")
+        gpus = machine.get("gpus")
+        if gpus is not None and not (isinstance(gpus, list) and all(isinstance(g, dict) for g in gpus)):
+            raise ResdeployError(f"{source}: machine.gpus is not a list of objects")
     for i, run in enumerate(runs):
-        if not isinstance(run, dict) or not isinstance(run.get("stats"), dict):
-            raise ResdeployError(f"{source}: run {i} has no statistics")
-        for key in ("engine", "batch", "throughput"):
-            if key not in run:
-                raise ResdeployError(f"{source}: run {i} lacks '{key}'")
+        _check_run(run, f"{source}: run {i}")
     return data
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check_run(run: Any, where: str) -> None:
+    """Every field the tables and plots read has the right type: one line, not a traceback later."""
+    if not isinstance(run, dict) or not isinstance(run.get("stats"), dict):
+        raise ResdeployError(f"{where} has no statistics")
+    for key in ("engine", "batch", "throughput"):
+        if key not in run:
+            raise ResdeployError(f"{where} lacks '{key}'")
+    batch = run["batch"]
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch <= 0:
+        raise ResdeployError(f"{where}: batch is {batch!r}, not a positive integer")
+    if not _is_number(run["throughput"]):
+        raise ResdeployError(f"{where}: throughput is {run['throughput']!r}, not a number")
+    stats = run["stats"]
+    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
+        if not _is_number(stats.get(key)):
+            raise ResdeployError(f"{where}: stats.{key} is {stats.get(key)!r}, not a number")
+    lat = run.get("latencies_ms")
+    if lat is not None and (not isinstance(lat, list) or not all(_is_number(v) for v in lat)):
+        raise ResdeployError(f"{where}: latencies_ms is not a list of numbers")
+    for key in ("emulation", "scenario_summary"):
+        if run.get(key) is not None and not isinstance(run[key], dict):
+            raise ResdeployError(f"{where}: '{key}' is not an object")
 
 
 def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dict[str, Any]]]:
@@ -56,6 +90,12 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dic
 
     if not paths:
         raise ResdeployError("no result files given")
+    seen: set[str] = set()
+    for p in paths:
+        real = os.path.realpath(p)
+        if real in seen:  # its rows would appear twice, indistinguishable
+            raise ResdeployError(f"{p} is given twice")
+        seen.add(real)
     return [(str(p), check_result(load_json_file(str(p)), str(p))) for p in paths]
 
 
@@ -102,7 +142,9 @@ class Row:
     def series(self) -> str:
         """What a plot line stands for: one engine/precision on one machine."""
         emu = " [emulated]" if self.emulation else ""
-        return f"{self.model} {self.engine} {self.precision} · {self.machine}{emu}"
+        # A server run's latency includes queueing: never one line with a sweep of the same engine.
+        scenario = "" if self.scenario == "sweep" else f" ({self.scenario})"
+        return f"{self.model} {self.engine} {self.precision}{scenario} · {self.machine}{emu}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,6 +190,7 @@ def rows_from(results: Sequence[tuple[str, dict[str, Any]]]) -> list[Row]:
                 summary=run.get("scenario_summary"), latencies_ms=list(run.get("latencies_ms") or []),
             ))
     _disambiguate_hosts(out)
+    _disambiguate_files(out)
     return out
 
 
@@ -159,6 +202,19 @@ def _disambiguate_hosts(rows: list[Row]) -> None:
     for r in rows:
         if len(hosts[r.machine]) > 1:
             r.machine = f"{r.machine} @{r.host}"
+
+
+def _disambiguate_files(rows: list[Row]) -> None:
+    """Two files with the same run (machine, model, engine, precision, scenario, batch), e.g. two
+    server runs at different --qps or a re-run, get the file name appended to their machine, so
+    their rows, plot series and baselines stay apart."""
+    files: dict[tuple[Any, ...], set[str]] = {}
+    for r in rows:
+        files.setdefault((r.machine, r.model, r.engine, r.precision, r.device, r.scenario, r.batch), set()).add(r.file)
+    clashing = {key[0] for key, names in files.items() if len(names) > 1}
+    for r in rows:
+        if r.machine in clashing:
+            r.machine = f"{r.machine} · {r.file}"
 
 
 def parse_baseline(text: str | None) -> dict[str, str]:
@@ -173,6 +229,8 @@ def parse_baseline(text: str | None) -> dict[str, str]:
         key = key.strip()
         if key not in BASELINE_KEYS:
             raise ResdeployError(f"--baseline key '{key}' is not one of: {', '.join(BASELINE_KEYS)}")
+        if not value.strip():  # an empty value would match every run as a substring
+            raise ResdeployError(f"--baseline '{part}' gives no value for '{key}'")
         out[key] = value.strip()
     return out
 
@@ -240,15 +298,19 @@ def columns_for(rows: Sequence[Row]) -> list[str]:
         cols.append("machine")
     if len({r.model for r in rows}) > 1:
         cols.append("model")
+    if len({r.scenario for r in rows}) > 1:  # a server run's latency includes queueing: never mix them up
+        cols.append("scenario")
     return cols + ["engine", "precision", *NUMERIC]
 
 
 def row_cells(r: Row, columns: Sequence[str]) -> list[str]:
     p99 = _fmt_ms(r.p99_ms) + ("" if r.tail_reliable else "*")
-    cell = {"machine": r.machine + (" †" if r.emulation else ""), "model": r.model, "engine": r.engine,
+    cell = {"machine": r.machine + (" †" if r.emulation else ""), "model": r.model, "scenario": r.scenario, "engine": r.engine,
             "precision": r.precision, "batch": str(r.batch), "p50": _fmt_ms(r.p50_ms), "p90": _fmt_ms(r.p90_ms),
             "p99": p99, "mean": _fmt_ms(r.mean_ms), "img/s": _fmt_rate(r.throughput),
             "speed-up": "–" if r.speedup is None else f"{r.speedup:.2f}×"}
+    if r.emulation and "machine" not in columns:  # the † must show on the row even without a machine column
+        cell["engine"] += " †"
     return [cell[c] for c in columns]
 
 
@@ -259,12 +321,14 @@ def footnotes(rows: Sequence[Row]) -> list[str]:
     for note in sorted({r.emulation for r in rows if r.emulation}):
         notes.append(f"† {note}")
     servers = [r for r in rows if r.scenario == "server" and r.summary]
+    several_machines = len({r.machine for r in rows}) > 1
     for r in servers:
         s = r.summary or {}
         slo = s.get("slo_ms")
         verdict = "" if slo is None else (" — SLO met" if s.get("slo_met") else " — SLO MISSED")
         offered = f", {s['offered_qps']:.1f} offered" if s.get("offered_qps") is not None else ""
-        notes.append(f"server {r.engine} batch {r.batch}: {s.get('achieved_qps', 0):.1f} QPS achieved of "
+        where = f" on {r.machine}" if several_machines else ""
+        notes.append(f"server {r.engine} batch {r.batch}{where}: {s.get('achieved_qps', 0):.1f} QPS achieved of "
                      f"{s.get('target_qps', 0):g} asked{offered}, p99 {r.p99_ms:.2f} ms"
                      + (f" vs SLO {slo:g} ms" if slo is not None else "") + verdict
                      + (" (overloaded: queue kept growing)" if s.get("overloaded") else ""))
@@ -273,12 +337,13 @@ def footnotes(rows: Sequence[Row]) -> list[str]:
 
 def rich_table(rows: Sequence[Row], *, title: str | None = None) -> Any:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     machines = list(dict.fromkeys(r.machine for r in rows))
     columns = columns_for(rows)
     # A light box keeps engine x batch tables inside 80 columns (CI logs, pipes).
-    table = Table(title=title, caption=CAPTION, box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=escape(title) if title else None, caption=CAPTION, box=box.SIMPLE_HEAD, pad_edge=False)
     body = []
     for r in rows:
         cells = row_cells(r, columns)
@@ -290,7 +355,7 @@ def rich_table(rows: Sequence[Row], *, title: str | None = None) -> Any:
         width = max([len(col)] + [len(c[i]) for c in body])
         table.add_column(col, justify="right" if col in NUMERIC else "left", no_wrap=True, min_width=width)
     for cells in body:
-        table.add_row(*cells)
+        table.add_row(*(escape(c) for c in cells))  # names from result files are text, not rich markup
     return table
 
 
@@ -312,6 +377,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
 def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
     """PNG bytes: latency against batch size, throughput bars, latency CDF (smallest batch)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -326,10 +392,24 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
 
     def png(fig: Any) -> bytes:
         buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110)
+        # bbox_inches="tight" keeps the legend below the axes inside the image.
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         return buf.getvalue()
+
+    def legend_below(ax: Any) -> None:
+        # Below the axes, never over the data (a legend inside hid bars and curves).
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                      ncol=1 if len(labels) > 4 else len(labels) or 1, frameon=False)
+
+    def plain_log_axis(axis: Any) -> None:
+        # Log scales label ticks 2^0 or 4x10^0 by default: print plain numbers (1, 8, 0.5 ms).
+        fmt = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+            lambda v, _pos: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, rs in series.items():
@@ -337,11 +417,15 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
         ax.plot([r.batch for r in rs], [r.p50_ms for r in rs], marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    all_batches = sorted({r.batch for r in rows})
+    ax.set_xticks(all_batches, [str(b) for b in all_batches])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    plain_log_axis(ax.yaxis)
     ax.set_xlabel("batch size")
     ax.set_ylabel("p50 latency per batch (ms)")
     ax.set_title("Latency against batch size")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    legend_below(ax)
     plots["latency_vs_batch"] = png(fig)
 
     batches = sorted({r.batch for r in rows})
@@ -357,7 +441,7 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
     ax.set_ylabel("throughput (images/s)")
     ax.set_title("Throughput")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    legend_below(ax)
     plots["throughput"] = png(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -368,12 +452,12 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
                 xs, ys = empirical_cdf(r.latencies_ms)
                 ax.step(xs, ys, where="post", label=name)
     ax.set_xscale("log")
+    plain_log_axis(ax.xaxis)
     ax.set_xlabel(f"latency at batch {smallest} (ms)")
     ax.set_ylabel("fraction of inferences")
     ax.set_title("Latency CDF")
     ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    legend_below(ax)
     plots["latency_cdf"] = png(fig)
     return plots
 
@@ -408,7 +492,8 @@ METHOD = ("Each engine ran one runner per batch size on random inputs rotated ov
 def render_markdown(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, Any]]], baseline: str,
                     plot_files: dict[str, str], title: str) -> str:
     parts = [f"# {title}", "", METHOD, "", f"Baseline for speed-ups: **{baseline}**.", "", markdown_table(rows), ""]
-    parts += [f"{n}  " for n in footnotes(rows)] + [""]
+    # A line starting "* " is a Markdown list item (the asterisk would vanish): escape it.
+    parts += [("\\" + n if n.startswith("*") else n) + "  " for n in footnotes(rows)] + [""]
     for name, rel in plot_files.items():
         parts += [f"![{name.replace('_', ' ')}]({rel})", ""]
     parts += ["## Machines", "", "| file | created | host | cpu | gpu | cuda | libraries |",

@@ -139,6 +139,17 @@ def _sleep_until(deadline: float) -> None:
             time.sleep(left - 0.001)
 
 
+def server_time_limit(qps: float, limits: LoopLimits) -> float:
+    """When a server run gives up on an engine that cannot keep up (seconds after the start).
+
+    Twice the time the run should take, plus 5 s. The run should take ``--duration`` or,
+    if longer, the time Poisson arrivals at ``qps`` need to offer ``--iterations`` queries:
+    at 2 QPS, 20 queries take 10 s, and stopping at 2 x 1 s + 5 s called an idle engine
+    overloaded.
+    """
+    return 2 * max(limits.seconds, limits.iterations / qps) + 5.0
+
+
 def server_loop(
     run: Callable[[int], Any],
     synchronize: Callable[[], None],
@@ -151,8 +162,9 @@ def server_loop(
 
     A query that arrives while the engine is busy waits in the queue, and that wait is
     part of its latency, as in MLPerf's server scenario. When the engine cannot keep
-    up the queue grows without bound: the loop then stops after twice the requested
-    duration (plus 5 s) and says ``overloaded``, instead of running forever.
+    up the queue grows without bound: the loop then stops after twice the run's expected
+    length (plus 5 s, see ``server_time_limit``) and says ``overloaded``, instead of
+    running forever.
 
     Overload is judged against the load actually offered (queries over the last
     arrival time), not the nominal ``qps``: a short Poisson run offers 10-20% more or
@@ -165,7 +177,7 @@ def server_loop(
     rng = np.random.default_rng(seed)
     lat: list[float] = []
     service: list[float] = []
-    hard_stop = 2 * limits.seconds + 5.0
+    hard_stop = server_time_limit(qps, limits)
     t0 = time.perf_counter()
     arrival = 0.0
     last_arrival = 0.0

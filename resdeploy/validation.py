@@ -180,7 +180,7 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
     return "ort", str(path), {"engine": "ort", "path": str(path), "kind": "path"}
 
 
-def _infer(runner: Any, x: np.ndarray) -> np.ndarray:
+def infer_batched(runner: Any, x: np.ndarray) -> np.ndarray:
     """Run a batch, splitting/padding it for runners whose model has a fixed batch size."""
     shape = runner.input_meta().shape
     fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
@@ -230,14 +230,19 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
     spec: PreprocessSpec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean,
                                            std=cfg.std, what=str(cand_file), reporter=rep)
     ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
+    # Warnings that qualify the result go into it (--json, CI), not only to stderr.
+    warnings: list[str] = []
     ref_manifest = read_manifest(ref_model) if ref_engine == "ort" else read_manifest(Path(ref_model) / "model.onnx")
     if ref_manifest and isinstance(ref_manifest.get("preprocess"), dict):
         if PreprocessSpec.from_dict(ref_manifest["preprocess"]) != spec:
-            rep.warn("the reference's manifest records different preprocessing than the candidate's; "
-                     "both run on the candidate's")
+            warnings.append("the reference's manifest records different preprocessing than the candidate's; "
+                            "both run on the candidate's")
     assert cfg.data is not None  # checked by cfg.check()
     ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=rep)
-    warnings: list[str] = []
+    needs_labels = _label_gates(cfg)
+    if needs_labels and not ds.labelled:  # before running both models over the whole data set
+        raise ResdeployError(f"{', '.join(needs_labels)} need{'s' if len(needs_labels) == 1 else ''} labelled data: "
+                             "one subfolder per class under --data, or labels in an .npz")
     if ds.kind == "synthetic":
         warnings.append("synthetic data: agreement on random tensors says little about accuracy on real images")
 
@@ -256,14 +261,14 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
     try:
         num_classes: int | None = None
         for batch in ds.batches(cfg.batch_size, rep, description="validating"):
-            r = _infer(ref_runner, batch.inputs)
-            c = _infer(cand_runner, batch.inputs)
+            r = infer_batched(ref_runner, batch.inputs)
+            c = infer_batched(cand_runner, batch.inputs)
             if r.shape != c.shape:
                 raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
                                      "they are not the same model")
             if num_classes is None:
                 num_classes = r.shape[1]
-                _check_labels(ds, num_classes, cfg.labels, rep)
+                warnings.extend(_check_labels(ds, num_classes, cfg.labels))
             ref_logits.append(r)
             cand_logits.append(c)
             if batch.labels is not None:
@@ -296,18 +301,26 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
     )
 
 
-def _check_labels(ds: Any, num_classes: int, labels_file: str | None, rep: Reporter) -> None:
+def _check_labels(ds: Any, num_classes: int, labels_file: str | None) -> list[str]:
+    """Refuse labels the model has no output for; warnings about the label mapping."""
     if ds.labels is None:
-        return
+        return []
     top = max(ds.labels)
     if top >= num_classes:
-        where = f"the mapping in {labels_file}" if labels_file else "the sorted class folders"
+        where = (f"the mapping in {labels_file}" if labels_file else "the sorted class folders" if ds.classes
+                 else f"the labels in {ds.source}")
         raise ResdeployError(f"labels do not match the model: {where} give class index {top}, "
                              f"but the model has {num_classes} classes",
                              hint="pass --labels FILE mapping folder names to the model's class indices")
     if ds.classes and len(ds.classes) < num_classes and not labels_file:
-        rep.warn(f"{len(ds.classes)} class folders for a {num_classes}-class model: classes are numbered by sorted "
-                 "folder name (0, 1, ...); pass --labels FILE if the folders are a subset of the model's classes")
+        return [f"{len(ds.classes)} class folders for a {num_classes}-class model: classes are numbered by sorted "
+                "folder name (0, 1, ...); pass --labels FILE if the folders are a subset of the model's classes"]
+    return []
+
+
+def _label_gates(cfg: ValidateConfig) -> list[str]:
+    return [n for n, v in (("--max-top1-drop", cfg.max_top1_drop), ("--min-top1-ratio", cfg.min_top1_ratio))
+            if v is not None]
 
 
 def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str, float]] | None,
@@ -321,10 +334,10 @@ def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str,
             min_ratio = MLPERF_TOP1_RATIO
         else:
             min_agree = DEFAULT_MIN_AGREEMENT
-    needs_labels = [n for n, v in (("--max-top1-drop", cfg.max_top1_drop), ("--min-top1-ratio", cfg.min_top1_ratio))
-                    if v is not None]
+    needs_labels = _label_gates(cfg)
     if accuracy is None and needs_labels:
-        raise ResdeployError(f"{', '.join(needs_labels)} need labelled data: one subfolder per class under --data")
+        raise ResdeployError(f"{', '.join(needs_labels)} need{'s' if len(needs_labels) == 1 else ''} labelled data: "
+                             "one subfolder per class under --data, or labels in an .npz")
     if accuracy is not None and min_ratio is not None:
         ref, cand = accuracy["reference"]["top1"], accuracy["candidate"]["top1"]
         ratio = cand / ref if ref > 0 else (1.0 if cand >= ref else 0.0)
@@ -349,8 +362,19 @@ def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str,
     return gates
 
 
+def check_output_file(path: str | os.PathLike[str], flag: str = "--junit") -> None:
+    """Fail before the run, not after it, when a result file cannot be written where asked."""
+    from resdeploy.artifacts import check_writable_dir
+
+    p = Path(path)
+    if p.is_dir():
+        raise ResdeployError(f"{flag} {p} is a directory; pass a file path such as {p / 'validate.xml'}")
+    check_writable_dir(p.parent)
+
+
 def write_junit(result: ValidateResult, path: str | os.PathLike[str]) -> Path:
+    check_output_file(path)
     return atomic_write_text(path, result.junit_xml())
 
 
-__all__ = ["Gate", "ValidateConfig", "ValidateResult", "validate", "write_junit"]
+__all__ = ["Gate", "ValidateConfig", "ValidateResult", "check_output_file", "validate", "write_junit"]

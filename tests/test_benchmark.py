@@ -96,6 +96,12 @@ def test_cpu_pinning_is_labelled_emulation_and_restored(tiny_onnx) -> None:
         ({"scenario": "batch"}, "unknown scenario"),
         ({"threads": 0}, "--threads"),
         ({"cpus": [10_000]}, "not available"),
+        ({"cpus": [0, 0]}, "twice"),
+        ({"batches": [4, 4]}, "twice"),
+        # options no chosen engine reads would be silently ignored: the run would not be what was asked
+        ({"options": {"compile": True}}, "--compile is read by torch only"),
+        ({"engines": ["openvino"], "options": {"ep": "openvino"}}, "--ep is read by ort only"),
+        ({"options": {"cuda_graph": True}}, "needs --device cuda"),
     ],
 )
 def test_bad_configs_are_one_line_errors(tiny_onnx, overrides, message) -> None:  # noqa: ANN001

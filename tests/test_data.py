@@ -65,10 +65,22 @@ def test_labels_file_json_and_text(labelled: Path, tmp_path: Path) -> None:
 def test_flat_folder_is_unlabelled_and_recursive(tmp_path: Path) -> None:
     _img(tmp_path / "a.png")
     _img(tmp_path / "sub" / "b.webp")
-    ds = open_data(tmp_path, SPEC)
+    rep = Recorder()
+    ds = open_data(tmp_path, SPEC, reporter=rep)
     assert not ds.labelled and len(ds) == 2
+    # A stray image beside class folders silently turned a labelled set into an unlabelled one.
+    assert rep.warnings and "1 image(s) at its top level besides 1 in subfolders" in rep.warnings[0]
     with pytest.raises(ResdeployError, match="unlabelled"):
         open_data(tmp_path, SPEC, require_labels=True)
+    (tmp_path / "l.txt").write_text("a\nb\n")
+    with pytest.raises(ResdeployError, match="has no class folders"):  # was silently ignored
+        open_data(tmp_path, SPEC, labels_file=tmp_path / "l.txt")
+
+
+def test_symlink_loop_does_not_repeat_images(labelled: Path) -> None:
+    (labelled / "cat" / "up").symlink_to("..", target_is_directory=True)
+    ds = open_data(labelled, SPEC)
+    assert len(ds) == 10 and ds.classes == ["ant", "cat", "dog"]
 
 
 def test_corrupt_and_unsupported_files_counted_and_named(labelled: Path) -> None:
@@ -130,6 +142,25 @@ def test_npy_tensors_shape_checked(tmp_path: Path) -> None:
     (tmp_path / "corrupt.npy").write_bytes(b"not numpy")
     with pytest.raises(ResdeployError, match="cannot read"):
         open_data(tmp_path / "corrupt.npy", SPEC)
+
+
+def test_npy_refuses_non_numeric_non_finite_and_negative_labels(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    for dtype in (np.bool_, np.complex64):
+        np.save(tmp_path / "odd.npy", x.astype(dtype))
+        with pytest.raises(ResdeployError, match=f"holds {np.dtype(dtype)} data"):
+            open_data(tmp_path / "odd.npy", SPEC)
+    bad = x.copy()
+    bad[1, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(ResdeployError, match="1 of 3 samples hold NaN"):
+        open_data(tmp_path / "nan.npy", SPEC)
+    np.savez(tmp_path / "neg.npz", x=x, y=np.array([0, -1, 2]))
+    with pytest.raises(ResdeployError, match="class indices >= 0, got -1"):
+        open_data(tmp_path / "neg.npz", SPEC)
+    (tmp_path / "neg.json").write_text('{"a": 0, "b": -1}')
+    with pytest.raises(ResdeployError, match="indices >= 0"):
+        read_labels_file(tmp_path / "neg.json")
 
 
 def test_npz_uint8_images_with_labels_go_through_preprocessing(tmp_path: Path) -> None:

@@ -235,3 +235,44 @@ def test_artifact_permissions_follow_umask(resnet20_artifact: Path) -> None:
         mode = stat.S_IMODE(p.stat().st_mode)
         want = (0o777 if p.is_dir() else 0o666) & ~mask
         assert mode == want, (p, oct(mode))
+
+
+def test_exporter_errors_one_clean_line_and_ctrl_c_stays_an_abort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resdeploy.exporter import export_onnx
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1))
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:  # what torch.export does with a Ctrl-C mid-trace
+            raise RuntimeError("Failed to export the model with torch.export.") from exc
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(model, tmp_path / "m.onnx", input_size=8, opset=18, batch=None, exporter="dynamo")
+
+    def coloured(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Failed to export. \x1b[96mThis is step 1/3\x1b[0m of exporting")
+
+    monkeypatch.setattr(torch.onnx, "export", coloured)
+    with pytest.raises(ResdeployError, match=r"failed: Failed to export. This is step 1/3 of exporting \(try") as err:
+        export_onnx(model, tmp_path / "m.onnx", input_size=8, opset=18, batch=None, exporter="dynamo")
+    assert "\x1b" not in str(err.value)
+
+
+def test_custom_models_that_do_not_fit_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "odd_nets.py").write_text(
+        "import torch\n"
+        "def gray(num_classes=3):  # takes 1-channel input\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),\n"
+        "                               torch.nn.Linear(4, num_classes))\n"
+        "def spatial(num_classes=3):  # a segmentation-style [N, C, H, W] output, not logits\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, num_classes, 3), torch.nn.BatchNorm2d(num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ResdeployError, match=r"odd_nets:gray does not run on a \[N, 3, 8, 8\] float input"):
+        export("odd_nets:gray", tmp_path / "g", ExportConfig(input_size=8))
+    with pytest.raises(ResdeployError, match=r"unexpected ONNX outputs.*'batch', 3, 6, 6\]"):
+        export("odd_nets:spatial", tmp_path / "s", ExportConfig(input_size=8, opset=17))
+    assert not (tmp_path / "g").exists() and not (tmp_path / "s").exists()

@@ -37,3 +37,17 @@ def test_engines_info_lists_all_engines_with_real_versions() -> None:
     assert "CPUExecutionProvider" in engines["ort"]["providers"]
     for e in engines.values():
         assert e["available"] or e["note"], f"{e['engine']} unavailable without saying what to install"
+
+
+def test_engines_info_reports_a_broken_runtime_instead_of_crashing(monkeypatch) -> None:  # noqa: ANN001
+    import openvino
+
+    def broken_core() -> None:
+        raise RuntimeError("Cannot load library 'libopenvino_intel_cpu_plugin.so'\nmore detail")
+
+    monkeypatch.setattr(openvino, "Core", broken_core)
+    engines = {e["engine"]: e for e in machine.engines_info()}
+    ov = engines["openvino"]
+    assert not ov["available"] and "failed to load" in ov["note"] and "libopenvino_intel_cpu_plugin" in ov["note"]
+    assert "\n" not in ov["note"]
+    assert engines["ort"]["available"]

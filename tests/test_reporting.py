@@ -10,7 +10,7 @@ import pytest
 
 from resdeploy.benchmark import bench
 from resdeploy.errors import ResdeployError
-from resdeploy.reporting import apply_speedups, check_result, report, rows_from
+from resdeploy.reporting import apply_speedups, check_result, columns_for, report, row_cells, rows_from
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +101,84 @@ def test_speedups_compare_each_model_with_its_own_baseline(results) -> None:  # 
     # Naming a model in the baseline compares every row with that model's runs.
     apply_speedups(rows, "engine=ort,model=model")
     assert all(r.speedup == pytest.approx(0.1) for r in rows if r.model == "resnet50" and r.engine == "ort")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["runs"][0]["stats"].pop("p50_ms"), "stats.p50_ms"),
+        (lambda d: d["runs"][0]["stats"].update(p99_ms=None), "stats.p99_ms"),
+        (lambda d: d["runs"][0].update(batch="8"), "not a positive integer"),
+        (lambda d: d["runs"][0].update(throughput="fast"), "throughput"),
+        (lambda d: d["runs"][0].update(latencies_ms=["a"]), "latencies_ms"),
+        (lambda d: d["runs"][0].update(emulation="yes"), "'emulation' is not an object"),
+        (lambda d: d.update(machine=[]), "'machine' is not an object"),
+        (lambda d: d["machine"].update(cpu="EPYC"), "machine.cpu"),
+    ],
+)
+def test_damaged_runs_are_one_line_errors_not_tracebacks(results, edit, message) -> None:  # noqa: ANN001
+    data = json.loads(results[0].read_text())
+    edit(data)
+    with pytest.raises(ResdeployError, match=message):
+        check_result(data, "hand-edited.json")
+
+
+def test_rows_that_would_look_alike_are_told_apart(results, tmp_path: Path) -> None:  # noqa: ANN001
+    local = json.loads(results[0].read_text())
+    server = copy.deepcopy(local)
+    for run in server["runs"]:
+        run["scenario"] = "server"
+        run["scenario_summary"] = {"target_qps": 10.0, "offered_qps": 9.5, "achieved_qps": 9.4,
+                                   "overloaded": False, "slo_ms": None}
+    rerun = copy.deepcopy(local)
+    rows = rows_from([("a.json", local), ("server.json", server), ("rerun.json", rerun)])
+    cells = {tuple(row_cells(r, columns_for(rows))) for r in rows}
+    assert len(cells) == len(rows)  # no two table rows identical
+    assert "scenario" in columns_for(rows)
+    two = rows_from([("a.json", local), ("server.json", server)])
+    assert len({r.machine for r in two}) == 1  # a sweep and a server run do not clash...
+    assert len({r.series for r in two}) == 4  # ...but are separate plot lines (ort/openvino x sweep/server)
+    assert {r.machine.rsplit(" · ", 1)[-1] for r in rows} == {"a.json", "server.json", "rerun.json"}
+    with pytest.raises(ResdeployError, match="given twice"):
+        report([results[0], results[0]])
+    with pytest.raises(ResdeployError, match="no value"):
+        apply_speedups(rows, "engine=")
+
+
+def test_emulation_dagger_and_markdown_footnotes(results, tmp_path: Path) -> None:  # noqa: ANN001
+    data = json.loads(results[0].read_text())
+    for run in data["runs"]:
+        run["emulation"] = {"kind": "cpu-pinning", "cpus": [0], "threads": 1, "note": "emulates a 1-core CPU"}
+    path = tmp_path / "pinned.json"
+    path.write_text(json.dumps(data))
+    rows = rows_from([(str(path), data)])
+    assert "machine" not in columns_for(rows)
+    assert all("†" in " ".join(row_cells(r, columns_for(rows))) for r in rows)  # marked without a machine column
+    out = tmp_path / "r.md"
+    report([path], out)
+    lines = out.read_text().splitlines()
+    # "* fewer than..." would render as a bullet, losing the asterisk the p99 cells refer to.
+    assert not any(line.startswith("* ") for line in lines)
+    assert any(line.startswith("\\* fewer than 100 samples") for line in lines)
+
+
+def test_plots_have_plain_tick_labels_and_legends_off_the_data(results, monkeypatch) -> None:  # noqa: ANN001
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from resdeploy.reporting import make_plots
+
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), real_close(fig)))
+    rows = rows_from([(str(p), json.loads(p.read_text())) for p in results])
+    make_plots(rows)
+    latency, throughput, cdf = (f.axes[0] for f in figures)
+    assert [t.get_text() for t in latency.get_xticklabels()] == ["1", "4"]  # batch sizes, not 2^0 and 2^2
+    for ax in (latency, throughput, cdf):
+        legend = ax.get_legend()
+        assert legend is not None
+        renderer = FigureCanvasAgg(ax.figure).get_renderer()  # closed figures lose their canvas
+        assert legend.get_window_extent(renderer).y1 <= ax.get_window_extent(renderer).y0  # below the axes
+    labels = [t.get_text() for t in cdf.xaxis.get_ticklabels(which="both") if t.get_text()]
+    assert labels and not any("^" in t or "times" in t for t in labels)

@@ -76,3 +76,35 @@ def test_server_overload_shows_queueing_in_latency() -> None:
     assert lat[-1] > 5 * summary["service_p50_ms"]
     with pytest.raises(ResdeployError, match="qps"):
         server_loop(_sleeper(1), lambda: None, qps=0, limits=LoopLimits(1, 0.0))
+
+
+class _VirtualClock:
+    """Stands in for the time module inside scenarios: sleeping and work advance a virtual clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1e-6  # each reading takes a moment, so the last-millisecond spin ends
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+def test_server_at_low_qps_is_not_overloaded_when_the_iteration_minimum_outlasts_the_duration(monkeypatch) -> None:  # noqa: ANN001,E501
+    import resdeploy.scenarios as scenarios
+
+    clock = _VirtualClock()
+    monkeypatch.setattr(scenarios, "time", clock)
+
+    def run(i: int) -> int:  # 1 ms of work per query: an idle engine at 2 QPS
+        clock.now += 0.001
+        return i
+
+    # 20 queries at 2 QPS need ~10 s of arrivals, far past 2 x --duration + 5 s.
+    lat, _, summary = server_loop(run, lambda: None, qps=2, limits=LoopLimits(20, 1.0), seed=0)
+    assert summary["queries"] == 20 and not summary["overloaded"], summary
+    assert float(np.max(lat)) < 5.0
+    assert scenarios.server_time_limit(2, LoopLimits(20, 1.0)) >= 2 * 10
+    assert scenarios.server_time_limit(100, LoopLimits(20, 3.0)) == pytest.approx(2 * 3.0 + 5)

@@ -101,9 +101,20 @@ def test_labels_that_do_not_fit_the_model(arts: dict[str, Path], tmp_path: Path)
         validate(arts["int8"], data=str(many))
 
 
-def test_bad_input(arts: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(ResdeployError, match="need labelled data"):
-        validate(arts["int8"], data=str(arts["flat"]), max_top1_drop=1.0)
+def test_label_mapping_warning_is_in_the_result(arts: dict[str, Path]) -> None:
+    # --json consumers (CI) must see that 3 folders were numbered 0..2 for a 10-class model.
+    r = validate(arts["fp16"], data=str(arts["labelled"]))
+    assert any("3 class folders for a 10-class model" in w for w in r.warnings)
+    assert any("class folders" in w for w in r.to_dict()["warnings"])
+
+
+def test_bad_input(arts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resdeploy.runners
+
+    with monkeypatch.context() as m:  # refused before either model runs
+        m.setattr(resdeploy.runners, "create_runner", lambda *a, **k: pytest.fail("ran the models first"))
+        with pytest.raises(ResdeployError, match="--max-top1-drop needs labelled data"):
+            validate(arts["int8"], data=str(arts["flat"]), max_top1_drop=1.0)
     with pytest.raises(ResdeployError, match="no such candidate"):
         validate(tmp_path / "nope.onnx", data=str(arts["flat"]))
     junk = tmp_path / "junk" / "model.onnx"

@@ -60,9 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     except ResdeployError as exc:
         if _debug_requested(args):
             raise
+        from rich.markup import escape
+
         from resdeploy.console import stderr
 
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        # The message holds user paths and names ('x[/].json'): text, never markup.
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -52,7 +52,6 @@ def register(app: typer.Typer) -> None:
         from resdeploy.benchmark import BenchConfig, bench
         from resdeploy.cli.common import parse_int_list, parse_str_list
         from resdeploy.console import Reporter
-        from resdeploy.errors import ResdeployError
 
         options: dict[str, object] = {}
         if compile_:
@@ -63,12 +62,7 @@ def register(app: typer.Typer) -> None:
             options["channels_last"] = channels_last
         if ep:
             options["ep"] = ep
-        cpu_list = None
-        if cpus is not None:
-            try:
-                cpu_list = [int(c) for c in cpus.split(",") if c.strip()]
-            except ValueError:
-                raise ResdeployError(f"--cpus takes comma-separated CPU numbers, got '{cpus}'") from None
+        cpu_list = parse_int_list(cpus, "--cpus", minimum=0) if cpus is not None else None
         cfg = BenchConfig(
             model=model, engines=parse_str_list(engine), device=device, precision=precision,
             batches=parse_int_list(batch, "--batch") if batch is not None else None, threads=threads,
@@ -87,7 +81,9 @@ def register(app: typer.Typer) -> None:
         result = bench(cfg, reporter=rep)
         if output:
             result.save(output)
-            rep.info(f"wrote {output}")
+            from rich.markup import escape
+
+            rep.info(f"wrote {escape(output)}")
         if json_out:
             from resdeploy.cli.common import emit_json
 
@@ -99,11 +95,12 @@ def register(app: typer.Typer) -> None:
 def print_table(result) -> None:  # noqa: ANN001 - BenchResult, imported lazily
     """The engine x batch table with speed-ups against the first engine, and its footnotes."""
     from resdeploy.console import stdout
-    from resdeploy.reporting import bench_rows, footnotes, machine_label, rich_table
+    from resdeploy.reporting import bench_rows, footnotes, rich_table
 
     rows, base = bench_rows(result)
     first = result.runs[0]
-    where = machine_label(result.machine, first.device)
+    # rows[0].machine says "pinned to N cpu(s)" for an emulated run, not the host's full CPU.
+    where = rows[0].machine + (" †" if rows[0].emulation else "")
     stdout.print(rich_table(rows, title=f"{first.model} on {where}, speed-up vs {rows[0].engine} {rows[0].precision}"))
     for note in footnotes(rows):
-        stdout.print(note, highlight=False)
+        stdout.print(note, highlight=False, markup=False)

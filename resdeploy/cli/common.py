@@ -10,14 +10,16 @@ from resdeploy.artifacts import to_json
 from resdeploy.errors import ResdeployError
 
 
-def parse_int_list(text: str, flag: str) -> list[int]:
-    """'1,8,32' -> [1, 8, 32]; every value a positive integer."""
+def parse_int_list(text: str, flag: str, *, minimum: int = 1) -> list[int]:
+    """'1,8,32' -> [1, 8, 32]; every value an integer >= ``minimum``, no empty items ('1,,8')."""
+    kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        # int('') raises, so '1,,8' and '8,' are refused, not read as a shorter list.
+        values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise ResdeployError(f"{flag} takes comma-separated positive integers, got '{text}'") from None
-    if not values or any(v <= 0 for v in values):
-        raise ResdeployError(f"{flag} takes comma-separated positive integers, got '{text}'")
+        raise ResdeployError(f"{flag} takes comma-separated {kind}, got '{text}'") from None
+    if any(v < minimum for v in values):
+        raise ResdeployError(f"{flag} takes comma-separated {kind}, got '{text}'")
     return values
 
 

@@ -54,8 +54,8 @@ def register(app: typer.Typer) -> None:
         cfg = QuantizeConfig(
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
             seed=seed, method=method.lower(), percentile=percentile, exclude=list(exclude), ranges=ranges,
-            fp16_io=fp16_io, activation_type=activations, output=output, force=force, input_size=input_size,
-            resize=resize, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
+            fp16_io=fp16_io, activation_type=activations.lower() if activations else None, output=output, force=force,
+            input_size=input_size, resize=resize, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
         )
         result = quantize(model, config=cfg, reporter=Reporter(quiet=quiet or json_out))
         if json_out:

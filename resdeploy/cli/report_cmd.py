@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
         results: list[str] = typer.Argument(..., metavar="RESULTS...", help="Result JSON files from `resdeploy bench -o`."),
         output: str = typer.Option(None, "--output", "-o", help="report.html (plots embedded) or report.md (PNGs beside it)."),
         baseline: str = typer.Option(None, "--baseline",
-                                     help="Speed-ups against this run: 'ort', or key=value filters over engine, machine, "
+                                     help="Speed-ups against this run: 'ort', or key=value filters over engine, model, machine, "
                                           "device, precision, host, file (e.g. 'engine=torch,machine=EPYC'). "
                                           "Default: the first run."),
         title: str = typer.Option("resdeploy benchmark report", "--title", help="Report title."),
@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
             return
         stdout.print(rich_table(res.rows, title=f"{title} — speed-up vs {res.baseline}"))
         for note in machine_legend(res.rows) + footnotes(res.rows):
-            stdout.print(note, highlight=False)
+            stdout.print(note, highlight=False, markup=False)
         if res.output is not None:
             from resdeploy.console import stderr
 
-            stderr.print(f"wrote {res.output}", highlight=False)
+            stderr.print(f"wrote {res.output}", highlight=False, markup=False)

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         """
         from resdeploy.cli.quantize_cmd import parse_triple
         from resdeploy.console import Reporter
-        from resdeploy.validation import ValidateConfig, validate, write_junit
+        from resdeploy.validation import ValidateConfig, check_output_file, validate, write_junit
 
         cfg = ValidateConfig(
             data=data, reference=reference, engine=engine, device=device, threads=threads, batch_size=batch_size,
@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
             min_agreement=min_agreement, max_abs_error=max_abs_error, min_cosine=min_cosine, input_size=input_size,
             resize=resize, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
         )
+        if junit:
+            check_output_file(junit)  # before the run: a long validation must not end in "cannot write"
         rep = Reporter(quiet=quiet or json_out)
         result = validate(candidate, config=cfg, reporter=rep)
         if junit:

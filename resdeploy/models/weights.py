@@ -108,6 +108,8 @@ def _flatten_checkpoint(raw: Any, p: Path) -> dict[str, torch.Tensor]:
             f"{p} holds no tensors",
             hint="expected a state dict, or a checkpoint dict with 'state_dict' or 'model'",
         )
+    if "n_averaged" in state and all(k.startswith("module.") for k in state if k != "n_averaged"):
+        del state["n_averaged"]  # torch.optim.swa_utils.AveragedModel (SWA/EMA): a counter, not a weight
     out: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         for prefix in _PREFIXES:

@@ -196,9 +196,17 @@ class ModelSpec:
         else:
             from resdeploy.models.weights import calibrate_random_init
 
+            size = self.resolved_input_size
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                record = calibrate_random_init(model, self.resolved_input_size, self.seed)
+                try:
+                    record = calibrate_random_init(model, size, self.seed)
+                except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # the model's forward, not ours
+                    raise ResdeployError(
+                        f"{self.name} does not run on a [N, 3, {size}, {size}] float input: "
+                        f"{type(exc).__name__}: {_first_line(exc)}",
+                        hint="models take 3-channel RGB images; check --input-size (--debug for the traceback)",
+                    ) from exc
         for p in model.parameters():
             p.requires_grad_(False)
         return model.eval(), record
@@ -231,10 +239,24 @@ class ModelSpec:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ResdeployError(f"cannot import '{module_name}' for model '{self.name}': {exc}") from None
+        except Exception as exc:  # the user's module fails on import (SyntaxError, its own errors)
+            raise ResdeployError(f"importing '{module_name}' for model '{self.name}' failed: "
+                                 f"{type(exc).__name__}: {_first_line(exc)}",
+                                 hint="run with --debug for the traceback") from exc
         factory = getattr(module, attr, None)
         if not callable(factory):
             raise ResdeployError(f"'{module_name}' has no callable '{attr}'")
-        return factory(**kwargs)
+        try:
+            return factory(**kwargs)
+        except Exception as exc:  # the user's code: one line naming the call, --debug for the traceback
+            call = f"{attr}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+            raise ResdeployError(f"{module_name}.{call} raised {type(exc).__name__}: {_first_line(exc)}",
+                                 hint="run with --debug for the traceback") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
 
 
 def create_model(

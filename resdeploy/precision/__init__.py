@@ -80,6 +80,13 @@ class QuantizeConfig:
             raise ResdeployError(f"--calib-samples must be positive, got {self.calib_samples}")
         if self.calib_batch_size <= 0:
             raise ResdeployError(f"the calibration batch size must be positive, got {self.calib_batch_size}")
+        if self.activation_type is not None:
+            if self.precision != "int8":
+                raise ResdeployError("--activations applies to --precision int8 only")
+            if self.activation_type not in ("uint8", "int8"):
+                raise ResdeployError(f"--activations takes uint8 or int8, got '{self.activation_type}'")
+            if self.target == "trt" and self.activation_type != "int8":
+                raise ResdeployError("TensorRT takes signed INT8 activations only; drop --activations or use int8")
         if self.precision == "int8":
             if self.fp16_io:
                 raise ResdeployError("--fp16-io applies to --precision fp16 only")
@@ -149,6 +156,7 @@ def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | None =
                     what: str = "the model", reporter: Reporter | None = None) -> PreprocessSpec:
     """The model's recorded preprocessing; without a manifest, built from the flags (which are then required)."""
     flags = any(v is not None for v in (input_size, resize, mean, std))
+    _check_preprocess_flags(input_size, resize, mean, std)
     if manifest and isinstance(manifest.get("preprocess"), dict):
         if flags and reporter is not None:
             reporter.warn("--input-size/--resize/--mean/--std ignored: the manifest records the preprocessing "
@@ -163,6 +171,22 @@ def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | None =
     if resize is not None:
         spec = PreprocessSpec.from_dict({**spec.to_dict(), "resize": int(resize)})
     return spec
+
+
+def _check_preprocess_flags(input_size: int | None, resize: int | None, mean: tuple[float, ...] | None,
+                            std: tuple[float, ...] | None) -> None:
+    """One-line errors for preprocessing flags that would make NaN/inf tensors or empty crops."""
+    import math
+
+    if input_size is not None and input_size <= 0:
+        raise ResdeployError(f"--input-size must be a positive integer, got {input_size}")
+    if resize is not None and resize < 0:
+        raise ResdeployError(f"--resize must be a positive integer (or 0: no resize), got {resize}")
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if values is not None and (len(values) != 3 or not all(math.isfinite(v) for v in values)):
+            raise ResdeployError(f"{flag} takes three finite numbers (R,G,B), got {','.join(map(str, values))}")
+    if std is not None and any(v <= 0 for v in std):
+        raise ResdeployError(f"--std values must be positive, got {','.join(map(str, std))}")
 
 
 def resolve_source(model: str | os.PathLike[str], cfg: QuantizeConfig, reporter: Reporter) -> SourceModel:
@@ -313,20 +337,29 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
     pre = tmp / "preprocessed.onnx"
     with rep.step("pre-processing the FP32 graph (shape inference, fusions)"):
         int8.pre_process(src.path, pre)
+    # Checked before calibrating: a typo should not cost a calibration run first.
+    excluded = int8.match_nodes(pre, cfg.exclude) if cfg.exclude else []
     inputs: np.ndarray | None = None
     if cfg.ranges:
         ranges = CalibrationRanges.load(cfg.ranges)
         ranges.check_model(src.sha256, cfg.ranges)
         rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
     else:
+        if cfg.method == "entropy":
+            rep.warn("ONNX Runtime's entropy calibrator, with its default 128 bins, returns the same ranges as "
+                     "minmax (see docs/precision.md); use --method percentile for clipped ranges")
         inputs = _load_samples(src, cfg, cfg.calib_samples, rep)
+        _, fixed_batch = int8.model_input(pre)
+        if fixed_batch and len(inputs) % fixed_batch and len(inputs) >= fixed_batch:
+            keep = len(inputs) // fixed_batch * fixed_batch  # what calibration can feed; recorded honestly
+            rep.warn(f"the model takes batches of {fixed_batch}: calibrating on {keep} of {len(inputs)} samples")
+            inputs = inputs[:keep]
         values = int8.calibrate(pre, inputs, method=cfg.method, percentile=cfg.percentile,
                                 batch_size=cfg.calib_batch_size, reporter=rep)
         ranges = CalibrationRanges(model_sha256=src.sha256, method=cfg.method, samples=int(inputs.shape[0]),
                                    source=str(cfg.calib_data), seed=cfg.seed,
                                    percentile=cfg.percentile if cfg.method == "percentile" else None,
                                    ranges=values)
-    excluded = int8.match_nodes(pre, cfg.exclude) if cfg.exclude else []
     act = cfg.activation_type or int8.DEFAULT_ACTIVATION[cfg.target]
     with rep.step(f"placing Q/DQ nodes (target {cfg.target}, {act} activations)"):
         model = int8.quantize_qdq(pre, dst, ranges, target=cfg.target, activation_type=act,
@@ -354,6 +387,7 @@ def _self_check(fp32: Path, variant: Path, src: SourceModel, inputs: np.ndarray 
     """
     from resdeploy.compare import parity_metrics
     from resdeploy.runners import RunnerConfig, create_runner
+    from resdeploy.validation import infer_batched
 
     source = "calibration data"
     if inputs is None or len(inputs) == 0:
@@ -363,7 +397,8 @@ def _self_check(fp32: Path, variant: Path, src: SourceModel, inputs: np.ndarray 
         outs = []
         for path in (fp32, variant):
             with create_runner(RunnerConfig(engine="ort", model=str(path))) as runner:
-                outs.append(np.concatenate([runner.infer(inputs[i:i + 8]) for i in range(0, len(inputs), 8)]))
+                # infer_batched splits and pads for a model exported with a fixed --batch
+                outs.append(np.concatenate([infer_batched(runner, inputs[i:i + 8]) for i in range(0, len(inputs), 8)]))
     m = parity_metrics(outs[0], outs[1])
     return {"samples": m.samples, "data": source, "top1_agreement": m.top1_agreement,
             "cosine_min": m.cosine_min, "max_abs_error": m.max_abs_error}

@@ -86,6 +86,11 @@ def calibrate(
         if keep == 0:
             raise ResdeployError(f"the model takes batches of {fixed_batch}; pass at least {fixed_batch} samples")
         inputs = inputs[:keep]
+    elif method != "minmax":
+        # ORT's histogram calibrators stack every batch's outputs into one array, so a
+        # smaller last batch (9 samples in batches of 8) makes a ragged list and crashes:
+        # use the largest batch size <= batch_size that divides the sample count.
+        batch_size = max(b for b in range(1, min(batch_size, inputs.shape[0]) + 1) if inputs.shape[0] % b == 0)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     extra: dict[str, Any] = {}
@@ -107,22 +112,49 @@ def calibrate(
     return CalibrationRanges.ranges_from_tensors_data(tensors)
 
 
-def match_nodes(model_path: str | os.PathLike[str], patterns: Sequence[str]) -> list[str]:
-    """Node names matching ``--exclude`` patterns (exact names or globs like '/layer4/*').
+def _module_scopes(node: Any) -> list[str]:
+    """The PyTorch module paths a node came from ('layer4', 'layer4.1', 'layer4.1.bn2'), where recorded.
 
+    The dynamo exporter names nodes after ops (``node_Conv_374``) and records the module
+    hierarchy in the node's ``pkg.torch.onnx.name_scopes`` metadata; the last entry is the
+    op itself, not a module.
+    """
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return []
+            if isinstance(scopes, list):
+                return [str(s) for s in scopes[:-1] if s]
+    return []
+
+
+def match_nodes(model_path: str | os.PathLike[str], patterns: Sequence[str]) -> list[str]:
+    """Node names matching ``--exclude`` patterns: node names, PyTorch module paths, or globs of either.
+
+    TorchScript exports name nodes after their modules ('/layer4/layer4.0/conv1/Conv'); the
+    dynamo exporter names them after ops ('node_Conv_374') and records the module path in
+    metadata, so 'layer4', 'layer4.1.bn2' and '*layer4*' select the same nodes either way.
     A pattern that matches nothing is an error: a typo would otherwise quietly leave
     the layer quantized, the very thing the user asked to avoid.
     """
     import onnx
 
-    names = [n.name for n in onnx.load(os.fspath(model_path), load_external_data=False).graph.node if n.name]
+    nodes = [(n.name, _module_scopes(n))
+             for n in onnx.load(os.fspath(model_path), load_external_data=False).graph.node if n.name]
     out: list[str] = []
     for pat in patterns:
-        hits = [n for n in names if n == pat or fnmatch.fnmatchcase(n, pat)]
+        hits = [name for name, scopes in nodes
+                if any(k == pat or fnmatch.fnmatchcase(k, pat) for k in (name, *scopes))]
         if not hits:
-            sample = ", ".join(names[:6])
+            sample = ", ".join(name for name, _ in nodes[:4])
+            modules = list(dict.fromkeys(s for _, scopes in nodes for s in scopes if "." not in s))
+            mods = f"; module paths such as {', '.join(modules[:6])}" if modules else ""
             raise ResdeployError(f"--exclude '{pat}' matches no node of the model",
-                                 hint=f"node names look like: {sample}; globs such as '*layer4*' work too")
+                                 hint=f"node names look like: {sample}{mods}; globs such as '*layer4*' work too")
         out.extend(h for h in hits if h not in out)
     return out
 

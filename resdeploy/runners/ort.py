@@ -81,11 +81,20 @@ def check_graph_precision(requested: str | None, path: Path, engine: str, allowe
     actual = graph_precision(path)
     if requested is None or requested.lower() == actual or requested.lower() in allowed_casts:
         return actual
+    wanted = requested.lower()
+    known = ("fp32", "fp16", "int8", *allowed_casts)
+    if wanted not in known:
+        raise ResdeployError(f"unknown precision '{requested}' for engine '{engine}'; choose from: "
+                             f"{', '.join(dict.fromkeys(known))}, or drop --precision")
+    if wanted == "fp32" or actual != "fp32":
+        # quantize makes variants from an FP32 graph only: point at that graph, not at this one.
+        hint = f"bench the FP32 model this {actual} graph was made from, or drop --precision"
+    else:
+        hint = (f"make an {wanted} variant with `resdeploy quantize {path.parent} --precision {wanted}` "
+                "and bench that, or drop --precision")
     raise ResdeployError(
-        f"engine '{engine}' runs the precision stored in the ONNX graph ({actual} in {path}), "
-        f"not {requested}",
-        hint=f"make a {requested} variant with `resdeploy quantize {path.parent} --precision {requested}` "
-        "and bench that, or drop --precision",
+        f"engine '{engine}' runs the precision stored in the ONNX graph ({actual} in {path}), not {requested}",
+        hint=hint,
     )
 
 

@@ -105,6 +105,9 @@ class TrtRunner(Runner):
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
+        # At construction, not load: `bench --engine ort,trt` without --device cuda must fail
+        # before ort is timed, not minutes later.
+        loader.cuda_index(config.device)
         self.engine_path: Path | None = None
         self.metadata: EngineMetadata | None = None
         self.cached: bool | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,12 @@ def test_bench_json_on_stdout_is_parseable(tiny_onnx) -> None:  # noqa: ANN001
         (["--engine", "mxnet"], "unknown engine"),
         (["--scenario", "server"], "--qps"),
         (["--cpus", "a,b"], "--cpus"),
+        (["--batch", "1,,8"], "positive integers"),  # a malformed list, not silently [1, 8]
+        (["--batch", "8,"], "positive integers"),
+        (["--cpus", "0,,1"], "--cpus"),
+        (["--cpus", "0,0"], "twice"),  # pins one CPU: must not be labelled a 2-core emulation
+        (["--batch", "1,1"], "twice"),
+        (["--engine", "ort", "--precision", "fp8"], "unknown precision 'fp8'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tiny_onnx, tmp_path: Path, args, message) -> None:  # noqa: ANN001
@@ -63,3 +70,19 @@ def test_unreadable_model_is_one_line(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00not onnx")
     code, _, stderr = run_cli("bench", str(bad), *FAST)
     assert code == 2 and "cannot" in stderr and "Traceback" not in stderr
+
+
+def test_emulated_run_is_labelled_in_the_bench_table(tiny_onnx) -> None:  # noqa: ANN001
+    path, _ = tiny_onnx
+    cpu = min(os.sched_getaffinity(0))
+    code, stdout, stderr = run_cli("bench", str(path), "--batch", "1", *FAST, "--cpus", str(cpu))
+    assert code == 0, stderr
+    title, *body = stdout.splitlines()
+    # Not "on <CPU> (2 cpus)": the run used one pinned CPU, and its row carries the dagger.
+    assert "pinned to 1 cpu(s) †" in title
+    assert any(line.split()[:2] == ["ort", "†"] for line in body)
+
+
+def test_error_messages_with_brackets_are_text_not_markup(tmp_path: Path) -> None:
+    code, _, stderr = run_cli("bench", str(tmp_path / "x[/]y.onnx"), *FAST)
+    assert code == 2 and "Traceback" not in stderr and "x[/]y.onnx" in stderr

@@ -71,3 +71,9 @@ def test_bad_input_exit_2(setup: dict[str, Path], tmp_path: Path) -> None:
     assert code == 2 and "data source not found" in err
     code, out, err = run_cli("validate", str(setup["fp16"]))
     assert code == 2 and "--data" in err
+
+
+def test_junit_path_that_cannot_be_written_is_refused_before_the_run(setup: dict[str, Path], tmp_path: Path) -> None:
+    code, out, err = run_cli("validate", str(setup["fp16"]), "--data", str(setup["data"]), "--junit", str(tmp_path))
+    assert code == 2 and "Traceback" not in err and "is a directory" in err and out == ""
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary sibling left behind

@@ -171,7 +171,12 @@ def test_custom_factory(tmp_path, monkeypatch) -> None:  # noqa: ANN001
         "                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, num_classes))\n"
         "def not_a_model(num_classes=3):\n"
         "    return 42\n"
+        "def no_head_arg():\n"
+        "    return tiny()\n"
+        "def broken(num_classes=3):\n"
+        "    raise RuntimeError('weights server down')\n"
     )
+    (tmp_path / "my_broken_nets.py").write_text("raise ValueError('bad config')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     m = create_model("my_nets:tiny", num_classes=6, input_size=16)
     with torch.no_grad():
@@ -182,6 +187,13 @@ def test_custom_factory(tmp_path, monkeypatch) -> None:  # noqa: ANN001
         create_model("my_nets:missing")
     with pytest.raises(ResdeployError, match="cannot import"):
         create_model("no_such_module_xyz:make")
+    # Errors in the user's code are one line naming the call, not a traceback.
+    with pytest.raises(ResdeployError, match=r"my_nets.broken\(\) raised RuntimeError: weights server down"):
+        create_model("my_nets:broken")
+    with pytest.raises(ResdeployError, match=r"no_head_arg\(num_classes=6\) raised TypeError"):
+        create_model("my_nets:no_head_arg", num_classes=6)
+    with pytest.raises(ResdeployError, match="importing 'my_broken_nets'.*ValueError: bad config"):
+        create_model("my_broken_nets:make")
 
 
 def test_torchvision_and_timm_need_their_packages() -> None:

@@ -34,7 +34,7 @@ def _assert_loaded(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> None:
             assert torch.equal(got[k], v), k
 
 
-@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "ddp"])
+@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "ddp", "swa"])
 def test_pth_round_trip(tmp_path: Path, wrap: str) -> None:
     sd = _trained_like()
     obj: object = {
@@ -42,6 +42,8 @@ def test_pth_round_trip(tmp_path: Path, wrap: str) -> None:
         "state_dict": {"state_dict": sd, "epoch": 90, "best_acc1": 0.76},
         "model": {"model": sd, "optimizer": {"lr": 0.1}},
         "ddp": {f"module.{k}": v for k, v in sd.items()},
+        # torch.optim.swa_utils.AveragedModel(model).state_dict(): an EMA/SWA checkpoint
+        "swa": {"n_averaged": torch.tensor(12), **{f"module.{k}": v for k, v in sd.items()}},
     }[wrap]
     path = tmp_path / "w.pth"
     torch.save(obj, path)

@@ -134,6 +134,16 @@ def test_other_calibration_methods(fp32: Path, images: Path, tmp_path: Path, met
     assert np.isfinite(_run(res.model_path, _x())).all()
 
 
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_with_a_partial_last_batch(fp32: Path, method: str) -> None:
+    # 9 samples in batches of 8: ORT's histogram collectors stack the batches and used to crash.
+    pre_dir = fp32.parent.parent / f"pre-{method}"
+    pre_dir.mkdir(exist_ok=True)
+    pre = pre_process(fp32, pre_dir / "pre.onnx")
+    ranges = calibrate(pre, _x(9), method=method, percentile=99.9, batch_size=8)
+    assert ranges and all(np.isfinite(lo) and np.isfinite(hi) and lo <= hi for lo, hi in ranges.values())
+
+
 def test_exclude_keeps_named_layers_in_float(fp32: Path, int8_trt, tmp_path: Path) -> None:  # noqa: ANN001
     model = onnx.load(str(int8_trt.model_path))
     first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
@@ -147,6 +157,21 @@ def test_exclude_keeps_named_layers_in_float(fp32: Path, int8_trt, tmp_path: Pat
     with pytest.raises(ResdeployError, match="matches no node"):
         quantize(fp32, precision="int8", ranges=str(int8_trt.ranges_path), exclude=["no_such_layer"],
                  output=str(tmp_path / "ex2"))
+
+
+def test_exclude_by_pytorch_module_path(fp32: Path) -> None:
+    # The dynamo exporter names nodes after ops (node_Conv_374); the documented '*layer4*'-style
+    # patterns must select by the module path it records in each node's metadata.
+    from resdeploy.precision.int8 import match_nodes
+
+    model = onnx.load(str(fp32))
+    assert not any("layer3" in n.name for n in model.graph.node)
+    in_layer3 = match_nodes(fp32, ["*layer3*"])
+    assert in_layer3 == match_nodes(fp32, ["layer3"])
+    assert sum(model.graph.node[[n.name for n in model.graph.node].index(h)].op_type == "Conv" for h in in_layer3) == 6
+    fc = match_nodes(fp32, ["fc"])
+    assert [n.op_type for n in model.graph.node if n.name in fc] == ["Gemm"]
+    assert len(match_nodes(fp32, ["layer3.2"])) < len(in_layer3)
 
 
 def test_fp16_graph_runs_on_ort_cpu(fp32: Path, tmp_path: Path) -> None:
@@ -191,3 +216,46 @@ def test_bad_inputs_are_one_line_errors(fp32: Path, int8_trt, images: Path, tmp_
     with pytest.raises(ResdeployError, match="unknown precision"):
         quantize(fp32, precision="int4")
     assert CalibrationRanges.load(int8_trt.ranges_path).method == "minmax"
+
+
+def test_setting_errors_come_before_calibration(fp32: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resdeploy.precision import int8
+
+    def no_calibration(*args: object, **kwargs: object) -> None:
+        raise AssertionError("calibrated before checking the settings")
+
+    monkeypatch.setattr(int8, "calibrate", no_calibration)
+    for kwargs, match in (({"exclude": ["no_such_layer"]}, "matches no node"),
+                          ({"activation_type": "fp8"}, "--activations takes uint8 or int8"),
+                          ({"activation_type": "uint8", "target": "trt"}, "signed INT8 activations only")):
+        with pytest.raises(ResdeployError, match=match):
+            quantize(fp32, precision="int8", calib_data="synthetic", output=str(tmp_path / "x"), **kwargs)
+    with pytest.raises(ResdeployError, match="--activations applies to --precision int8 only"):
+        quantize(fp32, precision="fp16", activation_type="int8", output=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_fixed_batch_export_can_be_quantized(tmp_path: Path, images: Path) -> None:
+    # The quick FP32-vs-variant check fed batches of up to 8 to a model exported with --batch 3.
+    from resdeploy.exporter import ExportConfig
+
+    fixed = resdeploy.export("resnet20", tmp_path / "fp32", ExportConfig(input_size=SIZE, batch=3)).model_path
+    res = quantize(fixed, precision="fp16", calib_data=str(images), calib_samples=5)
+    assert res.manifest["check"]["samples"] == 5 and res.manifest["check"]["top1_agreement"] >= 0.8
+    q8 = quantize(fixed, precision="int8", calib_data=str(images), calib_samples=7)
+    assert q8.manifest["calibration"]["samples"] == 6 and q8.manifest["check"]["samples"] >= 6
+
+
+@pytest.mark.parametrize("flags, match", [
+    ({"input_size": 0}, "--input-size must be a positive integer"),
+    ({"input_size": 32, "resize": -1}, "--resize must be"),
+    ({"input_size": 32, "std": (0.0, 1.0, 1.0)}, "--std values must be positive"),
+    ({"input_size": 32, "mean": (float("nan"), 0.0, 0.0)}, "--mean takes three finite numbers"),
+])
+def test_preprocessing_flags_without_manifest_are_checked(flags: dict, match: str) -> None:
+    # --std 0 made inf tensors that validated "fine"; --input-size 0 crashed inside ONNX Runtime.
+    from resdeploy.precision import preprocess_from
+
+    with pytest.raises(ResdeployError, match=match):
+        preprocess_from(None, **flags)
+    assert preprocess_from(None, input_size=32, resize=0).resize == 0

@@ -86,3 +86,12 @@ def test_build_cli_verbose_shows_tensorrt_log(install_fake: object, tiny_onnx: P
     assert "[TensorRT ERROR] Error Code 2: OutOfMemory" in err  # TensorRT's own log line, on stderr
     assert "could not build an engine" in err
     assert fake.record.builds == 1
+
+
+def test_bench_trt_on_the_cpu_device_fails_before_any_engine_is_timed(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
+    from resdeploy.benchmark import bench
+    from resdeploy.errors import ResdeployError
+
+    # ort would be timed first for a minute; the trt runner's device error must come first.
+    with pytest.raises(ResdeployError, match="pass --device cuda"):
+        bench(str(tiny_onnx), engines=["ort", "trt"], batches=[1], iterations=10_000, duration=60.0)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 GMACS_PER_IMAGE = 4.1  # ResNet-50 at 224x224 (He et al. 2015: 3.8-4.1 GFLOPs counted as multiply-adds)
 DATASHEET_FP16_DENSE_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H200": 989.4}
-ENGINES = ("eager", "eager+graph", "ort", "compile")
+ENGINES = ("eager", "eager+graph", "ort", "compile", "compile+graph")
 
 
 def log(msg: str) -> None:
@@ -194,17 +194,22 @@ def time_runner(runner: Any, batch: int, model: str, args: argparse.Namespace) -
 
 
 def parse_engine(token: str, default_mode: str) -> dict[str, Any]:
-    """'eager' | 'eager+graph' | 'ort' | 'compile[:MODE][:nofreeze]', each optionally '@1+256' (batches)."""
+    """'eager' | 'eager+graph' | 'ort' | 'compile[:MODE][:nofreeze]' | 'compile+graph[:MODE][:nofreeze]',
+    each optionally '@1+256' (batches).
+
+    'compile+graph' is Inductor's kernels (a mode without its own CUDA graphs, "default" unless
+    given) captured by the runner into one ``torch.cuda.CUDAGraph``: a call is then one graph
+    launch, with no Dynamo guards or cudagraph-tree bookkeeping on the host.
+    """
     name, _, only = token.partition("@")
     parts = name.split(":")
     spec: dict[str, Any] = {"label": name, "kind": parts[0], "batches": [int(b) for b in only.split("+") if b]}
-    if spec["kind"] not in ("eager", "eager+graph", "ort", "compile"):
+    if spec["kind"] not in ("eager", "eager+graph", "ort", "compile", "compile+graph"):
         raise SystemExit(f"unknown engine '{token}'")
-    if spec["kind"] == "compile":
-        spec["mode"] = next((p for p in parts[1:] if p != "nofreeze"), default_mode)
+    if spec["kind"] in ("compile", "compile+graph"):
+        fallback = default_mode if spec["kind"] == "compile" else "default"
+        spec["mode"] = next((p for p in parts[1:] if p != "nofreeze"), fallback)
         spec["freeze"] = "nofreeze" not in parts[1:]
-        if name == "compile":
-            spec["label"] = "compile"
     return spec
 
 
@@ -223,9 +228,11 @@ def run_case(spec: dict[str, Any], batch: int, art: dict[str, Any], args: argpar
         opts: dict[str, Any] = {"channels_last": True}
         if kind == "eager+graph":
             opts["cuda_graph"] = True
-        if kind == "compile":
+        if kind in ("compile", "compile+graph"):
             opts["compile"] = spec["mode"]
             opts["freeze"] = spec["freeze"]
+        if kind == "compile+graph":
+            opts["cuda_graph"] = True
         cfg = RunnerConfig(engine="torch", model=art.get("fp32", {}).get("path") or "resnet50", device="cuda",
                            precision="fp16", batch_size=batch, options=opts)
     counters_before = _counters()
@@ -239,7 +246,7 @@ def run_case(spec: dict[str, Any], batch: int, art: dict[str, Any], args: argpar
         stats = timing.pop("stats")
         desc = runner.describe()
     counters = _counters_delta(counters_before, _counters())
-    if kind == "compile":
+    if kind.startswith("compile"):
         torch._dynamo.reset()
     gc.collect()
     torch.cuda.empty_cache()
@@ -357,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     order = sorted(batches, key=lambda b: (b not in (256, 1), -b))
     for spec in engines:
         engine = spec["label"]
-        todo = [b for b in (order if spec["kind"] == "compile" else batches) if not spec["batches"] or b in spec["batches"]]
+        todo = [b for b in (order if spec["kind"].startswith("compile") else batches) if not spec["batches"] or b in spec["batches"]]
         for batch in todo:
             elapsed = time.perf_counter() - t_start
             if elapsed > args.budget_seconds:

@@ -20,7 +20,13 @@ Options (``RunnerConfig.options``):
 ``freeze``         Inductor freezing (folds BatchNorm into the convolutions, constant-folds
                    weights); default on for compile modes without CUDA graphs, off for those
                    with them (frozen weights are re-copied on every graph replay).
-``cuda_graph``     capture the eager forward once and replay it (CUDA, fixed batch size).
+``cuda_graph``     capture the forward once with ``torch.cuda.CUDAGraph`` and replay it (CUDA,
+                   fixed batch size). Alone: the eager kernels. With a compile mode that has no
+                   CUDA graphs of its own ("default", "max-autotune-no-cudagraphs"): Inductor's
+                   kernels, so a call is one graph launch with no Dynamo guard or cudagraph-tree
+                   bookkeeping on the host, and frozen weights are baked into the graph rather
+                   than copied per replay. With "reduce-overhead"/"max-autotune" Inductor's own
+                   CUDA graphs are used and this option changes nothing.
 ``channels_last``  default True on CUDA (the tensor cores' native layout), False on CPU.
 ``cudnn_benchmark`` default True on CUDA: cuDNN picks the fastest algorithm per shape.
 ``weights``, ``num_classes``, ``seed``, ``input_size``: how to build a zoo model by name.
@@ -175,12 +181,8 @@ class TorchRunner(Runner):
         self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
         if self.cuda_graph and self.device_kind != "cuda":
             raise ResdeployError("CUDA-graph replay needs --device cuda")
-        if self.cuda_graph and self.compile_mode and not _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"):
-            # The compiled graph would be captured by our own CUDAGraph; Inductor does this
-            # better (it knows its static buffers), so use its mode instead.
-            self.compile_mode = {"default": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune"}[
-                self.compile_mode
-            ]
+        if self.cuda_graph and self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"):
+            self.cuda_graph = False  # Inductor replays its own CUDA graphs in this mode
         if self.freeze is None:
             # Measured on an H100 (benchmarks/GPU_NOTES.md): with freezing, Inductor's CUDA graphs
             # treat the frozen weights as non-static inputs and copy all of them on every replay
@@ -319,40 +321,67 @@ class TorchRunner(Runner):
                     ) from exc
                 self.setup_seconds["compile"] = round(time.perf_counter() - t0, 4)
                 t0 = time.perf_counter()
-                for _ in range(3):  # cudagraph trees warm up once, then record, then replay
-                    self._call(x)
-                self._sync()
-                key = "capture" if _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs") else "warmup"
+                inductor_graphs = bool(_MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))
+                if self.cuda_graph:
+                    self._capture(x)  # warms up on a side stream, then captures Inductor's kernels
+                else:
+                    for _ in range(3):  # cudagraph trees warm up once, then record, then replay
+                        self._call(x)
+                    self._sync()
+                key = "capture" if inductor_graphs or self.cuda_graph else "warmup"
                 self.setup_seconds[key] = round(time.perf_counter() - t0, 4)
                 return
             if self.device_kind == "cuda":
                 t0 = time.perf_counter()
-                # The first calls at a new shape run cuDNN's algorithm search (benchmark mode).
-                # On a side stream, as graph capture wants its warm-up there.
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    for _ in range(3):
-                        self._fn(x)
-                torch.cuda.current_stream().wait_stream(stream)
-                self._sync()
+                self._side_stream_warm_up(x)
                 self.setup_seconds["autotune" if self.cudnn_benchmark else "warmup"] = round(
                     time.perf_counter() - t0, 4
                 )
                 if self.cuda_graph:
                     t0 = time.perf_counter()
-                    self._static_in = x.clone()
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph):
-                        self._static_out = self._fn(self._static_in)
-                    self._graph = graph
-                    graph.replay()
-                    self._sync()
+                    self._capture(x)
                     self.setup_seconds["capture"] = round(time.perf_counter() - t0, 4)
             else:
                 t0 = time.perf_counter()
                 self._fn(x)
                 self.setup_seconds["warmup"] = round(time.perf_counter() - t0, 4)
+
+    def _side_stream_warm_up(self, x: torch.Tensor) -> None:
+        """A few calls on a side stream: cuDNN's algorithm search runs on the first calls at a
+        new shape (benchmark mode), and graph capture wants its warm-up off the default stream."""
+        import torch
+
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._fn(x)
+        torch.cuda.current_stream().wait_stream(stream)
+        self._sync()
+
+    def _capture(self, x: torch.Tensor) -> None:
+        """Record one forward (eager or Inductor-compiled kernels) into a CUDA graph.
+
+        Replay then costs one graph launch plus the input copy into the static buffer,
+        whatever the host-side cost of the Python or Dynamo call was.
+        """
+        import torch
+
+        if self.compile_mode:
+            self._side_stream_warm_up(x)
+        self._static_in = x.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._static_out = self._fn(self._static_in)
+        except RuntimeError as exc:  # an op that syncs with the host cannot be captured
+            raise ResdeployError(
+                f"CUDA-graph capture failed: {str(exc).splitlines()[0][:300]}",
+                hint="run without --cuda-graph" + (" or with --compile reduce-overhead" if self.compile_mode else ""),
+            ) from exc
+        self._graph = graph
+        graph.replay()
+        self._sync()
 
     def _close(self) -> None:
         import torch
@@ -387,6 +416,10 @@ class TorchRunner(Runner):
             freeze=bool(self.compile_mode and self.freeze),
             cuda_graph=bool(self._graph is not None
                             or (self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))),
+            graph_replay=("torch.cuda.CUDAGraph" if self._graph is not None
+                          else "inductor cudagraph trees"
+                          if self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs")
+                          else None),
             channels_last=self.channels_last,
             setup_seconds=dict(self.setup_seconds),
         )

@@ -114,6 +114,20 @@ def test_compile_mode_normalisation() -> None:
     assert r.freeze is True
 
 
+def test_cuda_graph_over_compiled_kernels_keeps_the_mode_and_freezes() -> None:
+    # Our own CUDAGraph over Inductor's kernels: the mode stays graph-free and freezing stays on
+    # (frozen weights are constants inside a manually captured graph, not per-replay copies).
+    r = TorchRunner(RunnerConfig(engine="torch", model=MODEL, device="cuda",
+                                 options={"compile": "default", "cuda_graph": True}))
+    assert (r.compile_mode, r.cuda_graph, r.freeze) == ("default", True, True)
+    # In a mode with Inductor's own CUDA graphs a second capture would be redundant.
+    r = TorchRunner(RunnerConfig(engine="torch", model=MODEL, device="cuda",
+                                 options={"compile": "reduce-overhead", "cuda_graph": True}))
+    assert (r.compile_mode, r.cuda_graph, r.freeze) == ("reduce-overhead", False, False)
+    with pytest.raises(ResdeployError, match="CUDA-graph replay needs --device cuda"):
+        TorchRunner(RunnerConfig(engine="torch", model=MODEL, options={"compile": "default", "cuda_graph": True}))
+
+
 # --- on a GPU ------------------------------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.parametrize("options", [{}, {"cuda_graph": True}, {"channels_last": False}])
@@ -148,3 +162,21 @@ def test_cuda_compile_reduce_overhead_matches_eager() -> None:
         out = r.infer(x)
         assert r.setup_seconds["compile"] > 0 and r.describe()["compile"] == "reduce-overhead"
     assert parity_metrics(ref, out).cosine_min > 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_graph_over_compiled_kernels_matches_eager() -> None:
+    with create_runner(RunnerConfig(engine="torch", model=MODEL, device="cuda", precision="fp16")) as eager:
+        ref = eager.infer(_x(4, seed=7))
+        ref2 = eager.infer(_x(4, seed=8))
+    cfg = RunnerConfig(engine="torch", model=MODEL, device="cuda", precision="fp16", batch_size=4,
+                       options={"compile": "default", "cuda_graph": True})
+    with create_runner(cfg) as r:
+        out = r.infer(_x(4, seed=7))
+        out2 = r.infer(_x(4, seed=8))  # a replay must read the new input, not the captured one
+        d = r.describe()
+        assert d["graph_replay"] == "torch.cuda.CUDAGraph" and d["freeze"] is True
+        assert r.setup_seconds["compile"] > 0 and "capture" in r.setup_seconds
+    assert parity_metrics(ref, out).cosine_min > 0.999
+    assert parity_metrics(ref2, out2).cosine_min > 0.999

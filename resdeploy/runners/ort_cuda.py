@@ -79,6 +79,9 @@ def cuda_provider_options(
         "enable_cuda_graph": "1" if cuda_graph else "0",
     }
     if stream is not None:
+        # Both keys, as ONNX Runtime's own C API wrappers set them (the first alone is parsed
+        # as "implies the second" in recent builds only).
+        opts["has_user_compute_stream"] = "1"
         opts["user_compute_stream"] = str(int(stream))
     return opts
 

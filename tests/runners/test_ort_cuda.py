@@ -36,11 +36,12 @@ def test_provider_options_ask_for_the_fast_paths() -> None:
     opts = cuda_provider_options(1, cuda_graph=True, stream=1234)
     assert opts["device_id"] == "1" and opts["cudnn_conv_algo_search"] == "EXHAUSTIVE"
     assert opts["prefer_nhwc"] == "1" and opts["enable_cuda_graph"] == "1"
-    assert opts["user_compute_stream"] == "1234"
+    assert opts["user_compute_stream"] == "1234" and opts["has_user_compute_stream"] == "1"
     assert all(isinstance(v, str) for v in opts.values())
     plain = cuda_provider_options(0, nhwc=False, cudnn_search="heuristic")
     assert plain["prefer_nhwc"] == "0" and plain["enable_cuda_graph"] == "0"
     assert plain["cudnn_conv_algo_search"] == "HEURISTIC" and "user_compute_stream" not in plain
+    assert "has_user_compute_stream" not in plain
     with pytest.raises(ResdeployError, match="cuDNN search"):
         cuda_provider_options(0, cudnn_search="fastest")
 

@@ -206,8 +206,10 @@ def read_manifest(model_path: str | os.PathLike[str], *, required: bool = False)
 
 
 def resolve_model_file(path: str | os.PathLike[str], filename: str = "model.onnx") -> Path:
-    """Accept either an artifact directory or a file path, as users type both."""
+    """Accept an artifact directory, its ``manifest.json`` or a file path, as users type all three."""
     p = Path(path)
+    if p.name == MANIFEST_NAME and p.is_file():
+        p = p.parent
     if p.is_dir():
         p = p / filename
     if not p.exists():

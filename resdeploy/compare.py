@@ -64,11 +64,29 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
 
 
 def topk_indices(logits: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest logits per row, best first."""
-    logits = _as_2d(logits)
-    k = min(k, logits.shape[1])
-    part = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(logits, part, axis=1), axis=1, kind="stable")
+    """Indices of the k largest logits per row, best first; ties go to the lower index.
+
+    The tie rule is ``np.argmax``'s (and PyTorch's), so top-1 here, top-1 agreement and
+    top-1 accuracy always pick the same class, whichever the partition happens to
+    return: ties are common in FP16/INT8 logits and in degenerate (constant) outputs.
+    NaN ranks below every number, so a NaN logit is never a prediction.
+    """
+    x = _as_2d(logits)
+    if np.isnan(x).any():
+        x = np.where(np.isnan(x), -np.inf, x)
+    k = max(1, min(k, x.shape[1]))
+    if k == 1:
+        return np.argmax(x, axis=1)[:, None]
+    part = np.argpartition(-x, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(x, part, axis=1)
+    kth = vals.min(axis=1, keepdims=True)
+    # Rows where the k-th value also occurs outside the chosen k: which of the tied indices
+    # argpartition kept is arbitrary, so those rows are ranked by a stable full sort.
+    tied = (x == kth).sum(axis=1) > (vals == kth).sum(axis=1)
+    if tied.any():
+        part[tied] = np.argsort(-x[tied], axis=1, kind="stable")[:, :k]
+        vals[tied] = np.take_along_axis(x[tied], part[tied], axis=1)
+    order = np.lexsort((part, -vals), axis=1)  # by value (descending), then index
     return np.take_along_axis(part, order, axis=1)
 
 
@@ -87,7 +105,7 @@ def parity_metrics(reference: np.ndarray, candidate: np.ndarray) -> ParityMetric
     num = np.sum(ref * cand, axis=1)
     den = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
     cos = np.where(den > 0, num / np.maximum(den, 1e-300), np.where(np.all(ref == cand, axis=1), 1.0, 0.0))
-    top1_ref, top1_cand = np.argmax(ref, axis=1), np.argmax(cand, axis=1)
+    top1_ref, top1_cand = topk_indices(ref, 1)[:, 0], topk_indices(cand, 1)[:, 0]
     k = min(5, ref.shape[1])
     top5_ref = np.sort(topk_indices(ref, k), axis=1)
     top5_cand = np.sort(topk_indices(cand, k), axis=1)

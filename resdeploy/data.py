@@ -7,12 +7,21 @@ two stages can never prepare images differently.
 Selection is deterministic: files are sorted, then a seeded permutation picks the
 first ``samples`` that load. Corrupt or unsupported files are skipped, counted and
 named in one warning at the end rather than failing a long run or passing silently.
+
+Folders follow torchvision's ``ImageFolder`` where it decides a number: the same file
+extensions (case-insensitive), class index = position of the folder name in the
+string-sorted list of class folders ("10" before "2"), and a class folder with no
+images keeps its index, so the other classes' labels do not shift. Hidden files and
+folders (".DS_Store", "._x.jpg", ".ipynb_checkpoints") are ignored; torchvision would
+count a hidden folder as a class, which is never what was meant.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +33,21 @@ from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.preprocess import PreprocessSpec, input_shape, load_image, preprocess_image
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# torchvision.datasets.folder.IMG_EXTENSIONS, so a folder holds the same images here as there.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
 ARRAY_EXTENSIONS = frozenset({".npy", ".npz"})
 SYNTHETIC = "synthetic"
 _INPUT_KEYS = ("input", "inputs", "x", "images", "data")
 _LABEL_KEYS = ("labels", "label", "y", "targets")
 _MAX_NAMED = 5  # how many skipped files a warning names before "and N more"
+# What PIL raises for files it cannot decode, besides OSError/ValueError/SyntaxError: truncated
+# or malformed containers surface as these from some format plugins.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
+                  ZeroDivisionError)
+
+
+class _BadSample(Exception):
+    """One sample could not be loaded: skipped, counted and named (never the whole run)."""
 
 
 @dataclass
@@ -60,8 +78,10 @@ class Dataset:
     seed: int = 0
     arrays: np.ndarray | None = None
     array_is_image: bool = False
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason): failed to load
     root: Path | None = None
+    unsupported: list[tuple[str, str]] = field(default_factory=list)  # (name, reason): not an image type
+    empty_classes: list[str] = field(default_factory=list)  # class folders without images (index kept)
 
     @property
     def labelled(self) -> bool:
@@ -73,7 +93,8 @@ class Dataset:
     def describe(self) -> dict[str, Any]:
         """What the manifest and results record about the data (the source, not the tensors)."""
         return {"source": self.source, "kind": self.kind, "samples": len(self), "seed": self.seed,
-                "labelled": self.labelled, "classes": len(self.classes) if self.classes else None}
+                "labelled": self.labelled, "classes": len(self.classes) if self.classes else None,
+                "unsupported_files": len(self.unsupported), "empty_classes": list(self.empty_classes)}
 
     # -- loading ---------------------------------------------------------------------------
     def _name(self, pos: int) -> str:
@@ -83,17 +104,31 @@ class Dataset:
         return f"{self.source}[{item}]"
 
     def _tensor(self, pos: int) -> np.ndarray:
+        """One sample as a tensor; ``_BadSample`` when the file cannot be decoded.
+
+        Only decoding is guarded: an error in preprocessing (a bad spec) is the same for
+        every file and must stop the run, not skip every file one by one.
+        """
         item = self.items[pos]
         if self.kind == "images":
             assert self.spec is not None
-            return preprocess_image(load_image(item), self.spec)
+            try:
+                img = load_image(item)
+            except MemoryError:
+                raise
+            except _DECODE_ERRORS as exc:
+                raise _BadSample(_short_reason(exc, item)) from None
+            return preprocess_image(img, self.spec)
         assert self.arrays is not None
         row = self.arrays[item]
         if self.array_is_image:
             from PIL import Image
 
             assert self.spec is not None
-            img = Image.fromarray(row[..., 0] if row.ndim == 3 and row.shape[-1] == 1 else row)
+            try:
+                img = Image.fromarray(row[..., 0] if row.ndim == 3 and row.shape[-1] == 1 else row)
+            except (ValueError, TypeError) as exc:
+                raise _BadSample(_short_reason(exc)) from None
             return preprocess_image(img, self.spec)
         return np.asarray(row, dtype=np.float32)
 
@@ -109,8 +144,8 @@ class Dataset:
                     return
                 try:
                     x = self._tensor(pos)
-                except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three for bad files
-                    self.skipped.append((self._name(pos), _short_reason(exc)))
+                except _BadSample as exc:
+                    self.skipped.append((self._name(pos), str(exc)))
                     continue
                 produced += 1
                 yield x, (self.labels[pos] if self.labels is not None else None), self._name(pos)
@@ -164,8 +199,15 @@ def _make_batch(xs: list[np.ndarray], ys: list[int | None], names: list[str]) ->
     return Batch(np.stack(xs).astype(np.float32, copy=False), labels, names)
 
 
-def _short_reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _short_reason(exc: BaseException, path: str | os.PathLike[str] | None = None) -> str:
+    """The first line of an error, without the file's path (the warning names the file already)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror  # "No such file or directory" (a broken symlink), "Permission denied"
+    else:
+        text = str(exc).splitlines()[0] if str(exc).strip() else ""
+        if path is not None:
+            text = text.replace(repr(os.fspath(path)), "").replace(os.fspath(path), "").strip(" :")
+        text = text or type(exc).__name__
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -249,9 +291,16 @@ def _synthetic(text: str, shape: tuple[int, ...] | None, samples: int | None, se
 
 
 def _image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``root`` (symlinks followed, hidden entries ignored) and the files that are not images."""
     images: list[Path] = []
     unsupported: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:  # os.walk drops unreadable folders silently otherwise
+        where = Path(exc.filename) if exc.filename else root
+        name = str(where.relative_to(root)) if where != root and where.is_relative_to(root) else str(where)
+        unsupported.append((name + "/", f"cannot read folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
         if _in_symlink_loop(Path(dirpath), root):  # a link to an ancestor: would repeat every image below it
             dirnames[:] = []
             continue
@@ -281,26 +330,99 @@ def _in_symlink_loop(path: Path, root: Path) -> bool:
         parent = parent.parent
 
 
-def read_labels_file(path: str | os.PathLike[str]) -> dict[str, int]:
-    """Class name -> index, from JSON ({"name": index} or ["name0", "name1", ...]) or text (one name a line)."""
-    p = Path(path)
+def _class_folders(root: Path) -> list[str]:
+    """torchvision's ``find_classes``: every subfolder (symlinks followed), sorted as strings; hidden ones left out."""
     try:
-        text = p.read_text(encoding="utf-8")
+        with os.scandir(root) as entries:
+            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    except OSError as exc:
+        raise ResdeployError(f"cannot read folder {root}: {exc.strerror or exc}") from None
+
+
+def _named(items: Sequence[str], limit: int = _MAX_NAMED) -> str:
+    """'a, b, c and 4 more': lists in one-line messages stay one line."""
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def read_labels_file(path: str | os.PathLike[str], classes: Sequence[str] | None = None) -> dict[str, int]:
+    """Class folder name -> class index, from a labels file.
+
+    Formats: JSON ``{"name": index}``, a JSON list of names in index order, Keras's ImageNet
+    ``imagenet_class_index.json`` (``{"0": ["n01440764", "tench"], ...}``: the WordNet id is
+    the folder name), or a text file with one name per line, in index order. A text line
+    may carry a description after the name, as ImageNet's ``LOC_synset_mapping.txt`` does
+    ("n01440764 tench, Tinca tinca"): when ``classes`` (the folder names) are given and the
+    whole lines do not name them all, the first word of each line is the name.
+
+    A name listed twice has no single index: an error when it names a class folder (or
+    always, when ``classes`` is not given).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ResdeployError(f"labels file {p} is a folder", hint="pass a .json file or a text file with one class name per line")
+    try:
+        text = p.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark would become part of the first name
     except OSError as exc:
         raise ResdeployError(f"cannot read labels file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ResdeployError(f"labels file {p} is not UTF-8 text",
+                             hint="pass a .json file or a text file with one class name per line") from None
+    if p.suffix.lower() == ".csv":
+        raise ResdeployError(f"labels file {p}: CSV is not a supported labels format",
+                             hint='use JSON {"name": index}, a JSON list of names, or a text file with one name per line')
     if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ResdeployError(f"labels file {p} is not valid JSON: {exc}") from None
-        if isinstance(data, list):
-            return {str(name): i for i, name in enumerate(data)}
-        if isinstance(data, dict) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                          for v in data.values()):
-            return {str(k): int(v) for k, v in data.items()}
-        raise ResdeployError(f"labels file {p} must map class names to integer indices >= 0, or list class names in order")
+        return _labels_from_json(p, text, classes)
     names = [line.strip() for line in text.splitlines() if line.strip()]
-    return {name: i for i, name in enumerate(names)}
+    if not names:
+        raise ResdeployError(f"labels file {p} is empty")
+    mapping, dupes = _index_names(names)
+    if classes is not None and any(c not in mapping for c in classes) and any(len(n.split()) > 1 for n in names):
+        first = [n.split()[0] for n in names]
+        first_map, first_dupes = _index_names(first)
+        if all(c in first_map for c in classes):  # "n01440764 tench, Tinca tinca": the first word names the folder
+            mapping, dupes = first_map, first_dupes
+    _refuse_duplicates(p, dupes, classes)
+    return mapping
+
+
+def _index_names(names: Sequence[str]) -> tuple[dict[str, int], set[str]]:
+    mapping: dict[str, int] = {}
+    dupes: set[str] = set()
+    for i, name in enumerate(names):
+        if name in mapping:
+            dupes.add(name)
+        else:
+            mapping[name] = i
+    return mapping, dupes
+
+
+def _refuse_duplicates(p: Path, dupes: set[str], classes: Sequence[str] | None) -> None:
+    clash = sorted(dupes if classes is None else dupes & set(classes))
+    if clash:
+        raise ResdeployError(f"labels file {p} lists {_named(clash)} more than once, so the class index is ambiguous")
+
+
+def _labels_from_json(p: Path, text: str, classes: Sequence[str] | None) -> dict[str, int]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ResdeployError(f"labels file {p} is not valid JSON: {exc}") from None
+    if isinstance(data, list) and data and all(isinstance(n, str | int) and not isinstance(n, bool) for n in data):
+        mapping, dupes = _index_names([str(n) for n in data])
+        _refuse_duplicates(p, dupes, classes)
+        return mapping
+    if isinstance(data, dict) and data:
+        values = list(data.values())
+        if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            return {str(k): int(v) for k, v in data.items()}
+        if all(isinstance(k, str) and k.isdigit() for k in data) and all(
+                isinstance(v, list) and v and isinstance(v[0], str) for v in values):
+            # Keras's imagenet_class_index.json: {"0": ["n01440764", "tench"], ...}
+            counts = Counter(str(v[0]) for v in values)
+            _refuse_duplicates(p, {n for n, c in counts.items() if c > 1}, classes)
+            return {str(v[0]): int(k) for k, v in data.items()}
+    raise ResdeployError(f"labels file {p} must map class names to integer indices >= 0, or list class names in order")
 
 
 def _image_folder(root: Path, spec: PreprocessSpec | None, labels_file: str | os.PathLike[str] | None,
@@ -315,19 +437,26 @@ def _image_folder(root: Path, spec: PreprocessSpec | None, labels_file: str | os
     at_root = [p for p in images if p.parent == root]
     labels: list[int] | None = None
     classes: list[str] | None = None
+    empty: list[str] = []
     if not at_root:
         # Class subfolders (torchvision ImageFolder layout): class = first folder under root.
         folder_of = [p.relative_to(root).parts[0] for p in images]
-        classes = sorted(set(folder_of))
+        classes = _class_folders(root)
+        used = set(folder_of)
+        empty = [c for c in classes if c not in used]
         if labels_file is not None:
-            mapping = read_labels_file(labels_file)
-            unknown = [c for c in classes if c not in mapping]
+            mapping = read_labels_file(labels_file, classes=sorted(used))
+            unknown = sorted(c for c in used if c not in mapping)
             if unknown:
-                raise ResdeployError(f"class folders not in {labels_file}: {', '.join(unknown[:5])}"
-                                     + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+                raise ResdeployError(f"class folders not in {labels_file}: {_named(unknown)}",
+                                     hint="list every class folder name in the labels file")
         else:
             mapping = {c: i for i, c in enumerate(classes)}
         labels = [mapping[f] for f in folder_of]
+        if empty:
+            reporter.warn(f"{len(empty)} class folder(s) in {root} hold no images: {_named(empty)}; "
+                          + ("they keep their index in the sorted order (torchvision's ImageFolder rule), so the "
+                             "other classes' labels do not shift" if labels_file is None else "ignored"))
     elif require_labels:
         raise ResdeployError(f"{root} has images at its top level, so it is unlabelled",
                              hint="put each class's images in a subfolder named after the class")
@@ -335,11 +464,11 @@ def _image_folder(root: Path, spec: PreprocessSpec | None, labels_file: str | os
         reporter.warn(f"{root} has {len(at_root)} image(s) at its top level besides {len(images) - len(at_root)} in "
                       "subfolders: treated as unlabelled (no accuracy); move the top-level images into class "
                       "folders for a labelled set")
-    ds = Dataset("images", str(root), spec, list(images), labels=labels, classes=classes, root=root)
+    ds = Dataset("images", str(root), spec, list(images), labels=labels, classes=classes, root=root,
+                 unsupported=unsupported, empty_classes=empty)
     if unsupported:
-        named = ", ".join(n for n, _ in unsupported[:_MAX_NAMED])
-        more = f" and {len(unsupported) - _MAX_NAMED} more" if len(unsupported) > _MAX_NAMED else ""
-        reporter.warn(f"skipping {len(unsupported)} file(s) of unsupported type in {root}: {named}{more}")
+        reporter.warn(f"skipping {len(unsupported)} file(s) of unsupported type in {root}: "
+                      f"{_named([n for n, _ in unsupported])}")
     return ds
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from resdeploy.errors import ResdeployError
 
@@ -62,18 +62,28 @@ _INTERPOLATIONS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1, "box
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file as 8-bit RGB, whatever mode it was stored in.
+    """Open an image file as 8-bit RGB, as torchvision's ``ImageFolder`` does, with two fixes.
 
-    ``Image.convert("RGB")`` alone gets three common cases wrong: 16-bit grayscale
-    (clipped to 255, so almost every pixel becomes white), transparent pixels (their
-    colour is undefined, often black) and EXIF-rotated camera photos. Those are fixed
-    here so calibration and validation see what a person looking at the file sees.
-    Raises ``OSError``/``ValueError`` for corrupt or unsupported files (callers skip them).
+    Published accuracies and most training pipelines read images with torchvision's
+    default loader (``Image.open(f).convert("RGB")``), so that is the baseline here:
+
+    * **EXIF orientation is not applied** (torchvision does not apply it either): a model
+      is validated on the pixels it was trained on, in the order they are stored.
+    * Grayscale, palette without transparency, CMYK, YCbCr and 1-bit images convert
+      exactly as ``convert("RGB")`` converts them.
+
+    Two cases where ``convert("RGB")`` destroys the image are fixed (see ``to_rgb``):
+    16-bit grayscale is scaled to 8 bits (plain conversion clips almost every pixel to
+    white) and transparent pixels are composited over white (their stored colour is
+    undefined). Raises ``OSError`` (truncated, corrupt, unidentifiable, too large to be
+    safe) or ``ValueError``/``SyntaxError`` for bad files; callers skip those.
     """
-    with Image.open(path) as opened:
-        opened.load()
-        img = ImageOps.exif_transpose(opened) or opened
-        return to_rgb(img)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return to_rgb(opened)
+    except Image.DecompressionBombError as exc:  # not an OSError: would escape callers that skip bad files
+        raise OSError(f"over PIL's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS): {exc}") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -106,15 +116,43 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _resize_shorter(img: Image.Image, size: int, resample: int) -> Image.Image:
-    """Resize so the shorter side is ``size``, the longer side as torchvision computes it."""
-    w, h = img.size
+# Above this many pixels the resized image is not materialised: only the centre-crop window
+# is resampled (PIL's ``box``). A 2x20000 strip resized to 256 would otherwise be a
+# 2560000x256 image (2 GB); 16 M pixels is an aspect ratio of about 250:1 at 256.
+_MAX_RESIZED_PIXELS = 16_000_000
+
+
+def _resized_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """torchvision's ``Resize(size)`` output size: shorter side ``size``, longer ``int(size * long / short)``."""
     short, long = (w, h) if w <= h else (h, w)
-    if short == size:
-        return img
     new_short, new_long = size, int(size * long / short)
-    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    return img.resize((new_w, new_h), resample=resample)
+    return (new_short, new_long) if w <= h else (new_long, new_short)
+
+
+def _resize_shorter(img: Image.Image, size: int, resample: int, *, crop: int | None = None,
+                    max_pixels: int = _MAX_RESIZED_PIXELS) -> Image.Image:
+    """Resize so the shorter side is ``size``, the longer side as torchvision computes it.
+
+    With ``crop`` and a result above ``max_pixels``, only the region that the centre crop
+    keeps is resampled (same filter positions, so the same pixels to within rounding);
+    ``_centre_crop`` then takes all of it.
+    """
+    w, h = img.size
+    new_w, new_h = _resized_size(w, h, size)
+    if (new_w, new_h) == (w, h):
+        return img
+    if crop is None or new_w * new_h <= max_pixels:
+        return img.resize((new_w, new_h), resample=resample)
+
+    def window(old: int, new: int) -> tuple[float, float, int]:
+        if new <= crop:
+            return 0.0, float(old), new
+        start = int(round((new - crop) / 2.0))  # _centre_crop's offset, in resized pixels
+        return start * old / new, (start + crop) * old / new, crop
+
+    x0, x1, out_w = window(w, new_w)
+    y0, y1, out_h = window(h, new_h)
+    return img.resize((out_w, out_h), resample=resample, box=(x0, y0, x1, y1))
 
 
 def _centre_crop(img: Image.Image, size: int) -> Image.Image:
@@ -142,7 +180,7 @@ def preprocess_image(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     if img.mode != "RGB":
         img = to_rgb(img)
     if spec.resize:
-        img = _resize_shorter(img, int(spec.resize), _INTERPOLATIONS[spec.interpolation])
+        img = _resize_shorter(img, int(spec.resize), _INTERPOLATIONS[spec.interpolation], crop=int(spec.crop))
     img = _centre_crop(img, int(spec.crop))
     arr: np.ndarray = np.asarray(img, dtype=np.float32) * np.float32(spec.scale)
     if spec.color.upper() == "BGR":

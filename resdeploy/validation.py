@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from resdeploy.artifacts import atomic_write_text, read_manifest, resolve_model_file
+from resdeploy.artifacts import MANIFEST_NAME, atomic_write_text, read_manifest
 from resdeploy.compare import parity_metrics, topk_accuracy
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
@@ -30,6 +30,7 @@ from resdeploy.preprocess import PreprocessSpec
 
 MLPERF_TOP1_RATIO = 0.99
 DEFAULT_MIN_AGREEMENT = 0.99
+_MAX_LISTED = 100  # skipped files listed by name in the result (the count is always exact)
 
 
 @dataclass
@@ -173,11 +174,40 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
     p = Path(reference)
     if not p.exists():
         raise ResdeployError(f"no such reference model: {reference}", hint="pass an ONNX file/artifact dir, or 'torch'")
-    path = resolve_model_file(p)
+    path = model_file(p, "ort", "reference")
     from resdeploy.precision import _check_onnx
 
     _check_onnx(path)
     return "ort", str(path), {"engine": "ort", "path": str(path), "kind": "path"}
+
+
+def model_file(path: Path, engine: str, role: str = "candidate") -> Path:
+    """The model a user meant by ``path``: a model file, its artifact directory, or its ``manifest.json``.
+
+    ``manifest.json`` is what people find in an artifact directory and paste; it used to
+    reach ONNX Runtime as a model and fail with a protobuf error that named neither.
+    Engines other than ONNX Runtime/OpenVINO take the path (a file or a directory) as it is.
+    """
+    if not path.exists():
+        raise ResdeployError(f"no such {role} model: {path}")
+    if path.is_file() and path.suffix.lower() == ".json":
+        if path.name != MANIFEST_NAME:
+            raise ResdeployError(f"{path} is a JSON file, not a model",
+                                 hint=f"pass the {role}'s model.onnx or its artifact directory")
+        read_manifest(path.parent)  # a one-line error when it is not a resdeploy manifest
+        path = path.parent
+    if not path.is_dir() or engine not in ("ort", "openvino"):
+        return path
+    manifest = read_manifest(path)
+    name = str(((manifest or {}).get("artifact") or {}).get("file") or "model.onnx")
+    if not name.endswith(".onnx"):
+        name = "model.onnx"
+    if not (path / name).is_file():
+        inside = sorted(d.name for d in path.iterdir() if d.is_dir() and (d / "model.onnx").is_file())
+        raise ResdeployError(f"no {name} in {path}",
+                             hint=f"pass one of its artifact directories: {', '.join(inside)}" if inside
+                             else f"pass the {role}'s model.onnx or the directory `resdeploy export`/`quantize` wrote")
+    return path / name
 
 
 def infer_batched(runner: Any, x: np.ndarray) -> np.ndarray:
@@ -218,14 +248,11 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
     rep = reporter or Reporter(quiet=True)
     t0 = time.perf_counter()
 
-    cand_path = Path(candidate)
-    if not cand_path.exists():
-        raise ResdeployError(f"no such candidate model: {candidate}")
-    cand_file = resolve_model_file(cand_path) if cfg.engine in ("ort", "openvino") else cand_path
-    if cand_file.suffix == ".onnx":
+    cand_file = model_file(Path(candidate), cfg.engine)
+    if cand_file.is_file() and (cfg.engine == "ort" or cand_file.suffix.lower() == ".onnx"):
         from resdeploy.precision import _check_onnx
 
-        _check_onnx(cand_file)
+        _check_onnx(cand_file)  # one line for a .pth/.txt/corrupt file, not ONNX Runtime's protobuf error
     manifest = read_manifest(cand_file)
     spec: PreprocessSpec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean,
                                            std=cfg.std, what=str(cand_file), reporter=rep)
@@ -238,13 +265,13 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
             warnings.append("the reference's manifest records different preprocessing than the candidate's; "
                             "both run on the candidate's")
     assert cfg.data is not None  # checked by cfg.check()
-    ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=rep)
+    # The data's warnings (skipped files, empty classes) qualify the result: into it, printed once by the CLI.
+    data_rep = _Collecting(quiet=rep.quiet, sink=warnings)
+    ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=data_rep)
     needs_labels = _label_gates(cfg)
     if needs_labels and not ds.labelled:  # before running both models over the whole data set
         raise ResdeployError(f"{', '.join(needs_labels)} need{'s' if len(needs_labels) == 1 else ''} labelled data: "
                              "one subfolder per class under --data, or labels in an .npz")
-    if ds.kind == "synthetic":
-        warnings.append("synthetic data: agreement on random tensors says little about accuracy on real images")
 
     ref_cfg = RunnerConfig(engine=ref_engine, model=ref_model, threads=cfg.threads)
     cand_cfg = RunnerConfig(engine=cfg.engine, model=str(cand_file), device=cfg.device, threads=cfg.threads)
@@ -260,7 +287,7 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
             raise
     try:
         num_classes: int | None = None
-        for batch in ds.batches(cfg.batch_size, rep, description="validating"):
+        for batch in ds.batches(cfg.batch_size, data_rep, description="validating"):
             r = infer_batched(ref_runner, batch.inputs)
             c = infer_batched(cand_runner, batch.inputs)
             if r.shape != c.shape:
@@ -269,6 +296,8 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
             if num_classes is None:
                 num_classes = r.shape[1]
                 warnings.extend(_check_labels(ds, num_classes, cfg.labels))
+                if ds.labelled and num_classes <= 5:
+                    warnings.append(f"the model has {num_classes} outputs: top-5 accuracy is 100% by definition")
             ref_logits.append(r)
             cand_logits.append(c)
             if batch.labels is not None:
@@ -293,6 +322,13 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
                  "precision": (manifest or {}).get("precision"), "target": (manifest or {}).get("target")}
     data_desc = ds.describe()
     data_desc["samples"] = int(ref_all.shape[0])
+    data_desc["skipped_files"] = len(ds.skipped)
+    data_desc["skipped"] = [{"file": n, "reason": why} for n, why in ds.skipped[:_MAX_LISTED]]
+    data_desc["unsupported"] = [n for n, _ in ds.unsupported[:_MAX_LISTED]]
+    if ds.skipped:
+        # The denominator changed: say so in the result, not only in a stderr line.
+        warnings.append(f"accuracy and agreement are over the {int(ref_all.shape[0])} samples that loaded: "
+                        f"{len(ds.skipped)} file(s) that could not be read are not counted (data.skipped in --json)")
     return ValidateResult(
         candidate=cand_desc, reference=ref_desc, data=data_desc, samples=int(ref_all.shape[0]),
         labelled=bool(labels), accuracy=accuracy, top1_drop_points=drop, parity=metrics.to_dict(), gates=gates,
@@ -312,10 +348,24 @@ def _check_labels(ds: Any, num_classes: int, labels_file: str | None) -> list[st
         raise ResdeployError(f"labels do not match the model: {where} give class index {top}, "
                              f"but the model has {num_classes} classes",
                              hint="pass --labels FILE mapping folder names to the model's class indices")
+    if ds.classes and len(ds.classes) == 1 and num_classes > 1 and not labels_file:
+        return [f"only one class folder ('{ds.classes[0]}') under {ds.source}: every image is labelled class 0; "
+                f"if these images are unlabelled, pass --data {Path(ds.source) / ds.classes[0]} (agreement only), "
+                "or pass --labels FILE to give the folder its class index"]
     if ds.classes and len(ds.classes) < num_classes and not labels_file:
         return [f"{len(ds.classes)} class folders for a {num_classes}-class model: classes are numbered by sorted "
                 "folder name (0, 1, ...); pass --labels FILE if the folders are a subset of the model's classes"]
     return []
+
+
+@dataclass
+class _Collecting(Reporter):
+    """A reporter that keeps warnings (for ``ValidateResult.warnings``) instead of printing them."""
+
+    sink: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.sink.append(message)
 
 
 def _label_gates(cfg: ValidateConfig) -> list[str]:

@@ -71,3 +71,14 @@ def test_topk_accuracy() -> None:
     labels = np.array([1, 1, 2])
     assert compare.topk_accuracy(logits, labels, 1) == pytest.approx(2 / 3)
     assert compare.topk_accuracy(logits, labels, 2) == pytest.approx(1.0)
+
+
+def test_resolve_model_file_accepts_the_manifest_users_paste(tmp_path: Path) -> None:
+    from resdeploy.artifacts import resolve_model_file
+
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    (tmp_path / "manifest.json").write_text("{}")
+    assert resolve_model_file(tmp_path / "manifest.json") == tmp_path / "model.onnx"
+    assert resolve_model_file(tmp_path) == tmp_path / "model.onnx"
+    with pytest.raises(ResdeployError, match="no such file"):
+        resolve_model_file(tmp_path / "missing")

@@ -10,7 +10,10 @@ from PIL import Image
 
 from resdeploy.errors import ResdeployError
 from resdeploy.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     PreprocessSpec,
+    _centre_crop,
     _resize_shorter,
     input_shape,
     load_image,
@@ -44,6 +47,61 @@ def test_resize_shorter_side_like_torchvision() -> None:
     img = Image.new("RGB", (300, 200))
     assert _resize_shorter(img, 256, 2).size == (384, 256)
     assert _resize_shorter(Image.new("RGB", (200, 301)), 256, 2).size == (256, 385)
+    assert _resize_shorter(Image.new("RGB", (3, 1000)), 256, 2).size == (256, 85333)  # int(256 * 1000 / 3)
+
+
+def _torchvision_eval(img: Image.Image, resize: int, crop: int) -> np.ndarray:
+    """torchvision's Resize(resize) + CenterCrop(crop) + ToTensor + Normalize on a PIL image, written out.
+
+    Follows torchvision.transforms.functional (0.28): Resize's output size is shorter side
+    -> resize, longer -> int(resize * long / short), done by PIL's bilinear (antialiased)
+    resize and skipped when the size is unchanged; center_crop pads with zeros, left/top
+    (crop - size) // 2, right/bottom (crop - size + 1) // 2, then crops at
+    int(round((size - crop) / 2.0)); ToTensor divides by 255 in float32.
+    """
+    w, h = img.size
+    if resize:
+        size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
+        if size != (w, h):
+            img = img.resize(size, Image.BILINEAR)
+    arr = np.asarray(img.convert("RGB"))
+    ph, pw = max(crop - arr.shape[0], 0), max(crop - arr.shape[1], 0)
+    arr = np.pad(arr, ((ph // 2, (ph + 1) // 2), (pw // 2, (pw + 1) // 2), (0, 0)))
+    top, left = int(round((arr.shape[0] - crop) / 2.0)), int(round((arr.shape[1] - crop) / 2.0))
+    t = arr[top:top + crop, left:left + crop].astype(np.float32) / np.float32(255)
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    return ((t - mean) / std).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("resize,crop", [(256, 224), (255, 224), (37, 31), (18, 16), (0, 224)])
+def test_matches_torchvision_classic_eval_transform(resize: int, crop: int) -> None:
+    # Odd sizes and odd differences exercise the rounding of the crop offsets; (1, 1), (10, 10) and
+    # (3, 700) are smaller than the crop on at least one side, so they are padded.
+    sizes = [(500, 375), (375, 500), (257, 301), (301, 257), (224, 224), (256, 256), (255, 255), (223, 225),
+             (257, 256), (511, 257), (1000, 100), (100, 1000), (700, 3), (3, 700), (10, 10), (1, 1), (641, 480)]
+    rng = np.random.default_rng(resize * 1000 + crop)
+    spec = PreprocessSpec(resize=resize, crop=crop)
+    for w, h in sizes:
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        ref = _torchvision_eval(img, resize, crop)
+        out = preprocess_image(img, spec)
+        assert out.shape == ref.shape == (3, crop, crop), (w, h)
+        np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0, err_msg=f"{w}x{h}")
+
+
+def test_extreme_aspect_ratio_resamples_only_the_crop() -> None:
+    # 2x20000 would resize to 2560000x256 (2 GB); only the crop window is resampled instead.
+    rng = np.random.default_rng(1)
+    strip = Image.fromarray(rng.integers(0, 256, (20000, 2, 3), dtype=np.uint8))
+    assert preprocess_image(strip, PreprocessSpec()).shape == (3, 224, 224)
+    # The shortcut picks the same pixels as the full resize, to within one 8-bit step.
+    for w, h, resize, crop in ((500, 375, 256, 224), (3, 700, 37, 31), (641, 480, 100, 224)):
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        full = np.asarray(_centre_crop(_resize_shorter(img, resize, 2, crop=crop), crop), dtype=np.int16)
+        window = _resize_shorter(img, resize, 2, crop=crop, max_pixels=0)
+        assert window.size[0] <= max(crop, 1) and window.size[1] <= max(crop, 1)
+        part = np.asarray(_centre_crop(window, crop), dtype=np.int16)
+        assert np.abs(full - part).max() <= 1 and np.mean(full != part) < 0.3
 
 
 def test_imagenet_recipe_shape_and_uniform_value() -> None:
@@ -116,12 +174,47 @@ def test_cmyk_jpeg(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, [255, 0, 0], atol=6)
 
 
-def test_exif_rotation_applied(tmp_path: Path) -> None:
-    img = Image.new("RGB", (4, 2), (10, 20, 30))
+def test_exif_orientation_not_applied_like_torchvision(tmp_path: Path) -> None:
+    # torchvision's ImageFolder loader (Image.open + convert("RGB")) ignores EXIF orientation;
+    # models are trained and validated on the stored pixels, so they are used as stored.
+    arr = np.zeros((2, 4, 3), dtype=np.uint8)
+    arr[0, 0] = (255, 255, 255)  # top-left marker
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 on display
-    p = _save(img, tmp_path / "r.jpg", exif=exif.tobytes())
-    assert load_image(p).size == (2, 4)
+    exif[0x0112] = 6  # "rotate 90 on display"
+    p = _save(Image.fromarray(arr), tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    assert Image.open(p).getexif().get(0x0112) == 6
+    got = np.asarray(load_image(p))
+    assert got.shape == (2, 4, 3)
+    np.testing.assert_array_equal(got, np.asarray(Image.open(p).convert("RGB")))
+
+
+def test_palette_cmyk_and_one_bit_convert_like_torchvision(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    rgb = Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))
+    files = [_save(rgb.convert("P"), tmp_path / "p.png"), _save(rgb.convert("CMYK"), tmp_path / "c.tif"),
+             _save(rgb.convert("1"), tmp_path / "b.png"), _save(rgb.convert("L"), tmp_path / "l.pgm")]
+    for f in files:
+        np.testing.assert_array_equal(np.asarray(load_image(f)), np.asarray(Image.open(f).convert("RGB")), err_msg=f.name)
+
+
+def test_grayscale_with_alpha_composited_on_white(tmp_path: Path) -> None:
+    la = Image.new("LA", (2, 1))
+    la.putpixel((0, 0), (0, 0))      # transparent black -> white
+    la.putpixel((1, 0), (100, 255))  # opaque grey stays grey
+    got = np.asarray(load_image(_save(la, tmp_path / "la.png")))
+    assert got[0].tolist() == [[255, 255, 255], [100, 100, 100]]
+
+
+def test_truncated_file_and_decompression_bomb_raise_oserror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    full = _save(Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)), tmp_path / "full.jpg")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(OSError, match="truncated"):
+        load_image(cut)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64x64 is more than twice that: PIL refuses it
+    with pytest.raises(OSError, match="decompression-bomb limit"):  # DecompressionBombError is not an OSError by itself
+        load_image(full)
 
 
 def test_corrupt_file_raises_oserror(tmp_path: Path) -> None:

@@ -147,3 +147,121 @@ def test_bad_input(arts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Mo
 def test_same_int8_file_validates_under_openvino(arts: dict[str, Path]) -> None:
     r = validate(arts["int8"], data=str(arts["labelled"]), engine="openvino", min_cosine=0.9)
     assert r.candidate["engine"] == "openvino" and r.samples == 18 and r.passed
+
+
+# ------------------------------------------------------------------------------------------
+# What users pass: manifest.json, odd files, real folders with bad files, few classes
+# ------------------------------------------------------------------------------------------
+def test_manifest_json_means_its_artifact(arts: dict[str, Path]) -> None:
+    # Used to reach ONNX Runtime as a model: "INVALID_PROTOBUF ... manifest.json failed".
+    r = validate(arts["int8"].parent / "manifest.json", data=str(arts["flat"]),
+                 reference=str(arts["fp32"].parent / "manifest.json"), min_cosine=0.0)
+    assert Path(r.candidate["path"]) == arts["int8"] and Path(r.reference["path"]) == arts["fp32"]
+    assert r.samples == 6 and r.passed
+
+
+def test_files_that_are_not_models_get_one_line(arts: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "results.json"
+    other.write_text("{}")
+    with pytest.raises(ResdeployError, match="is a JSON file, not a model"):
+        validate(other, data=str(arts["flat"]))
+    fake_manifest = tmp_path / "fake" / "manifest.json"
+    fake_manifest.parent.mkdir()
+    fake_manifest.write_text('{"hello": 1}')
+    with pytest.raises(ResdeployError, match="not a resdeploy manifest"):
+        validate(fake_manifest, data=str(arts["flat"]))
+    weights = tmp_path / "resnet.pth"
+    weights.write_bytes(b"PK\x03\x04 torch zip")
+    with pytest.raises(ResdeployError, match="not a readable ONNX model"):
+        validate(weights, data=str(arts["flat"]), reference=str(arts["fp32"]), input_size=SIZE)
+    with pytest.raises(ResdeployError, match=r"no model.onnx in .*\(pass one of its artifact directories: fp16, fp32, int8-cpu\)"):
+        validate(arts["fp32"].parent.parent, data=str(arts["flat"]))
+    with pytest.raises(ResdeployError, match="is a JSON file, not a model"):
+        validate(arts["int8"], data=str(arts["flat"]), reference=str(other))
+
+
+def test_corrupt_and_stray_files_are_counted_in_the_result(arts: dict[str, Path], tmp_path: Path) -> None:
+    data = tmp_path / "val"
+    shutil.copytree(arts["labelled"], data)
+    (data / "b" / "broken.png").write_bytes((data / "b" / "0.png").read_bytes()[:40])  # truncated PNG
+    (data / "c" / "notes.png").write_text("not an image")
+    (data / "README.txt").write_text("validation set")
+    (data / "a" / ".DS_Store").write_bytes(b"\0")
+    r = validate(arts["fp16"], data=str(data))
+    assert r.samples == 18 and r.skipped_files == 2  # 18 images counted, 2 bad ones named, not silently dropped
+    d = json.loads(to_json(r.to_dict()))
+    assert d["skipped_files"] == 2 and d["data"]["skipped_files"] == 2
+    assert {s["file"] for s in d["data"]["skipped"]} == {"b/broken.png", "c/notes.png"}
+    assert d["data"]["unsupported_files"] == 1 and d["data"]["unsupported"] == ["README.txt"]
+    assert any("over the 18 samples that loaded: 2 file(s)" in w for w in d["warnings"])
+    assert any("skipped 2 file(s)" in w and "b/broken.png" in w for w in d["warnings"])
+
+
+def test_one_class_folder_and_empty_classes_are_explained(arts: dict[str, Path], tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    shutil.copytree(arts["flat"], one / "images")  # a flat folder one level down: labelled "class 0"
+    r = validate(arts["fp16"], data=str(one))
+    assert r.labelled and any("only one class folder ('images')" in w for w in r.warnings)
+    gap = tmp_path / "gap"
+    shutil.copytree(arts["labelled"], gap)
+    shutil.rmtree(gap / "b")
+    (gap / "b").mkdir()
+    r = validate(arts["fp16"], data=str(gap))
+    assert r.samples == 12 and r.data["empty_classes"] == ["b"]
+    assert any("hold no images: b" in w for w in r.warnings)
+
+
+def test_unlabelled_data_refuses_accuracy_gates(arts: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ResdeployError, match="--min-top1-ratio needs labelled data"):
+        validate(arts["int8"], data=str(arts["flat"]), min_top1_ratio=0.99)
+    x = np.random.default_rng(0).integers(0, 256, (4, 18, 18, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=x, labels=np.array([0, 1, 2, 10]))
+    with pytest.raises(ResdeployError, match=r"labels in .*d\.npz give class index 10, but the model has 10 classes"):
+        validate(arts["int8"], data=str(tmp_path / "d.npz"))
+
+
+def _few_class_model(path: Path, classes: int, constant: bool) -> Path:
+    """A tiny ONNX classifier with ``classes`` outputs; all-zero logits (every class tied) if ``constant``."""
+    import warnings
+
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, classes)).eval()
+    if constant:
+        torch.nn.init.zeros_(net[2].weight)
+        torch.nn.init.zeros_(net[2].bias)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.randn(1, 3, SIZE, SIZE),), str(path), input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          dynamo=False)
+    return path
+
+
+def test_three_class_model_ties_and_top5(arts: dict[str, Path], tmp_path: Path) -> None:
+    flat = _few_class_model(tmp_path / "flat" / "model.onnx", 3, constant=True)
+    r = validate(flat, data=str(arts["labelled"]), reference=str(flat), input_size=SIZE, resize=SIZE)
+    # Every logit tied: the prediction is class 0 (argmax's rule) for every image, so exactly the
+    # 6 images of class "a" (index 0) are right, for both models, and they agree everywhere.
+    assert r.accuracy == {"reference": {"top1": pytest.approx(1 / 3), "top5": 1.0},
+                          "candidate": {"top1": pytest.approx(1 / 3), "top5": 1.0}}
+    assert r.parity["top1_agreement"] == 1.0 and r.passed
+    assert any("3 outputs: top-5 accuracy is 100% by definition" in w for w in r.warnings)
+    four = _few_class_model(tmp_path / "four" / "model.onnx", 2, constant=False)
+    with pytest.raises(ResdeployError, match="class index 2, but the model has 2 classes"):
+        validate(four, data=str(arts["labelled"]), reference=str(four), input_size=SIZE, resize=SIZE)
+
+
+def test_cli_json_with_manifest_path_and_skipped_files(arts: dict[str, Path], tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    data = tmp_path / "val"
+    shutil.copytree(arts["labelled"], data)
+    (data / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code, out, err = run_cli("validate", str(arts["fp16"].parent / "manifest.json"), "--data", str(data), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["skipped_files"] == 1 and res["data"]["skipped"][0]["file"] == "a/bad.png" and res["samples"] == 18
+    assert "a/bad.png" in err and "not counted" in err and "Traceback" not in err

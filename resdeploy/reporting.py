@@ -411,14 +411,14 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
         axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
             lambda v, _pos: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""))
 
+    batches = sorted({r.batch for r in rows})  # x axis of the first two plots; the CDF is drawn at the smallest
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, rs in series.items():
         rs = sorted(rs, key=lambda r: r.batch)
         ax.plot([r.batch for r in rs], [r.p50_ms for r in rs], marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    all_batches = sorted({r.batch for r in rows})
-    ax.set_xticks(all_batches, [str(b) for b in all_batches])
+    ax.set_xticks(batches, [str(b) for b in batches])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     plain_log_axis(ax.yaxis)
     ax.set_xlabel("batch size")
@@ -428,7 +428,6 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
     legend_below(ax)
     plots["latency_vs_batch"] = png(fig)
 
-    batches = sorted({r.batch for r in rows})
     names = list(series)
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(len(names), 1)
@@ -524,11 +523,9 @@ def render_html(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, Any]
     imgs = "".join(
         f'<h3>{e(name.replace("_", " "))}</h3><img alt="{e(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode()}">' for name, data in plots.items())
-    details = _machine_details(results)
-    mhead = "".join(f"<th>{k}</th>" for k in ("file", "created", "host", "cpu", "gpu", "cuda", "os", "libraries"))
-    mrows = "".join("<tr>" + "".join(f"<td>{e(d[k])}</td>" for k in
-                                     ("file", "created", "host", "cpu", "gpu", "cuda", "os", "libraries")) + "</tr>"
-                    for d in details)
+    keys = ("file", "created", "host", "cpu", "gpu", "cuda", "os", "libraries")
+    mhead = "".join(f"<th>{k}</th>" for k in keys)
+    mrows = "".join("<tr>" + "".join(f"<td>{e(d[k])}</td>" for k in keys) + "</tr>" for d in _machine_details(results))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(title)}</title><style>{_CSS}</style>"
             f"</head><body><h1>{e(title)}</h1><p>{e(METHOD)}</p><p>Baseline for speed-ups: <b>{e(baseline)}</b>.</p>"
             f"<table><tr>{head}</tr>{''.join(body)}</table>{notes}<h2>Plots</h2>{imgs}"
@@ -561,12 +558,17 @@ def sort_rows(rows: list[Row]) -> list[Row]:
 def report(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
            baseline: str | None = None, title: str = "resdeploy benchmark report") -> ReportResult:
     """Merge bench results and write ``output`` (.html with embedded plots, or .md with PNGs beside it)."""
-    from resdeploy.artifacts import atomic_write_bytes, atomic_write_text, check_writable_dir
+    from resdeploy.artifacts import atomic_write_text, check_writable_dir
 
     out = Path(output) if output is not None else None
-    if out is not None and out.suffix.lower() not in (".html", ".htm", ".md"):
-        raise ResdeployError(f"report output must end in .html or .md, got '{out.name}'")
     if out is not None:
+        # Everything about the output path is checked before the inputs are read and the plots drawn.
+        if out.suffix.lower() not in (".html", ".htm", ".md"):
+            raise ResdeployError(f"report output must end in .html or .md, got '{out.name}'")
+        if out.is_dir():
+            raise ResdeployError(f"{out} is a directory; pass a file path such as {out / ('report' + out.suffix)}")
+        if out.suffix.lower() == ".md" and _plot_dir(out).exists() and not _plot_dir(out).is_dir():
+            raise ResdeployError(f"{_plot_dir(out)} exists and is not a directory; the Markdown report's plots go there")
         check_writable_dir(out.parent if str(out.parent) else Path("."))
     results = load_results(paths)
     rows = rows_from(results)
@@ -575,16 +577,36 @@ def report(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[st
     if out is not None:
         plots = make_plots(rows)
         if out.suffix.lower() == ".md":
-            plot_dir = out.with_name(out.stem + "_plots")
-            plot_dir.mkdir(parents=True, exist_ok=True)
-            rel = {}
-            for name, data in plots.items():
-                atomic_write_bytes(plot_dir / f"{name}.png", data)
-                rel[name] = f"{plot_dir.name}/{name}.png"
-            atomic_write_text(out, render_markdown(rows, results, base, rel, title))
+            _write_markdown(out, plots, rows, results, base, title)
         else:
             atomic_write_text(out, render_html(rows, results, base, plots, title))
     return ReportResult(rows=rows, baseline=base, output=out, sources=[s for s, _ in results])
+
+
+def _plot_dir(out: Path) -> Path:
+    """Where a Markdown report's PNGs go: report.md -> report_plots/."""
+    return out.with_name(out.stem + "_plots")
+
+
+def _write_markdown(out: Path, plots: dict[str, bytes], rows: Sequence[Row],
+                    results: Sequence[tuple[str, dict[str, Any]]], baseline: str, title: str) -> None:
+    """The document and its PNGs are written together or not at all.
+
+    The PNGs go into a temporary sibling of the plot directory, the document is written
+    (atomically) while that directory is still temporary, and only then is the directory
+    renamed into place. A failure while drawing, writing the PNGs or writing the document
+    (a full disk, Ctrl-C) leaves the previous report and plots as they were, not new plots
+    beside an old document; after the document only a rename in the same directory is left.
+    """
+    from resdeploy.artifacts import atomic_dir, atomic_write_text
+
+    plot_dir = _plot_dir(out)
+    rel = {name: f"{plot_dir.name}/{name}.png" for name in plots}
+    document = render_markdown(rows, results, baseline, rel, title)  # rendered before anything is written
+    with atomic_dir(plot_dir, force=True) as tmp:
+        for name, data in plots.items():
+            (tmp / f"{name}.png").write_bytes(data)
+        atomic_write_text(out, document)
 
 
 def bench_rows(result: Any) -> tuple[list[Row], str]:

@@ -50,37 +50,72 @@ def _debug_requested(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning ResdeployError into one line and an exit code."""
+    """Console entry point: every error a user can cause ends as one line on stderr and an exit code.
+
+    2: bad input (a ResdeployError, a usage error, a file that cannot be read or written);
+    1: a failed gate; 130: interrupted (Ctrl-C). Outputs are written atomically, so an error
+    or an interrupt leaves no half-written file behind. ``--debug`` shows tracebacks instead.
+    """
     args = sys.argv[1:] if argv is None else argv
     try:
-        # With standalone_mode=False, click returns the code of a typer.Exit instead of raising.
+        # With standalone_mode=False, click returns the code of a typer.Exit instead of raising;
+        # typer turns Ctrl-C inside a command into a silent Exit(130).
         rc = app(args=args, standalone_mode=False)
+        if rc == 130:
+            _error("interrupted (Ctrl-C)")
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except ResdeployError as exc:
         if _debug_requested(args):
             raise
-        from rich.markup import escape
-
-        from resdeploy.console import stderr
-
-        # The message holds user paths and names ('x[/].json'): text, never markup.
-        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
+        _error("interrupted (Ctrl-C)")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
+    except Exception as exc:  # click usage errors, and files the library did not expect to fail
         try:
             from click import exceptions as click_exceptions
         except ImportError:  # typer >= 0.2x vendors click as typer._click (no 'click' package)
             from typer._click import exceptions as click_exceptions  # type: ignore[no-redef]
 
+        if isinstance(exc, click_exceptions.UsageError):
+            _error(_usage_line(exc, args))
+            sys.exit(2)
         if isinstance(exc, click_exceptions.ClickException):
-            exc.show()
+            _error(exc.format_message())
             sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
         if isinstance(exc, getattr(click_exceptions, "Exit", ())):
             sys.exit(getattr(exc, "exit_code", 1))
+        if isinstance(exc, OSError) and not _debug_requested(args):
+            # A last resort (a full disk, a path that turned into a directory): the library checks
+            # what it can before working, but one line is still better than a traceback.
+            where = f": {exc.filename}" if exc.filename else ""
+            _error(f"{exc.strerror or exc}{where}")
+            sys.exit(2)
         raise
+
+
+def _error(message: str) -> None:
+    """One line on stderr: the message holds user paths and names ('x[/].json'), so text, never markup."""
+    from rich.markup import escape
+
+    from resdeploy.console import stderr
+
+    line = " ".join(message.split())  # one line, whatever the message held
+    stderr.print(f"[bold red]error:[/] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
+
+
+def _usage_line(exc: Exception, args: list[str]) -> str:
+    """click's four-line usage error ('Usage: ...', 'Try ...', '', 'Error: ...') as one line."""
+    # typer's pydantic-backed parsing prefixes a parser's ValueError with 'Value error, '.
+    message = str(exc.format_message()).replace("Value error, ", "")  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        command = ctx.command_path
+    else:  # errors raised while parsing (a flag without its value) come without a context
+        named = [a for a in args if a in COMMAND_MODULES]
+        command = f"resdeploy {named[0]}" if named else "resdeploy"
+    return f"{message} (see `{command} --help`)"

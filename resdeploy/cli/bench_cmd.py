@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from resdeploy.cli.common import finite_float, threads_option
+
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
@@ -19,18 +21,18 @@ def register(app: typer.Typer) -> None:
                                            "ort/trt: a check of the graph's own precision."),
         batch: str = typer.Option(None, "--batch", "-b", help="Batch sizes, e.g. 1,8,32 (default 1,8; 1 for "
                                                                "single-stream and server)."),
-        threads: int = typer.Option(None, "--threads", help="Intra-op threads for CPU engines."),
+        threads: int = threads_option(),
         cpus: str = typer.Option(None, "--cpus", help="Pin to these CPUs, e.g. 0,1: emulates a smaller CPU "
                                                       "(labelled emulation in the result)."),
         warmup: int = typer.Option(5, "--warmup", help="Warm-up iterations (minimum)."),
-        warmup_seconds: float = typer.Option(0.0, "--warmup-seconds", help="Warm-up seconds (minimum)."),
+        warmup_seconds: float = typer.Option(0.0, "--warmup-seconds", parser=finite_float, help="Warm-up seconds (minimum)."),
         iterations: int = typer.Option(20, "--iterations", "-n", help="Timed iterations (minimum)."),
-        duration: float = typer.Option(5.0, "--duration", help="Timed seconds (minimum); 0 for exactly --iterations."),
+        duration: float = typer.Option(5.0, "--duration", parser=finite_float, help="Timed seconds (minimum); 0 for exactly --iterations."),
         scenario: str = typer.Option("sweep", "--scenario",
                                      help="sweep | single-stream (p90 at batch 1) | offline (best throughput) | "
                                           "server (Poisson arrivals at --qps)."),
-        qps: float = typer.Option(None, "--qps", help="Server scenario: target queries per second."),
-        slo_ms: float = typer.Option(None, "--slo-ms", help="Server scenario: p99 latency target in ms."),
+        qps: float = typer.Option(None, "--qps", parser=finite_float, help="Server scenario: target queries per second."),
+        slo_ms: float = typer.Option(None, "--slo-ms", parser=finite_float, help="Server scenario: p99 latency target in ms."),
         transfers: bool = typer.Option(True, "--transfers/--no-transfers",
                                        help="GPU: include host<->device copies in the timing."),
         compile_: bool = typer.Option(False, "--compile", help="torch: torch.compile the model."),
@@ -75,8 +77,13 @@ def register(app: typer.Typer) -> None:
             from pathlib import Path
 
             from resdeploy.artifacts import check_writable_dir
+            from resdeploy.errors import ResdeployError
 
-            check_writable_dir(Path(output).resolve().parent)  # fail before minutes of measuring
+            # Fail before minutes of measuring, not after them with a traceback.
+            if Path(output).is_dir():
+                raise ResdeployError(f"--output {output} is a directory; pass a file path such as "
+                                     f"{Path(output) / 'result.json'}")
+            check_writable_dir(Path(output).resolve().parent)
         rep = Reporter(quiet=quiet or json_out)
         result = bench(cfg, reporter=rep)
         if output:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import math
 import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
+
+import typer
 
 from resdeploy.artifacts import to_json
 from resdeploy.errors import ResdeployError
@@ -27,6 +34,113 @@ def parse_str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def parse_triple(text: str | None, flag: str) -> tuple[float, float, float] | None:
+    """'0.485,0.456,0.406' -> a 3-tuple of finite floats (per-channel mean or std)."""
+    if text is None:
+        return None
+    message = f"{flag} takes three comma-separated numbers (R,G,B), got '{text}'"
+    try:
+        # float('') raises: '1,,2,3' is refused, not read as (1, 2, 3).
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ResdeployError(message) from None
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise ResdeployError(message)
+    return values  # type: ignore[return-value]
+
+
+# --- typer parsers: a bad value is a usage error (exit 2), printed as one line by cli.main ----------
+def finite_float(value: str | float) -> float:
+    """A float flag's value; 'nan' and 'inf', which float() accepts, are refused.
+
+    A NaN compares false with every bound, so it slips through checks such as
+    ``qps <= 0`` and turns a timed loop into an endless one.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"takes a number, got '{value}'") from None
+    if not math.isfinite(number):
+        raise ValueError(f"takes a finite number, got '{value}'")
+    return number
+
+
+def positive_int(value: str | int) -> int:
+    """An integer flag that must be >= 1 (e.g. --threads: 0 would silently mean "runtime default")."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"takes a positive integer, got '{value}'") from None
+    if number < 1:
+        raise ValueError(f"takes a positive integer, got '{value}'")
+    return number
+
+
+def threads_option() -> Any:
+    """--threads, declared once for every command that runs CPU engines."""
+    return typer.Option(None, "--threads", parser=positive_int,
+                        help="Intra-op threads for CPU engines (>= 1; default: the runtime's own).")
+
+
+# --- preprocessing flags ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PreprocessFlags:
+    """--input-size/--resize/--mean/--std, parsed: a model without a manifest needs them."""
+
+    input_size: int | None = None
+    resize: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def as_config(self) -> dict[str, Any]:
+        """Keyword arguments for QuantizeConfig and ValidateConfig, whose fields have these names."""
+        return asdict(self)
+
+
+_KW = inspect.Parameter.KEYWORD_ONLY
+_PREPROCESS_PARAMETERS = [
+    inspect.Parameter("input_size", _KW, annotation=int | None, default=typer.Option(
+        None, "--input-size", help="Without a manifest: the model's input size (crop).")),
+    inspect.Parameter("resize", _KW, annotation=int | None, default=typer.Option(
+        None, "--resize", help="Without a manifest: shorter-side resize before the crop.")),
+    inspect.Parameter("mean", _KW, annotation=str | None, default=typer.Option(
+        None, "--mean", help="Without a manifest: per-channel mean, e.g. 0.485,0.456,0.406.")),
+    inspect.Parameter("std", _KW, annotation=str | None, default=typer.Option(
+        None, "--std", help="Without a manifest: per-channel std, e.g. 0.229,0.224,0.225.")),
+]
+
+
+def with_preprocess_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the preprocessing flags, declared here once for quantize and validate.
+
+    The command takes one ``preprocess: PreprocessFlags`` parameter; typer sees the four
+    flags in its place (same names, same order in --help), and the command receives them
+    parsed, so a bad --mean fails the same way in every command that reads it.
+    """
+    signature = inspect.signature(command)
+    params = list(signature.parameters.values())
+    at = [p.name for p in params].index("preprocess")
+    names = [p.name for p in _PREPROCESS_PARAMETERS]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        raw = {name: kwargs.pop(name, None) for name in names}
+        kwargs["preprocess"] = PreprocessFlags(
+            input_size=raw["input_size"], resize=raw["resize"],
+            mean=parse_triple(raw["mean"], "--mean"), std=parse_triple(raw["std"], "--std"),
+        )
+        return command(*args, **kwargs)
+
+    # typer reads the parameters from __signature__ and their types from __annotations__.
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(kind=_KW) for p in params[:at]] + _PREPROCESS_PARAMETERS
+        + [p.replace(kind=_KW) for p in params[at + 1:]])
+    annotations = {k: v for k, v in command.__annotations__.items() if k != "preprocess"}
+    wrapper.__annotations__ = {**annotations, **{p.name: p.annotation for p in _PREPROCESS_PARAMETERS}}
+    return wrapper
+
+
+# --- output ---------------------------------------------------------------------------------------
 def emit_json(obj: Any) -> None:
     """Print a result as JSON on stdout (the --json contract for scripts)."""
     sys.stdout.write(to_json(obj))

@@ -6,6 +6,8 @@ from typing import Any
 
 import typer
 
+from resdeploy.cli.common import finite_float
+
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
@@ -24,10 +26,10 @@ def register(app: typer.Typer) -> None:
         exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript."),
         parity_batch: int = typer.Option(4, "--parity-batch", help="The batch > 1 that parity checks (besides batch 1)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the random init (without --weights) and of the parity inputs."),
-        max_abs_error: float = typer.Option(defaults.max_abs_error, "--max-abs-error", help="Parity gate: largest |torch - onnx| logit difference."),
-        max_rel_error: float = typer.Option(defaults.max_rel_error, "--max-rel-error", help="Parity gate: max abs error / max |logit|."),
-        min_cosine: float = typer.Option(defaults.min_cosine, "--min-cosine", help="Parity gate: smallest per-image cosine similarity."),
-        min_top1_agreement: float = typer.Option(defaults.min_top1_agreement, "--min-top1-agreement", help="Parity gate: share of images with the same top-1 class."),
+        max_abs_error: float = typer.Option(defaults.max_abs_error, "--max-abs-error", parser=finite_float, help="Parity gate: largest |torch - onnx| logit difference."),
+        max_rel_error: float = typer.Option(defaults.max_rel_error, "--max-rel-error", parser=finite_float, help="Parity gate: max abs error / max |logit|."),
+        min_cosine: float = typer.Option(defaults.min_cosine, "--min-cosine", parser=finite_float, help="Parity gate: smallest per-image cosine similarity."),
+        min_top1_agreement: float = typer.Option(defaults.min_top1_agreement, "--min-top1-agreement", parser=finite_float, help="Parity gate: share of images with the same top-1 class."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (with the manifest) as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from resdeploy.errors import ResdeployError
-
-
-def parse_triple(text: str | None, flag: str) -> tuple[float, float, float] | None:
-    """'0.485,0.456,0.406' -> a 3-tuple of floats (per-channel mean or std)."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ResdeployError(f"{flag} takes three comma-separated numbers (R,G,B), got '{text}'") from None
-    if len(values) != 3:
-        raise ResdeployError(f"{flag} takes three comma-separated numbers (R,G,B), got '{text}'")
-    return values  # type: ignore[return-value]
+from resdeploy.cli.common import PreprocessFlags, finite_float, with_preprocess_flags
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
 
     @app.command("quantize")
+    @with_preprocess_flags
     def quantize_cmd(
         model: str = typer.Argument(..., metavar="MODEL_OR_ONNX",
                                     help="FP32 model.onnx or its artifact dir (from `resdeploy export`), or a zoo name (exported first)."),
@@ -32,7 +20,7 @@ def register(app: typer.Typer) -> None:
         calib_samples: int = typer.Option(128, "--calib-samples", help="How many calibration samples (seeded selection)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample selection."),
         method: str = typer.Option("minmax", "--method", help="Calibration: minmax | entropy | percentile."),
-        percentile: float = typer.Option(99.999, "--percentile", help="With --method percentile: the percentile kept."),
+        percentile: float = typer.Option(99.999, "--percentile", parser=finite_float, help="With --method percentile: the percentile kept."),
         target: str = typer.Option("cpu", "--target", help="INT8 form: cpu (fastest in ONNX Runtime on x86) | trt (TensorRT Q/DQ placement)."),
         exclude: list[str] = typer.Option([], "--exclude", help="Node name or glob kept in higher precision (repeatable)."),
         ranges: str = typer.Option(None, "--ranges", help="Reuse calibration ranges saved by an earlier run (no data needed)."),
@@ -40,10 +28,7 @@ def register(app: typer.Typer) -> None:
         activations: str = typer.Option(None, "--activations", help="INT8 activation type: uint8 | int8 (default per target)."),
         output: str = typer.Option(None, "--output", "-o", help="Output dir (default: sibling of the FP32 dir, e.g. .../int8-cpu)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output dir."),
-        input_size: int = typer.Option(None, "--input-size", help="Without a manifest: the model's input size (crop)."),
-        resize: int = typer.Option(None, "--resize", help="Without a manifest: shorter-side resize before the crop."),
-        mean: str = typer.Option(None, "--mean", help="Without a manifest: per-channel mean, e.g. 0.485,0.456,0.406."),
-        std: str = typer.Option(None, "--std", help="Without a manifest: per-channel std, e.g. 0.229,0.224,0.225."),
+        preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     ) -> None:
@@ -55,7 +40,7 @@ def register(app: typer.Typer) -> None:
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
             seed=seed, method=method.lower(), percentile=percentile, exclude=list(exclude), ranges=ranges,
             fp16_io=fp16_io, activation_type=activations.lower() if activations else None, output=output, force=force,
-            input_size=input_size, resize=resize, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
+            **preprocess.as_config(),
         )
         result = quantize(model, config=cfg, reporter=Reporter(quiet=quiet or json_out))
         if json_out:

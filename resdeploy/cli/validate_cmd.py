@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from resdeploy.cli.common import PreprocessFlags, finite_float, threads_option, with_preprocess_flags
+
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
 
     @app.command("validate")
+    @with_preprocess_flags
     def validate_cmd(
         candidate: str = typer.Argument(..., metavar="CANDIDATE", help="Variant model.onnx or its artifact dir."),
         data: str = typer.Option(..., "--data", "-d", help="Labelled folder (one subfolder per class), image folder, .npy/.npz, or 'synthetic'."),
@@ -19,17 +22,14 @@ def register(app: typer.Typer) -> None:
         samples: int = typer.Option(None, "--samples", help="Validate on N samples (seeded); default: all."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample selection."),
         batch_size: int = typer.Option(32, "--batch-size", "-b", help="Batch size for both models."),
-        threads: int = typer.Option(None, "--threads", help="Intra-op threads for CPU engines."),
-        max_top1_drop: float = typer.Option(None, "--max-top1-drop", help="Gate: top-1 drop in percentage points (e.g. 1.0)."),
-        min_top1_ratio: float = typer.Option(None, "--min-top1-ratio", help="Gate: candidate/reference top-1 (MLPerf: 0.99)."),
-        min_agreement: float = typer.Option(None, "--min-agreement", help="Gate: fraction of samples with the reference's top-1 class."),
-        max_abs_error: float = typer.Option(None, "--max-abs-error", help="Gate: largest absolute logit difference."),
-        min_cosine: float = typer.Option(None, "--min-cosine", help="Gate: worst per-sample cosine similarity of logits."),
+        threads: int = threads_option(),
+        max_top1_drop: float = typer.Option(None, "--max-top1-drop", parser=finite_float, help="Gate: top-1 drop in percentage points (e.g. 1.0)."),
+        min_top1_ratio: float = typer.Option(None, "--min-top1-ratio", parser=finite_float, help="Gate: candidate/reference top-1 (MLPerf: 0.99)."),
+        min_agreement: float = typer.Option(None, "--min-agreement", parser=finite_float, help="Gate: fraction of samples with the reference's top-1 class."),
+        max_abs_error: float = typer.Option(None, "--max-abs-error", parser=finite_float, help="Gate: largest absolute logit difference."),
+        min_cosine: float = typer.Option(None, "--min-cosine", parser=finite_float, help="Gate: worst per-sample cosine similarity of logits."),
         junit: str = typer.Option(None, "--junit", help="Also write the gates as JUnit XML to this file (for CI)."),
-        input_size: int = typer.Option(None, "--input-size", help="Without a manifest: the model's input size (crop)."),
-        resize: int = typer.Option(None, "--resize", help="Without a manifest: shorter-side resize before the crop."),
-        mean: str = typer.Option(None, "--mean", help="Without a manifest: per-channel mean, e.g. 0.485,0.456,0.406."),
-        std: str = typer.Option(None, "--std", help="Without a manifest: per-channel std."),
+        preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     ) -> None:
@@ -38,15 +38,13 @@ def register(app: typer.Typer) -> None:
         Default gate: on labelled data, candidate top-1 >= 99% of the reference's (MLPerf);
         on unlabelled data, top-1 agreement >= 0.99. Any gate flag replaces the default.
         """
-        from resdeploy.cli.quantize_cmd import parse_triple
         from resdeploy.console import Reporter
         from resdeploy.validation import ValidateConfig, check_output_file, validate, write_junit
 
         cfg = ValidateConfig(
             data=data, reference=reference, engine=engine, device=device, threads=threads, batch_size=batch_size,
             samples=samples, seed=seed, labels=labels, max_top1_drop=max_top1_drop, min_top1_ratio=min_top1_ratio,
-            min_agreement=min_agreement, max_abs_error=max_abs_error, min_cosine=min_cosine, input_size=input_size,
-            resize=resize, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
+            min_agreement=min_agreement, max_abs_error=max_abs_error, min_cosine=min_cosine, **preprocess.as_config(),
         )
         if junit:
             check_output_file(junit)  # before the run: a long validation must not end in "cannot write"

@@ -139,12 +139,28 @@ def build(
         raise ResdeployError(f"-o {config.output}: name the engine file with .engine or .plan")
     if is_engine_file(model):
         raise ResdeployError(f"{model} is already an engine; pass the ONNX (or artifact directory) to build from")
-    # Checked before any export or calibration so that a machine without TensorRT fails in a second.
+    # The user's input first, the machine second: a typo in a path or a name must not hide behind
+    # "install TensorRT". Only cheap checks here: nothing is exported or written yet.
+    is_path = Path(model).exists() or bool(Path(model).suffix) or os.sep in str(model)
+    if is_path:
+        source_onnx = _source_onnx(model, config, reporter)  # an existing ONNX or artifact dir: no export
+        read_onnx_io(source_onnx)  # a readable graph with one input
+    else:
+        from resdeploy.exporter import ExportConfig
+        from resdeploy.models.zoo import check_model_name
+
+        check_model_name(str(model))
+        ExportConfig(input_size=config.input_size).validate()
+    loader.cuda_index(config.device)
+    if config.output:
+        artifacts.check_writable_dir(Path(config.output).resolve().parent)
+    # Then TensorRT, before any export or calibration, so that a machine without it fails in a second.
     trt_module = loader.require_tensorrt()
     trt_version = str(getattr(trt_module, "__version__", "0"))
     gpu = loader.gpu_info(config.device)
 
-    source_onnx = _source_onnx(model, config, reporter)
+    if not is_path:
+        source_onnx = _source_onnx(model, config, reporter)
     if config.precision is None:
         config = dataclasses.replace(config, precision=read_onnx_io(source_onnx).precision)
     precision = str(config.precision)

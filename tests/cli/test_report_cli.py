@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 
@@ -40,3 +41,47 @@ def test_report_refuses_another_schema_version(tiny_onnx, tmp_path: Path) -> Non
     assert not out.exists()
     code, _, stderr = run_cli("report", str(tmp_path / "missing.json"))
     assert code == 2 and "no such file" in stderr
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_report_output_that_is_a_directory_is_refused_before_any_plot(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN001
+    res = _result(tiny_onnx, tmp_path)
+    for name in ("report.html", "report.md"):
+        (tmp_path / name).mkdir()
+        before = _tree(tmp_path)
+        code, out, err = run_cli("report", str(res), "-o", str(tmp_path / name))
+        assert code == 2 and out == "" and "Traceback" not in err
+        assert err.strip().splitlines() == [f"error: {tmp_path / name} is a directory; pass a file path such as "
+                                            f"{tmp_path / name / name}"]
+        assert _tree(tmp_path) == before  # no report_plots/ beside it
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_markdown_and_its_plots_are_written_together_or_not_at_all(
+        tiny_onnx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException) -> None:  # noqa: ANN001
+    """The document's write fails after the PNGs are drawn: neither new plots nor a new document appear,
+    and an earlier report with its plots is kept as it was."""
+    import resdeploy.artifacts
+
+    res = _result(tiny_onnx, tmp_path)
+    md = tmp_path / "out" / "report.md"
+    code, _, err = run_cli("report", str(res), "-o", str(md))
+    assert code == 0, err
+    old_tree, old = _tree(md.parent), {p: p.read_bytes() for p in md.parent.rglob("*") if p.is_file()}
+    assert sorted(p.name for p in old) == ["latency_cdf.png", "latency_vs_batch.png", "report.md", "throughput.png"]
+
+    def failing_write(path, text):  # noqa: ANN001, ANN202
+        raise failure
+
+    monkeypatch.setattr(resdeploy.artifacts, "atomic_write_text", failing_write)
+    for target in (md, tmp_path / "new" / "report.md"):
+        code, out, err = run_cli("report", str(res), "-o", str(target), "--title", "second")
+        assert code == (130 if isinstance(failure, KeyboardInterrupt) else 2), err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+        assert out == ""
+    assert _tree(md.parent) == old_tree  # no temporary siblings either
+    assert {p: p.read_bytes() for p in md.parent.rglob("*") if p.is_file()} == old
+    assert not (tmp_path / "new").exists() or _tree(tmp_path / "new") == set()  # no plots without their document

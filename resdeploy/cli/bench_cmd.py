@@ -35,7 +35,12 @@ def register(app: typer.Typer) -> None:
         slo_ms: float = typer.Option(None, "--slo-ms", parser=finite_float, help="Server scenario: p99 latency target in ms."),
         transfers: bool = typer.Option(True, "--transfers/--no-transfers",
                                        help="GPU: include host<->device copies in the timing."),
-        compile_: bool = typer.Option(False, "--compile", help="torch: torch.compile the model."),
+        compile_: bool = typer.Option(False, "--compile", help="torch: torch.compile the model (on CUDA: "
+                                                                 "mode reduce-overhead)."),
+        compile_mode: str = typer.Option(None, "--compile-mode",
+                                         help="torch: torch.compile with this Inductor mode: default, "
+                                              "reduce-overhead, max-autotune, max-autotune-no-cudagraphs "
+                                              "(implies --compile)."),
         cuda_graph: bool = typer.Option(False, "--cuda-graph", help="torch/ort on CUDA: replay a CUDA graph."),
         channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
                                            help="torch: channels_last memory format (default: on for CUDA)."),
@@ -56,7 +61,9 @@ def register(app: typer.Typer) -> None:
         from resdeploy.console import Reporter
 
         options: dict[str, object] = {}
-        if compile_:
+        if compile_mode is not None:
+            options["compile"] = compile_mode
+        elif compile_:
             options["compile"] = True
         if cuda_graph:
             options["cuda_graph"] = True

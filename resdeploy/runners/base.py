@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from resdeploy.errors import ResdeployError
+
 
 @dataclass(frozen=True)
 class TensorMeta:
@@ -57,6 +59,11 @@ class Runner(abc.ABC):
     engine: str = "?"
 
     def __init__(self, config: RunnerConfig) -> None:
+        # Checked here for every engine: ONNX Runtime and OpenVINO read 0 threads as "all cores",
+        # which would quietly time a different configuration than the one asked for.
+        for name, value in (("threads", config.threads), ("batch size", config.batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ResdeployError(f"{name} must be a positive integer, got {value!r}")
         self.config = config
         self.loaded = False
         self.setup_seconds: dict[str, float] = {}  # load/compile/autotune time, reported apart

@@ -116,8 +116,6 @@ class OrtCudaRunner(OrtRunner):
                 f"unknown cuDNN search '{opts.get('cudnn_search')}'; choose from: {', '.join(CUDNN_SEARCH)}"
             )
         self.trt_fp16 = option_flag(opts.get("trt_fp16"), False)
-        if config.batch_size is not None and config.batch_size <= 0:
-            raise ResdeployError(f"batch size must be a positive integer, got {config.batch_size}")
         super().__init__(config)
         self._torch: Any = None  # the torch module when it has CUDA, for device buffers
         self._stream: Any = None

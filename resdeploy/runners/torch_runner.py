@@ -190,10 +190,6 @@ class TorchRunner(Runner):
             self.freeze = not (self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))
         self.channels_last = option_flag(opts.get("channels_last"), self.device_kind == "cuda")
         self.cudnn_benchmark = option_flag(opts.get("cudnn_benchmark"), True)
-        if config.threads is not None and config.threads <= 0:
-            raise ResdeployError(f"--threads must be a positive integer, got {config.threads}")
-        if config.batch_size is not None and config.batch_size <= 0:
-            raise ResdeployError(f"batch size must be a positive integer, got {config.batch_size}")
         self.model_info: dict[str, Any] = {}
         self._hw: tuple[int, int] | None = None
         self._fn: Any = None

@@ -53,6 +53,9 @@ def test_bench_json_on_stdout_is_parseable(tiny_onnx) -> None:  # noqa: ANN001
         (["--cpus", "0,0"], "twice"),  # pins one CPU: must not be labelled a 2-core emulation
         (["--batch", "1,1"], "twice"),
         (["--engine", "ort", "--precision", "fp8"], "unknown precision 'fp8'"),
+        (["--engine", "torch", "--compile-mode", "fastest"], "unknown torch.compile mode 'fastest'"),
+        (["--engine", "torch", "--compile-mode", "reduce-overhead"], "need --device cuda"),
+        (["--engine", "ort", "--compile-mode", "default"], "--compile is read by torch only"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tiny_onnx, tmp_path: Path, args, message) -> None:  # noqa: ANN001

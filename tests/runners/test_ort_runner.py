@@ -75,3 +75,14 @@ def test_missing_provider_names_the_package(tiny_onnx) -> None:
         create_runner(RunnerConfig("ort", str(path), options={"ep": "cuda"}))
     with pytest.raises(ResdeployError, match="unknown ONNX Runtime provider"):
         create_runner(RunnerConfig("ort", str(path), options={"ep": "directml"}))
+
+
+@pytest.mark.parametrize("field", ["threads", "batch_size"])
+@pytest.mark.parametrize("value", [0, -2, True])
+def test_every_runner_refuses_non_positive_threads_and_batch(field: str, value: object) -> None:
+    from resdeploy.errors import ResdeployError
+    from resdeploy.runners import RunnerConfig, create_runner
+
+    for engine in ("ort", "torch", "openvino"):
+        with pytest.raises(ResdeployError, match="must be a positive integer"):
+            create_runner(RunnerConfig(engine=engine, model="resnet18", **{field: value}))  # type: ignore[arg-type]

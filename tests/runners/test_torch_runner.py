@@ -77,7 +77,7 @@ def test_bf16_on_cpu_is_close_to_fp32_and_threads_are_restored() -> None:
         (RunnerConfig(engine="torch", model=MODEL, options={"compile": "fast"}), "unknown torch.compile mode"),
         (RunnerConfig(engine="torch", model=MODEL, options={"compile": "reduce-overhead"}), "uses CUDA graphs"),
         (RunnerConfig(engine="torch", model=MODEL, device="tpu"), "runs on cpu or cuda"),
-        (RunnerConfig(engine="torch", model=MODEL, threads=0), "--threads"),
+        (RunnerConfig(engine="torch", model=MODEL, threads=0), "threads must be a positive integer"),
     ],
 )
 def test_bad_configs_are_one_line_errors(config: RunnerConfig, match: str) -> None:

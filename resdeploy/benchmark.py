@@ -18,6 +18,7 @@ fails in a second rather than after the first engine's minutes of measurement.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -89,6 +90,12 @@ class BenchConfig:
             raise ResdeployError("--cuda-graph replays a CUDA graph: it needs --device cuda")
         if self.scenario not in SCENARIOS:
             raise ResdeployError(f"unknown scenario '{self.scenario}'; choose from: {', '.join(SCENARIOS)}")
+        # NaN passes every `<= 0` check below and an infinite duration never ends: a server
+        # run at --qps nan spun forever. The CLI refuses them too; library callers get this.
+        for flag, value in (("--qps", self.qps), ("--slo-ms", self.slo_ms), ("--duration", self.duration),
+                            ("--warmup-seconds", self.warmup_seconds)):
+            if value is not None and not math.isfinite(value):
+                raise ResdeployError(f"{flag} must be a finite number, got {value}")
         batches = self.resolved_batches()
         if any((not isinstance(b, int)) or b <= 0 for b in batches):
             raise ResdeployError(f"batch sizes must be positive integers, got {batches}")

@@ -9,11 +9,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+# How p50/p90/p95/p99 are computed, recorded in every result so a reader can tell.
+# numpy's default ("linear", Hyndman & Fan type 7): interpolates between the two closest
+# ranks, so p50 is the median (trtexec's "median" too). benchmark_app and trtexec report
+# their other percentiles by nearest rank (numpy's "inverted_cdf"): see ``nearest_rank``.
+PERCENTILE_METHOD: Final = "linear"
+
+
+def nearest_rank(latencies_ms: Sequence[float] | np.ndarray, percent: int) -> float:
+    """The ceil(percent/100 * n)-th smallest value: the percentile peer tools print.
+
+    OpenVINO's benchmark_app reports ``values[ceil(n * p / 100) - 1]`` of the sorted
+    latencies (its "Median" is this at p = 50: the lower middle value for even n), and
+    trtexec's percentiles are ``values[n - 1 - int((1 - p/100) * n)]``, the same rank up
+    to float32 rounding. Integer arithmetic here, so p99 of exactly 100 samples is the
+    99th value, never the maximum by a rounding accident.
+    """
+    arr = np.sort(np.asarray(latencies_ms, dtype=np.float64).reshape(-1))
+    if arr.size == 0:
+        raise ValueError("no latencies")
+    if not 0 < int(percent) <= 100 or int(percent) != percent:
+        raise ValueError(f"percent must be an integer in 1..100, got {percent}")
+    rank = -(-int(percent) * arr.size // 100)  # ceil without floats
+    return float(arr[max(rank, 1) - 1])
 
 
 @dataclass(frozen=True)
@@ -25,6 +48,12 @@ class LatencyStats:
     service will pay too. ``tail_reliable`` is False when there are too few samples
     for p99 to differ from the maximum, so a report can say so instead of
     presenting the maximum as a percentile.
+
+    ``p50_ms``..``p99_ms`` use ``percentile_method`` (linear interpolation, numpy's
+    default, so p50 is the median); ``nearest_rank_ms`` holds the same percentiles the
+    way benchmark_app and trtexec compute them, for like-for-like comparisons (they
+    differ most in the tail of short runs). Results written before these two fields
+    existed read back with the method they used (linear) and no nearest-rank values.
     """
 
     count: int
@@ -40,6 +69,8 @@ class LatencyStats:
     images: int
     throughput: float
     tail_reliable: bool
+    percentile_method: str = PERCENTILE_METHOD
+    nearest_rank_ms: dict[str, float] | None = None
 
     @classmethod
     def from_latencies(
@@ -55,7 +86,7 @@ class LatencyStats:
             raise ValueError("wall_seconds must be positive")
         # Linear interpolation between closest ranks (numpy's default, same as
         # optimum-benchmark and most dashboards), so our p50 equals np.median.
-        p50, p90, p95, p99 = (float(v) for v in np.percentile(arr, PERCENTILES))
+        p50, p90, p95, p99 = (float(v) for v in np.percentile(arr, PERCENTILES, method=PERCENTILE_METHOD))
         return cls(
             count=int(arr.size),
             min_ms=float(arr.min()),
@@ -71,6 +102,8 @@ class LatencyStats:
             throughput=float(images) / float(wall_seconds),
             # Below 100 samples p99 interpolates into the single largest value.
             tail_reliable=bool(arr.size >= 100),
+            percentile_method=PERCENTILE_METHOD,
+            nearest_rank_ms={f"p{q}": nearest_rank(arr, q) for q in PERCENTILES},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,10 +112,11 @@ class LatencyStats:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LatencyStats:
         known = cls.__dataclass_fields__
-        missing = [k for k in known if k not in d]
+        optional = ("percentile_method", "nearest_rank_ms")  # absent from older result files
+        missing = [k for k in known if k not in d and k not in optional]
         if missing:
             raise ValueError(f"latency stats lack {', '.join(missing)}")
-        return cls(**{k: d[k] for k in known})
+        return cls(**{k: d[k] for k in known if k in d})
 
 
 def empirical_cdf(latencies_ms: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

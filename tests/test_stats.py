@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resdeploy.stats import LatencyStats, empirical_cdf
+from resdeploy.stats import LatencyStats, empirical_cdf, nearest_rank
 
 
 def test_percentiles_and_moments_match_numpy() -> None:
@@ -53,3 +53,70 @@ def test_empirical_cdf_is_sorted_and_ends_at_one() -> None:
     xs, ys = empirical_cdf([3.0, 1.0, 2.0])
     assert list(xs) == [1.0, 2.0, 3.0]
     assert list(ys) == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+# --- percentile definitions against the peer tools ----------------------------------------------------
+def _trtexec_percentile(sorted_values: list[float], p: float) -> float:
+    """trtexec's findPercentile (sampleReporting.cpp), float32 arithmetic included."""
+    n = len(sorted_values)
+    exclude = int((np.float32(1) - np.float32(p) / np.float32(100)) * np.float32(n))
+    return sorted_values[max(n - 1 - exclude, 0)]
+
+
+def _trtexec_median(sorted_values: list[float]) -> float:
+    n = len(sorted_values)
+    m = n // 2
+    return sorted_values[m] if n % 2 else (sorted_values[m - 1] + sorted_values[m]) / 2
+
+
+def test_ten_values_by_hand_linear_and_nearest_rank() -> None:
+    lat = [7.0, 3.0, 10.0, 1.0, 9.0, 2.0, 8.0, 5.0, 4.0, 6.0]  # 1..10, shuffled
+    s = LatencyStats.from_latencies(lat, images=10, wall_seconds=1.0)
+    assert s.percentile_method == "linear"
+    # linear: rank 1 + p/100 * (n - 1), interpolated
+    assert s.p50_ms == pytest.approx(5.5)  # (5 + 6) / 2: the median
+    assert s.p90_ms == pytest.approx(9.1)  # 9 + 0.1 * (10 - 9)
+    assert s.p99_ms == pytest.approx(9.91)
+    # nearest rank: the ceil(p/100 * 10)-th smallest
+    assert s.nearest_rank_ms == {"p50": 5.0, "p90": 9.0, "p95": 10.0, "p99": 10.0}
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 20, 99, 100, 101, 257, 1000])
+def test_nearest_rank_matches_benchmark_app_trtexec_and_numpy(n: int) -> None:
+    values = np.random.default_rng(n).permutation(np.arange(1, n + 1, dtype=np.float64) * 1.5)
+    srt = sorted(values.tolist())
+    for p in (50, 90, 95, 99):
+        ours = nearest_rank(values, p)
+        k = -(-p * n // 100)  # ceil(p * n / 100) in integers: the definition
+        assert ours == srt[k - 1]
+        assert ours == pytest.approx(float(np.percentile(values, p, method="inverted_cdf")))
+        trt = _trtexec_percentile(srt, p)
+        if trt != ours:
+            # trtexec computes (1 - p/100) * n in float32: for p99 of a multiple of 100
+            # samples that truncates one value short (0.99999 -> 0 excluded at n = 100),
+            # so it prints the next rank (the maximum at n = 100). Elsewhere: the same rank.
+            assert (p, n % 100) == (99, 0) and trt == srt[k]
+    # our p50 (linear) is trtexec's median; benchmark_app's "Median" is the nearest-rank p50
+    s = LatencyStats.from_latencies(values, images=n, wall_seconds=1.0)
+    assert s.p50_ms == pytest.approx(_trtexec_median(srt))
+    assert s.nearest_rank_ms is not None and s.nearest_rank_ms["p50"] == srt[-(-n // 2) - 1]
+
+
+def test_nearest_rank_is_benchmark_app_s_own_function() -> None:
+    bench = pytest.importorskip("openvino.tools.benchmark.benchmark", reason="OpenVINO's benchmark_app not installed")
+    values = np.random.default_rng(3).gamma(2.0, 3.0, size=37).tolist()
+    for p in (50, 90, 95, 99):
+        assert nearest_rank(values, p) == bench.percentile(sorted(values), p)
+
+
+def test_nearest_rank_bad_percent_and_old_results_read_back() -> None:
+    for bad in (0, 101, 99.5):
+        with pytest.raises(ValueError):
+            nearest_rank([1.0, 2.0], bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        nearest_rank([], 50)
+    s = LatencyStats.from_latencies([1.0, 2.0, 3.0], images=3, wall_seconds=1.0)
+    old = {k: v for k, v in s.to_dict().items() if k not in ("percentile_method", "nearest_rank_ms")}
+    back = LatencyStats.from_dict(old)  # a result file from before these fields existed
+    assert back.percentile_method == "linear" and back.nearest_rank_ms is None
+    assert back.p50_ms == s.p50_ms

@@ -32,7 +32,13 @@ from resdeploy.errors import ResdeployError
 
 TARGETS = ("cpu", "trt")
 # What TensorRT quantizes in a ResNet: Conv/Gemm inputs, pooling, and residual Adds.
-TRT_OP_TYPES = ["Conv", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool"]
+# Slice and Pad (the CIFAR ResNets' parameter-free shortcut) get Q/DQ on both sides too:
+# left between a DequantizeLinear and a quantized Add, ONNX Runtime's QDQ propagation
+# (optimization level >= extended) rebuilds the missing pair itself, and for opset >= 21
+# graphs it builds an invalid QuantizeLinear (output_dtype INT8 with a UINT8 zero point,
+# ONNX Runtime 1.31) so the session does not load. TensorRT folds such pairs around
+# data-movement ops, so the explicit pairs cost nothing there.
+TRT_OP_TYPES = ["Conv", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Slice", "Pad"]
 # The activation type per target, chosen by measurement (docs/precision.md).
 DEFAULT_ACTIVATION = {"cpu": "uint8", "trt": "int8"}
 
@@ -208,8 +214,32 @@ def quantize_qdq(
     model = onnx.load(os.fspath(out_path))
     if target == "trt":
         model = ensure_add_inputs_quantized(model, ranges.ranges, exclude_nodes=exclude_nodes)
-        onnx.save(model, os.fspath(out_path))
+    drop_unused_opsets(model)
+    onnx.save(model, os.fspath(out_path))
     return model
+
+
+def drop_unused_opsets(model: Any) -> list[str]:
+    """Remove opset imports of domains no node uses; returns the removed domains.
+
+    ``quant_pre_process`` saves the graph through ONNX Runtime's optimizer, which declares
+    every domain it knows (com.microsoft.nchwc, ai.onnx.training, org.pytorch.aten, ...).
+    Nothing uses them, but every peer tool lists them (``polygraphy inspect model``) and
+    a strict importer may refuse a domain it does not know: declare only what is used.
+    """
+    used = {n.domain or "" for n in model.graph.node}
+    for fn in model.functions:
+        used |= {n.domain or "" for n in fn.node}
+        used.add(fn.domain or "")
+    keep = [o for o in model.opset_import if (o.domain or "") in used or (o.domain or "") in ("", "ai.onnx")]
+    removed = [o.domain for o in model.opset_import if o not in keep]
+    if removed:
+        kept = [(o.domain, o.version) for o in keep]
+        del model.opset_import[:]
+        from onnx import helper
+
+        model.opset_import.extend(helper.make_opsetid(d, v) for d, v in kept)
+    return removed
 
 
 def _producers(graph: Any) -> dict[str, Any]:

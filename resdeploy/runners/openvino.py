@@ -7,6 +7,13 @@ Two settings matter for honest numbers, so they are explicit and recorded:
   for a lower inference precision, and refuse one the CPU cannot run.
 * a static input shape when the batch is known, as ``benchmark_app -shape`` does,
   so the compiled model is the one a deployment would compile.
+
+What a ``benchmark_app -hint latency`` user expects, and gets: PERFORMANCE_HINT LATENCY
+(one stream, OpenVINO's own thread count), one synchronous infer request, inputs set
+once and not copied (``share_inputs``). Two differences are deliberate and recorded in
+``describe()``: the input stays f32 (benchmark_app feeds u8 to 4-D image inputs unless
+``-ip f32``, converting inside the model), and there is no multi-stream THROUGHPUT mode:
+every engine runs one inference at a time (docs/bench.md compares the two tools).
 """
 
 from __future__ import annotations
@@ -23,6 +30,12 @@ from resdeploy.runners.ort import check_graph_precision, onnx_model_path
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
 _OV_DTYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
+PERFORMANCE_HINT = "LATENCY"  # benchmark_app -hint latency: one stream; bench runs one request at a time
+# Settings of the compiled model that decide speed, read back (not assumed) for every result.
+_RECORDED = {"NUM_STREAMS": "num_streams", "INFERENCE_NUM_THREADS": "inference_num_threads",
+             "PERFORMANCE_HINT": "performance_hint", "INFERENCE_PRECISION_HINT": "compiled_precision_hint",
+             "ENABLE_CPU_PINNING": "cpu_pinning", "ENABLE_HYPER_THREADING": "hyper_threading",
+             "SCHEDULING_CORE_TYPE": "scheduling_core_type", "EXECUTION_MODE_HINT": "execution_mode"}
 
 
 def _ov() -> Any:
@@ -87,7 +100,7 @@ class OpenVinoRunner(Runner):
             dims = [self.config.batch_size] + [d.get_length() if d.is_static else -1 for d in list(pshape)[1:]]
             if all(d > 0 for d in dims):
                 model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(dims)})
-        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": "LATENCY"}
+        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": PERFORMANCE_HINT}
         if self.config.threads:
             props["INFERENCE_NUM_THREADS"] = int(self.config.threads)
         try:
@@ -132,11 +145,22 @@ class OpenVinoRunner(Runner):
         d.update({"precision": self.precision, "graph_precision": self.graph_precision,
                   "model_path": str(self.model_path), "ov_device": self.ov_device,
                   "inference_precision_hint": self.hint,
+                  "api": "sync, 1 infer request, inputs shared (not copied)",
+                  "input_element_type": self._meta.dtype if self._meta is not None else None,
                   "openvino": package_versions(["openvino"])["openvino"]})
         if self._compiled is not None:
-            try:
-                d["num_streams"] = int(self._compiled.get_property("NUM_STREAMS"))
-                d["inference_num_threads"] = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
-            except Exception:  # older OpenVINO: properties differ; description stays useful without them
-                pass
+            for prop, key in _RECORDED.items():
+                try:
+                    value = self._compiled.get_property(prop)
+                except Exception:  # older OpenVINO lacks some; the rest stays useful
+                    continue
+                d[key] = value if isinstance(value, (bool, int, float)) else _ov_text(value)
         return d
+
+
+def _ov_text(value: Any) -> str:
+    """OpenVINO enums and types as the words benchmark_app prints (LATENCY, f32, ANY_CORE)."""
+    if hasattr(value, "get_type_name"):  # ov.Type
+        return str(value.get_type_name())
+    name = getattr(value, "name", None)
+    return str(name) if isinstance(name, str) else str(value)

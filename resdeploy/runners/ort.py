@@ -208,4 +208,8 @@ class OrtRunner(Runner):
             "onnxruntime": next((v for v in versions.values() if v), None),
             "intra_op_threads": self.config.threads or "runtime default (one per physical core)",
         })
+        if self.session is not None:  # read back from the session, as onnxruntime_perf_test users set them
+            so = self.session.get_session_options()
+            d["graph_optimization_level"] = str(so.graph_optimization_level).rsplit(".", 1)[-1]
+            d["execution_mode"] = str(so.execution_mode).rsplit(".", 1)[-1]
         return d

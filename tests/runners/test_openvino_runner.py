@@ -72,3 +72,23 @@ def test_static_batch_mismatch_is_a_clear_error_and_dynamic_takes_any(tiny_onnx)
             r.infer(x3)
     with create_runner(RunnerConfig("openvino", str(path))) as r:  # as validate uses it: batches vary
         assert r.infer(x3).shape == (3, 10) and r.infer(x3[:1]).shape == (1, 10)
+
+
+def test_describe_records_what_a_benchmark_app_user_checks(tiny_onnx) -> None:
+    """The settings benchmark_app prints in its step 8, read back from the compiled model."""
+    import json
+    import os
+
+    path, _ = tiny_onnx
+    with create_runner(RunnerConfig("openvino", str(path), batch_size=1)) as r:
+        d = r.describe()
+        compiled = r._compiled
+        assert d["num_streams"] == int(compiled.get_property("NUM_STREAMS"))
+        assert d["inference_num_threads"] == int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    assert d["performance_hint"] == "LATENCY"  # as `benchmark_app -hint latency`
+    assert d["num_streams"] == 1  # the latency hint's single stream
+    assert d["compiled_precision_hint"] == "f32" == d["inference_precision_hint"]
+    assert d["input_element_type"] == "float32"  # not benchmark_app's default u8 image input
+    assert d["api"].startswith("sync, 1 infer request")
+    assert 1 <= d["inference_num_threads"] <= (os.cpu_count() or 1)
+    json.dumps(d)  # goes into the result JSON as is

@@ -86,3 +86,13 @@ def test_every_runner_refuses_non_positive_threads_and_batch(field: str, value: 
     for engine in ("ort", "torch", "openvino"):
         with pytest.raises(ResdeployError, match="must be a positive integer"):
             create_runner(RunnerConfig(engine=engine, model="resnet18", **{field: value}))  # type: ignore[arg-type]
+
+
+def test_describe_reads_back_the_session_settings(tiny_onnx) -> None:
+    """What an onnxruntime_perf_test user sets (-o 99, sequential), as the session really has it."""
+    path, _ = tiny_onnx
+    with create_runner(RunnerConfig("ort", str(path))) as r:
+        d = r.describe()
+        so = r.session.get_session_options()
+    assert d["graph_optimization_level"] == "ORT_ENABLE_ALL" == str(so.graph_optimization_level).split(".")[-1]
+    assert d["execution_mode"] == "ORT_SEQUENTIAL"

@@ -113,6 +113,8 @@ class BenchConfig:
             raise ResdeployError("--slo-ms must be > 0")
         if self.threads is not None and self.threads <= 0:
             raise ResdeployError(f"--threads must be a positive integer, got {self.threads}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ResdeployError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if self.warmup_iterations < 0 or self.warmup_seconds < 0:
             raise ResdeployError("warm-up iterations and seconds must be >= 0")
         if self.iterations < 0 or self.duration < 0:

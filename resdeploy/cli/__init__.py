@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 import typer
 
@@ -57,10 +58,21 @@ def main(argv: list[str] | None = None) -> None:
     or an interrupt leaves no half-written file behind. ``--debug`` shows tracebacks instead.
     """
     args = sys.argv[1:] if argv is None else argv
+    terminated, restore = _raise_on_sigterm()
+    try:
+        _main(args, terminated)
+    finally:
+        restore()
+
+
+def _main(args: list[str], terminated: list[int]) -> None:
     try:
         # With standalone_mode=False, click returns the code of a typer.Exit instead of raising;
         # typer turns Ctrl-C inside a command into a silent Exit(130).
         rc = app(args=args, standalone_mode=False)
+        if rc == 130 and terminated:
+            _error("terminated (SIGTERM)")
+            sys.exit(143)
         if rc == 130:
             _error("interrupted (Ctrl-C)")
         if isinstance(rc, int) and rc != 0:
@@ -73,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        if terminated:
+            _error("terminated (SIGTERM)")
+            sys.exit(143)
         _error("interrupted (Ctrl-C)")
         sys.exit(130)
     except Exception as exc:  # click usage errors, and files the library did not expect to fail
@@ -96,6 +111,35 @@ def main(argv: list[str] | None = None) -> None:
             _error(f"{exc.strerror or exc}{where}")
             sys.exit(2)
         raise
+
+
+def _raise_on_sigterm() -> tuple[list[int], Callable[[], None]]:
+    """Make SIGTERM (a CI job's timeout, ``kill``) unwind like Ctrl-C.
+
+    The default action kills the process on the spot, so the ``finally`` blocks that remove
+    a half-built output's temporary sibling never run. Returns a list that is non-empty once
+    SIGTERM arrived, so the exit says which signal it was (143 = 128 + SIGTERM), and a
+    function that puts the previous handler back (main() may be called in-process).
+    """
+    import signal
+    import threading
+
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return seen, lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        return seen, lambda: None  # the embedding program has its own handler
+
+    def handler(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, handler)
+    return seen, restore
 
 
 def _error(message: str) -> None:

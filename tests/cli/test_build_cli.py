@@ -66,3 +66,12 @@ def test_bad_input_is_reported_before_missing_tensorrt(no_tensorrt: Path, tiny_o
     assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
     assert "TensorRT" not in err
     assert _tree(no_tensorrt) == set()  # no export, no engine, no temporary file
+
+
+@pytest.mark.parametrize("name", ["timm:resnet50.a1_in1k", "my_pkg.models:build_resnet", "torchvision:resnet18"])
+def test_qualified_model_names_are_names_not_paths(no_tensorrt: Path, name: str) -> None:
+    # Dots in `timm:NAME.tag` or `package.module:factory` once made build look for a file.
+    code, out, err = run_cli("build", name)
+    assert code == 2 and out == "" and "no such file" not in err
+    assert "pip install tensorrt" in err and len(err.strip().splitlines()) == 1
+    assert _tree(no_tensorrt) == set()

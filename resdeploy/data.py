@@ -214,6 +214,21 @@ def _short_reason(exc: BaseException, path: str | os.PathLike[str] | None = None
 # ------------------------------------------------------------------------------------------
 # Resolving a source string
 # ------------------------------------------------------------------------------------------
+def check_source(source: str | os.PathLike[str]) -> Path:
+    """The cheap part of resolving a data source, for commands that check input before slow work.
+
+    Returns the path (``synthetic[:N]`` comes back as it is); a missing path is one line.
+    """
+    text = os.fspath(source)
+    if text == SYNTHETIC or text.startswith(SYNTHETIC + ":"):
+        return Path(text)
+    path = Path(text)
+    if not path.exists():
+        raise ResdeployError(f"data source not found: {text}",
+                             hint="pass an image folder, a .npy/.npz file, or 'synthetic'")
+    return path
+
+
 def open_data(
     source: str | os.PathLike[str],
     spec: PreprocessSpec | None,
@@ -239,10 +254,7 @@ def open_data(
         if labels_file is not None:
             raise ResdeployError("--labels maps class folder names; synthetic data has no classes")
         return _synthetic(text, shape, samples, seed, require_labels, reporter)
-    path = Path(text)
-    if not path.exists():
-        raise ResdeployError(f"data source not found: {text}",
-                             hint="pass an image folder, a .npy/.npz file, or 'synthetic'")
+    path = check_source(text)
     if path.is_dir():
         ds = _image_folder(path, spec, labels_file, require_labels, reporter)
     elif path.suffix.lower() in ARRAY_EXTENSIONS:

@@ -24,6 +24,7 @@ import numpy as np
 from resdeploy.artifacts import (
     MANIFEST_NAME,
     atomic_dir,
+    check_writable_dir,
     package_versions,
     read_manifest,
     sha256_file,
@@ -255,6 +256,16 @@ def quantize(model: str | os.PathLike[str], *, config: QuantizeConfig | None = N
         raise ResdeployError(f"the output directory {out} is the FP32 model's own directory; choose another")
     if out.exists() and not cfg.force:
         raise ResdeployError(f"{out} already exists; pass --force to overwrite it")
+    # The rest of the user's input, before seconds of graph work: a typo must fail at once.
+    check_writable_dir(out.parent)
+    if cfg.calib_data:
+        from resdeploy.data import check_source
+
+        check_source(cfg.calib_data)
+    saved: CalibrationRanges | None = None
+    if cfg.precision == "int8" and cfg.ranges:
+        saved = CalibrationRanges.load(cfg.ranges)
+        saved.check_model(src.sha256, cfg.ranges)
 
     with tempfile.TemporaryDirectory(prefix="resdeploy-quantize-") as tmp_name:
         tmp = Path(tmp_name)
@@ -265,7 +276,7 @@ def quantize(model: str | os.PathLike[str], *, config: QuantizeConfig | None = N
         if cfg.precision == "fp16":
             info, check_inputs = _make_fp16(src, cfg, work_model, rep)
         else:
-            info, ranges, check_inputs = _make_int8(src, cfg, tmp, work_model, rep)
+            info, ranges, check_inputs = _make_int8(src, cfg, tmp, work_model, rep, saved)
         check = _self_check(src.path, work_model, src, check_inputs, cfg.seed, rep)
 
         with atomic_dir(out, force=cfg.force) as staging:
@@ -330,7 +341,8 @@ def _input_shape(src: SourceModel) -> tuple[int, ...]:
     return spec_shape
 
 
-def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep: Reporter
+def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep: Reporter,
+               saved: CalibrationRanges | None = None,
                ) -> tuple[dict[str, Any], CalibrationRanges, np.ndarray | None]:
     from resdeploy.precision import int8
 
@@ -341,8 +353,10 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
     excluded = int8.match_nodes(pre, cfg.exclude) if cfg.exclude else []
     inputs: np.ndarray | None = None
     if cfg.ranges:
-        ranges = CalibrationRanges.load(cfg.ranges)
-        ranges.check_model(src.sha256, cfg.ranges)
+        if saved is None:
+            saved = CalibrationRanges.load(cfg.ranges)
+            saved.check_model(src.sha256, cfg.ranges)
+        ranges = saved
         rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
     else:
         if cfg.method == "entropy":

@@ -89,3 +89,25 @@ def test_bad_input_exit_2(setup: dict[str, Path], tmp_path: Path) -> None:
     _one_line_error(*run_cli("quantize", str(setup["fp32"]), "--method", "magic", "--calib-data", "synthetic"),
                     "unknown calibration method")
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_input_errors_come_before_graph_work(setup: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pre-processing the graph takes seconds on a ResNet-50: a typo must not wait for it.
+    from resdeploy.precision import int8
+
+    def never(*_a: object, **_k: object) -> None:
+        raise AssertionError("graph work started before the input was checked")
+
+    monkeypatch.setattr(int8, "pre_process", never)
+    fp32 = str(setup["fp32"])
+    not_json = tmp_path / "ranges.json"
+    not_json.write_bytes(b"\xff\xd8 a jpeg")
+    ro = tmp_path / "ro"
+    ro.write_text("a file, not a directory")
+    _one_line_error(*run_cli("quantize", fp32, "--calib-data", str(tmp_path / "none"), "-o", str(tmp_path / "a")),
+                    "data source not found")
+    _one_line_error(*run_cli("quantize", fp32, "--ranges", str(not_json), "-o", str(tmp_path / "b")),
+                    "cannot read")
+    _one_line_error(*run_cli("quantize", fp32, "--calib-data", "synthetic", "-o", str(ro / "out")), "cannot write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ranges.json", "ro"]

@@ -214,4 +214,7 @@ def resolve_model_file(path: str | os.PathLike[str], filename: str = "model.onnx
         p = p / filename
     if not p.exists():
         raise ResdeployError(f"no such file: {p}")
+    if p.is_file() and p.stat().st_size == 0:
+        # An interrupted copy or download; ONNX Runtime would say "No graph was found".
+        raise ResdeployError(f"{p} is empty (0 bytes)", hint="copy or export it again")
     return p

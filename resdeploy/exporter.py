@@ -168,6 +168,10 @@ def export(
     exporter = cfg.resolved_exporter()
     assert isinstance(spec, ModelSpec)
 
+    if isinstance(spec.weights, (str, os.PathLike)):
+        from resdeploy.models.weights import check_weights_path
+
+        check_weights_path(spec.weights)  # before the first progress line: an error stays one line
     if spec.weights is None:
         rep.warn(f"no --weights: {spec.name} is randomly initialised (seed {spec.seed}); "
                  "its predictions are meaningless, its speed and export parity are real")

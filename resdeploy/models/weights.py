@@ -43,23 +43,28 @@ CALIBRATION_IMAGES = 16
 
 
 # --- checkpoints -------------------------------------------------------------------------------
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file into a flat name -> tensor dict, or fail with one line."""
+def check_weights_path(path: str | Path) -> Path:
+    """The checks on a weights path that need no reading, so commands can make them first."""
     p = Path(path)
     if not p.exists():
         raise ResdeployError(f"weights file not found: {p}")
     if not p.is_file():
         raise ResdeployError(f"weights path is not a file: {p}")
-    suffix = p.suffix.lower()
-    if suffix in SAFETENSORS_SUFFIXES:
-        raw: Any = _read_safetensors(p)
-    elif suffix in CHECKPOINT_SUFFIXES:
-        raw = _read_pickle_checkpoint(p)
-    else:
+    if p.suffix.lower() not in SAFETENSORS_SUFFIXES + CHECKPOINT_SUFFIXES:
         raise ResdeployError(
             f"cannot read weights {p}: unknown file type '{p.suffix}'",
             hint="use a .pth/.pt state dict or a .safetensors file",
         )
+    return p
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat name -> tensor dict, or fail with one line."""
+    p = check_weights_path(path)
+    if p.suffix.lower() in SAFETENSORS_SUFFIXES:
+        raw: Any = _read_safetensors(p)
+    else:
+        raw = _read_pickle_checkpoint(p)
     return _flatten_checkpoint(raw, p)
 
 

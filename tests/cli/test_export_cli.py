@@ -100,3 +100,15 @@ def test_default_output_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     code, out, err = run_cli("export", "resnet20", "--opset", "17", "--quiet")
     assert code == 0, err
     assert (tmp_path / "artifacts" / "resnet20" / "fp32" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("name", ["missing.pth", "photo.jpg", "folder"])
+def test_weights_errors_come_before_any_progress_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8")
+    (tmp_path / "folder").mkdir()
+    code, out, err = run_cli("export", "resnet20", "--weights", name, "-o", "out")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error:"), err  # no progress line first
+    assert not (tmp_path / "out").exists()

@@ -9,8 +9,8 @@ Two things, in one process, on the same CPU, in the same minutes:
    clock speed or background load hits both sides alike. resdeploy's median must be
    within 3% of the bare loop's.
 2. **README's CPU table.** ``resdeploy.bench`` on PyTorch eager, ONNX Runtime FP32 and
-   INT8 (a Q/DQ variant from ``resdeploy.quantize``; latency only, its calibration is
-   synthetic), and OpenVINO, for both models at batch 1 and 8. Each is saved as a
+   INT8 (a Q/DQ variant from ``resdeploy.quantize``, calibrated on ``calibration/sample``;
+   latency only: random-init weights), and OpenVINO, for both models at batch 1 and 8. Each is saved as a
    ``resdeploy.bench/1`` result, so ``resdeploy report`` can merge them with runs from
    other machines.
 

@@ -211,7 +211,10 @@ def resolve_model_file(path: str | os.PathLike[str], filename: str = "model.onnx
     if p.name == MANIFEST_NAME and p.is_file():
         p = p.parent
     if p.is_dir():
+        inside = sorted(d.name for d in p.iterdir() if d.is_dir() and (d / filename).is_file())
         p = p / filename
+        if not p.exists() and inside:  # the model's folder (artifacts/resnet50) rather than a variant's
+            raise ResdeployError(f"no such file: {p}", hint=f"pass one of its artifact directories: {', '.join(inside)}")
     if not p.exists():
         raise ResdeployError(f"no such file: {p}")
     if p.is_file() and p.stat().st_size == 0:

@@ -329,6 +329,10 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
         # The denominator changed: say so in the result, not only in a stderr line.
         warnings.append(f"accuracy and agreement are over the {int(ref_all.shape[0])} samples that loaded: "
                         f"{len(ds.skipped)} file(s) that could not be read are not counted (data.skipped in --json)")
+    if accuracy is not None and accuracy["reference"]["top1"] == 0:
+        # Then every candidate passes a ratio or drop gate: the gate checks nothing.
+        warnings.append("the reference gets 0% top-1 on these labels, so accuracy gates say nothing: are the "
+                        "labels the model's classes (--labels), and are the weights trained?")
     return ValidateResult(
         candidate=cand_desc, reference=ref_desc, data=data_desc, samples=int(ref_all.shape[0]),
         labelled=bool(labels), accuracy=accuracy, top1_drop_points=drop, parity=metrics.to_dict(), gates=gates,
@@ -345,7 +349,7 @@ def _check_labels(ds: Any, num_classes: int, labels_file: str | None) -> list[st
     if top >= num_classes:
         where = (f"the mapping in {labels_file}" if labels_file else "the sorted class folders" if ds.classes
                  else f"the labels in {ds.source}")
-        raise ResdeployError(f"labels do not match the model: {where} give class index {top}, "
+        raise ResdeployError(f"labels do not match the model: {where} gives class index {top}, "
                              f"but the model has {num_classes} classes",
                              hint="pass --labels FILE mapping folder names to the model's class indices")
     if ds.classes and len(ds.classes) == 1 and num_classes > 1 and not labels_file:

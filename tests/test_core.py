@@ -82,6 +82,10 @@ def test_resolve_model_file_accepts_the_manifest_users_paste(tmp_path: Path) -> 
     assert resolve_model_file(tmp_path) == tmp_path / "model.onnx"
     with pytest.raises(ResdeployError, match="no such file"):
         resolve_model_file(tmp_path / "missing")
+    (tmp_path / "resnet50" / "fp32").mkdir(parents=True)
+    (tmp_path / "resnet50" / "fp32" / "model.onnx").write_bytes(b"x")
+    with pytest.raises(ResdeployError, match="pass one of its artifact directories: fp32"):
+        resolve_model_file(tmp_path / "resnet50")  # the model's folder, not a variant's
     (tmp_path / "model.onnx").write_bytes(b"")  # an interrupted copy
     with pytest.raises(ResdeployError, match=r"is empty \(0 bytes\)"):
         resolve_model_file(tmp_path)

@@ -216,7 +216,7 @@ def test_unlabelled_data_refuses_accuracy_gates(arts: dict[str, Path], tmp_path:
         validate(arts["int8"], data=str(arts["flat"]), min_top1_ratio=0.99)
     x = np.random.default_rng(0).integers(0, 256, (4, 18, 18, 3), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", images=x, labels=np.array([0, 1, 2, 10]))
-    with pytest.raises(ResdeployError, match=r"labels in .*d\.npz give class index 10, but the model has 10 classes"):
+    with pytest.raises(ResdeployError, match=r"labels in .*d\.npz gives class index 10, but the model has 10 classes"):
         validate(arts["int8"], data=str(tmp_path / "d.npz"))
 
 

@@ -58,11 +58,29 @@ def main(argv: list[str] | None = None) -> None:
     or an interrupt leaves no half-written file behind. ``--debug`` shows tracebacks instead.
     """
     args = sys.argv[1:] if argv is None else argv
+    _importable_from_cwd()
     terminated, restore = _raise_on_sigterm()
     try:
         _main(args, terminated)
     finally:
         restore()
+
+
+def _importable_from_cwd() -> None:
+    """Let ``resdeploy export mymodule:factory`` find ``mymodule.py`` in the current directory.
+
+    ``python -m resdeploy`` puts the current directory on ``sys.path``; the ``resdeploy``
+    console script does not, so the same command failed with "No module named ..." depending
+    on how it was started (and so did ``bench --engine torch`` / ``validate --reference torch``
+    rebuilding such a model from its manifest). The directory goes at the *end* of the path:
+    a stray ``onnx.py`` in it cannot shadow an installed package.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the directory was deleted under us: nothing to import from there
+        return
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
 
 
 def _main(args: list[str], terminated: list[int]) -> None:

@@ -88,7 +88,7 @@ def check_model_name(name: str) -> None:
         hint = f"did you mean {' or '.join(close)}?" if close else "see `resdeploy models` for the list"
         raise ResdeployError(
             f"unknown model '{name}'",
-            hint=hint + " Models from elsewhere: torchvision:NAME, timm:NAME, package.module:factory",
+            hint=hint + "; models from elsewhere: torchvision:NAME, timm:NAME, package.module:factory",
         )
     if src == "custom":
         module, _, attr = name.partition(":")

@@ -314,10 +314,10 @@ def _load_samples(src: SourceModel, cfg: QuantizeConfig, count: int, rep: Report
     ds = open_data(cfg.calib_data, src.preprocess, samples=count, seed=cfg.seed, reporter=rep,
                    tensor_shape=_input_shape(src))
     inputs, _ = ds.load(rep, description="calibration data")
-    if ds.kind == "synthetic" or len(inputs) < count:
-        if len(inputs) < count:
-            rep.warn(f"only {len(inputs)} usable calibration samples in {cfg.calib_data} "
-                     f"(asked for {count}); ranges from few samples are unreliable")
+    # synthetic:N asks for N samples itself (and already warns that noise makes poor ranges).
+    if len(inputs) < count and ds.kind != "synthetic":
+        rep.warn(f"only {len(inputs)} usable calibration samples in {cfg.calib_data} "
+                 f"(asked for {count}); ranges from few samples are unreliable")
     return inputs
 
 

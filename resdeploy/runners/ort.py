@@ -43,7 +43,7 @@ def onnx_model_path(model: str, engine: str) -> Path:
     if not p.exists() and not p.suffix and "/" not in model:
         raise ResdeployError(
             f"engine '{engine}' runs an ONNX model, and '{model}' is not a file or directory",
-            hint=f"export it first: resdeploy export {model} -o artifacts/{model}",
+            hint=f"export it first: resdeploy export {model} (writes artifacts/{model}/fp32)",
         )
     path = resolve_model_file(p)
     if not path.is_file():

@@ -111,3 +111,10 @@ def test_input_errors_come_before_graph_work(setup: dict[str, Path], tmp_path: P
                     "cannot read")
     _one_line_error(*run_cli("quantize", fp32, "--calib-data", "synthetic", "-o", str(ro / "out")), "cannot write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ranges.json", "ro"]
+
+
+def test_synthetic_n_is_not_called_too_few(setup: dict[str, Path], tmp_path: Path) -> None:
+    # synthetic:4 asks for 4 samples; only the folder/array case can fall short of --calib-samples.
+    code, _, err = run_cli("quantize", str(setup["fp32"]), "--calib-data", "synthetic:4", "-o", str(tmp_path / "q"))
+    assert code == 0, err
+    assert "usable calibration samples" not in err and "synthetic" in err

@@ -29,7 +29,7 @@ import numpy as np
 
 from resdeploy.artifacts import read_manifest, sha256_file, utc_now
 from resdeploy.console import QUIET, Reporter
-from resdeploy.errors import ResdeployError
+from resdeploy.errors import ResdeployError, check_positive_int
 from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
 from resdeploy.scenarios import SCENARIOS, LoopLimits, closed_loop, make_timer, server_loop, warm_up
 from resdeploy.stats import LatencyStats
@@ -111,8 +111,7 @@ class BenchConfig:
             raise ResdeployError("--qps and --slo-ms apply to --scenario server only")
         if self.slo_ms is not None and self.slo_ms <= 0:
             raise ResdeployError("--slo-ms must be > 0")
-        if self.threads is not None and self.threads <= 0:
-            raise ResdeployError(f"--threads must be a positive integer, got {self.threads}")
+        check_positive_int(self.threads, "--threads")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ResdeployError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if self.warmup_iterations < 0 or self.warmup_seconds < 0:
@@ -120,8 +119,7 @@ class BenchConfig:
         if self.iterations < 0 or self.duration < 0:
             raise ResdeployError("--iterations and --duration must be >= 0")
         LoopLimits(self.iterations, self.duration).check("the measurement (--iterations/--duration)")
-        if self.input_size is not None and self.input_size <= 0:
-            raise ResdeployError(f"--input-size must be a positive integer, got {self.input_size}")
+        check_positive_int(self.input_size, "--input-size")
         if self.buffers < 1:
             raise ResdeployError("buffers must be >= 1")
         if self.cpus is not None:

@@ -42,6 +42,15 @@ class GateFailure(ResdeployError):
     exit_code = 1
 
 
+def check_positive_int(value: object, what: str) -> None:
+    """None (unset) or an integer >= 1; else one line naming the flag.
+
+    bool is refused although it is an int: ``threads=True`` is a mistake, not 1.
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ResdeployError(f"{what} must be a positive integer, got {value!r}")
+
+
 def require(module: str, install: str | None = None, what: str | None = None):  # noqa: ANN201
     """Import an optional module or raise a one-line error naming what to install."""
     import importlib

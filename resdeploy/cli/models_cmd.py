@@ -18,13 +18,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the zoo: parameters and GFLOPs, computed from each model (built on the meta device)."""
         from resdeploy.console import Reporter, stdout
-        from resdeploy.errors import ResdeployError
+        from resdeploy.errors import ResdeployError, check_positive_int
         from resdeploy.models.stats import model_stats
         from resdeploy.models.zoo import list_models
 
-        for value, flag in ((input_size, "--input-size"), (num_classes, "--num-classes")):
-            if value is not None and value <= 0:
-                raise ResdeployError(f"{flag} must be a positive integer, got {value}")
+        check_positive_int(input_size, "--input-size")
+        check_positive_int(num_classes, "--num-classes")
         names = list_models(pattern)
         if not names:
             raise ResdeployError(f"no model matches '{pattern}'", hint="run `resdeploy models` for the full list")

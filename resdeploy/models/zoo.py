@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resdeploy.errors import MissingDependencyError, ResdeployError
+from resdeploy.errors import MissingDependencyError, ResdeployError, check_positive_int
 from resdeploy.models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet
 from resdeploy.preprocess import PreprocessSpec
 
@@ -96,11 +96,6 @@ def check_model_name(name: str) -> None:
             raise ResdeployError(f"'{name}' is not a model name; custom models are given as package.module:factory")
 
 
-def _check_positive(value: int | None, what: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-        raise ResdeployError(f"{what} must be a positive integer, got {value!r}")
-
-
 @dataclass
 class ModelSpec:
     """Everything needed to rebuild a model exactly: name, weights file or seed, head, input size."""
@@ -113,8 +108,8 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
-        _check_positive(self.num_classes, "--num-classes")
-        _check_positive(self.input_size, "--input-size")
+        check_positive_int(self.num_classes, "--num-classes")
+        check_positive_int(self.input_size, "--input-size")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ResdeployError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if self.weights is not None:

@@ -31,7 +31,7 @@ from resdeploy.artifacts import (
     write_manifest,
 )
 from resdeploy.console import Reporter
-from resdeploy.errors import ResdeployError
+from resdeploy.errors import ResdeployError, check_positive_int
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
 from resdeploy.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
@@ -179,8 +179,7 @@ def _check_preprocess_flags(input_size: int | None, resize: int | None, mean: tu
     """One-line errors for preprocessing flags that would make NaN/inf tensors or empty crops."""
     import math
 
-    if input_size is not None and input_size <= 0:
-        raise ResdeployError(f"--input-size must be a positive integer, got {input_size}")
+    check_positive_int(input_size, "--input-size")
     if resize is not None and resize < 0:
         raise ResdeployError(f"--resize must be a positive integer (or 0: no resize), got {resize}")
     for flag, values in (("--mean", mean), ("--std", std)):

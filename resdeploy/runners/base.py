@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from resdeploy.errors import ResdeployError
+from resdeploy.errors import check_positive_int
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,8 @@ class Runner(abc.ABC):
     def __init__(self, config: RunnerConfig) -> None:
         # Checked here for every engine: ONNX Runtime and OpenVINO read 0 threads as "all cores",
         # which would quietly time a different configuration than the one asked for.
-        for name, value in (("threads", config.threads), ("batch size", config.batch_size)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ResdeployError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(config.threads, "threads")
+        check_positive_int(config.batch_size, "batch size")
         self.config = config
         self.loaded = False
         self.setup_seconds: dict[str, float] = {}  # load/compile/autotune time, reported apart

@@ -205,13 +205,18 @@ def read_manifest(model_path: str | os.PathLike[str], *, required: bool = False)
     return data
 
 
+def artifact_dirs_inside(path: Path, filename: str = "model.onnx") -> list[str]:
+    """Sub-directories holding ``filename``: what a user meant by a model's folder (fp32, int8-cpu)."""
+    return sorted(d.name for d in path.iterdir() if d.is_dir() and (d / filename).is_file())
+
+
 def resolve_model_file(path: str | os.PathLike[str], filename: str = "model.onnx") -> Path:
     """Accept an artifact directory, its ``manifest.json`` or a file path, as users type all three."""
     p = Path(path)
     if p.name == MANIFEST_NAME and p.is_file():
         p = p.parent
     if p.is_dir():
-        inside = sorted(d.name for d in p.iterdir() if d.is_dir() and (d / filename).is_file())
+        inside = artifact_dirs_inside(p, filename)
         p = p / filename
         if not p.exists() and inside:  # the model's folder (artifacts/resnet50) rather than a variant's
             raise ResdeployError(f"no such file: {p}", hint=f"pass one of its artifact directories: {', '.join(inside)}")

@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from resdeploy.artifacts import MANIFEST_NAME, atomic_write_text, read_manifest
+from resdeploy.artifacts import MANIFEST_NAME, artifact_dirs_inside, atomic_write_text, read_manifest
 from resdeploy.compare import parity_metrics, topk_accuracy
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
@@ -203,7 +203,7 @@ def model_file(path: Path, engine: str, role: str = "candidate") -> Path:
     if not name.endswith(".onnx"):
         name = "model.onnx"
     if not (path / name).is_file():
-        inside = sorted(d.name for d in path.iterdir() if d.is_dir() and (d / "model.onnx").is_file())
+        inside = artifact_dirs_inside(path)
         raise ResdeployError(f"no {name} in {path}",
                              hint=f"pass one of its artifact directories: {', '.join(inside)}" if inside
                              else f"pass the {role}'s model.onnx or the directory `resdeploy export`/`quantize` wrote")

@@ -205,6 +205,21 @@ def read_manifest(model_path: str | os.PathLike[str], *, required: bool = False)
     return data
 
 
+def is_model_path(ref: str | os.PathLike[str]) -> bool:
+    """A file or directory the user meant, rather than a model name to build or export.
+
+    Qualified names (``timm:resnet50.a1_in1k``, ``pkg.models:factory``: anything with a
+    source or ``module:factory`` colon) have dots and could pass for paths; they are names
+    unless such a file exists or a "/" comes before the colon.
+    """
+    text = os.fspath(ref)
+    if Path(text).exists():
+        return True
+    if ":" in text and "/" not in text.split(":", 1)[0]:
+        return False
+    return bool(Path(text).suffix) or os.sep in text
+
+
 def artifact_dirs_inside(path: Path, filename: str = "model.onnx") -> list[str]:
     """Sub-directories holding ``filename``: what a user meant by a model's folder (fp32, int8-cpu)."""
     return sorted(d.name for d in path.iterdir() if d.is_dir() and (d / filename).is_file())

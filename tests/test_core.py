@@ -89,3 +89,15 @@ def test_resolve_model_file_accepts_the_manifest_users_paste(tmp_path: Path) -> 
     (tmp_path / "model.onnx").write_bytes(b"")  # an interrupted copy
     with pytest.raises(ResdeployError, match=r"is empty \(0 bytes\)"):
         resolve_model_file(tmp_path)
+
+
+def test_is_model_path_tells_names_from_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resdeploy.artifacts import is_model_path
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("resnet50", "timm:resnet50.a1_in1k", "my_pkg.models:build", "torchvision:resnet18"):
+        assert not is_model_path(name), name
+    for path in ("model.onnx", "artifacts/resnet50", "./x:y.onnx", "dir/pkg:f"):
+        assert is_model_path(path), path
+    (tmp_path / "resnet50").mkdir()  # an existing folder wins over the zoo name
+    assert is_model_path("resnet50")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from resdeploy.artifacts import read_manifest, resolve_model_file
+from resdeploy.artifacts import is_model_path, read_manifest, resolve_model_file
 from resdeploy.errors import MissingDependencyError, ResdeployError, require
 from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
 
@@ -40,10 +40,10 @@ _EP_INSTALL = {
 def onnx_model_path(model: str, engine: str) -> Path:
     """The ONNX file behind an artifact directory or file path, with a message for zoo names."""
     p = Path(model)
-    if not p.exists() and not p.suffix and "/" not in model:
+    if not is_model_path(model):
         raise ResdeployError(
             f"engine '{engine}' runs an ONNX model, and '{model}' is not a file or directory",
-            hint=f"export it first: resdeploy export {model} (writes artifacts/{model}/fp32)",
+            hint=f"export it first with `resdeploy export {model}` and pass the directory it writes",
         )
     path = resolve_model_file(p)
     if not path.is_file():

@@ -141,7 +141,7 @@ def build(
         raise ResdeployError(f"{model} is already an engine; pass the ONNX (or artifact directory) to build from")
     # The user's input first, the machine second: a typo in a path or a name must not hide behind
     # "install TensorRT". Only cheap checks here: nothing is exported or written yet.
-    is_path = _is_path(model)
+    is_path = artifacts.is_model_path(model)
     if is_path:
         source_onnx = _source_onnx(model, config, reporter)  # an existing ONNX or artifact dir: no export
         read_onnx_io(source_onnx)  # a readable graph with one input
@@ -391,29 +391,12 @@ def graph_precision(model: Any) -> str:
     return "fp32"
 
 
-def _is_path(model: str | os.PathLike[str]) -> bool:
-    """A file or directory the user meant, rather than a model name to export.
-
-    Qualified names (``timm:resnet50.a1_in1k``, ``pkg.models:factory``) have dots, and
-    a ``package.module:factory`` can look like a path; a name with a source prefix or a
-    ``module:factory`` colon is a name unless such a file exists.
-    """
-    from resdeploy.models.zoo import source_of
-
-    text = str(model)
-    if Path(text).exists():
-        return True
-    if source_of(text) != "zoo" and "/" not in text.split(":", 1)[0]:
-        return False
-    return bool(Path(text).suffix) or os.sep in text
-
-
 def _source_onnx(model: str | os.PathLike[str], config: BuildConfig, reporter: Reporter) -> Path:
     """The ONNX to start from: a file, an artifact directory, or a zoo name (exported as export does)."""
     p = Path(model)
     if p.exists():
         return artifacts.resolve_model_file(p)
-    if _is_path(model):
+    if artifacts.is_model_path(model):
         raise ResdeployError(f"no such file: {model}")
     from resdeploy.exporter import ExportConfig, default_output_dir, export
 

@@ -181,13 +181,13 @@ class TorchRunner(Runner):
         self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
         if self.cuda_graph and self.device_kind != "cuda":
             raise ResdeployError("CUDA-graph replay needs --device cuda")
-        if self.cuda_graph and self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"):
+        if self.cuda_graph and self._inductor_graphs:
             self.cuda_graph = False  # Inductor replays its own CUDA graphs in this mode
         if self.freeze is None:
             # Measured on an H100 (benchmarks/GPU_NOTES.md): with freezing, Inductor's CUDA graphs
             # treat the frozen weights as non-static inputs and copy all of them on every replay
             # (batch 1: 3.7 ms instead of 0.65 ms). So freeze only where no CUDA graph is replayed.
-            self.freeze = not (self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))
+            self.freeze = not self._inductor_graphs
         self.channels_last = option_flag(opts.get("channels_last"), self.device_kind == "cuda")
         self.cudnn_benchmark = option_flag(opts.get("cudnn_benchmark"), True)
         self.model_info: dict[str, Any] = {}
@@ -317,14 +317,13 @@ class TorchRunner(Runner):
                     ) from exc
                 self.setup_seconds["compile"] = round(time.perf_counter() - t0, 4)
                 t0 = time.perf_counter()
-                inductor_graphs = bool(_MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))
                 if self.cuda_graph:
                     self._capture(x)  # warms up on a side stream, then captures Inductor's kernels
                 else:
                     for _ in range(3):  # cudagraph trees warm up once, then record, then replay
                         self._call(x)
                     self._sync()
-                key = "capture" if inductor_graphs or self.cuda_graph else "warmup"
+                key = "capture" if self._inductor_graphs or self.cuda_graph else "warmup"
                 self.setup_seconds[key] = round(time.perf_counter() - t0, 4)
                 return
             if self.device_kind == "cuda":
@@ -397,6 +396,11 @@ class TorchRunner(Runner):
         batch: int | str = self.config.batch_size if self.config.batch_size and self._fixed_batch() else "batch"
         return TensorMeta("input", (batch, 3, *self._hw), "float32")
 
+    @property
+    def _inductor_graphs(self) -> bool:
+        """Whether the compile mode replays Inductor's own CUDA graphs (cudagraph trees)."""
+        return bool(self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))
+
     def _fixed_batch(self) -> bool:
         return self.config.batch_size is not None and (self.cuda_graph or self.compile_mode is not None)
 
@@ -410,12 +414,9 @@ class TorchRunner(Runner):
             torch=torch.__version__,
             compile=self.compile_mode,
             freeze=bool(self.compile_mode and self.freeze),
-            cuda_graph=bool(self._graph is not None
-                            or (self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"))),
+            cuda_graph=self._graph is not None or self._inductor_graphs,
             graph_replay=("torch.cuda.CUDAGraph" if self._graph is not None
-                          else "inductor cudagraph trees"
-                          if self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs")
-                          else None),
+                          else "inductor cudagraph trees" if self._inductor_graphs else None),
             channels_last=self.channels_last,
             setup_seconds=dict(self.setup_seconds),
         )
@@ -445,7 +446,7 @@ class TorchRunner(Runner):
             self._static_in.copy_(x)
             self._graph.replay()
             return self._static_out
-        if self.compile_mode and _MODE_OPTIONS[self.compile_mode].get("triton.cudagraphs"):
+        if self._inductor_graphs:
             import torch
 
             # Tell cudagraph trees that the previous output is no longer read, so it may

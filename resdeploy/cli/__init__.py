@@ -88,11 +88,8 @@ def _main(args: list[str], terminated: list[int]) -> None:
         # With standalone_mode=False, click returns the code of a typer.Exit instead of raising;
         # typer turns Ctrl-C inside a command into a silent Exit(130).
         rc = app(args=args, standalone_mode=False)
-        if rc == 130 and terminated:
-            _error("terminated (SIGTERM)")
-            sys.exit(143)
         if rc == 130:
-            _error("interrupted (Ctrl-C)")
+            _exit_interrupted(terminated)
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except ResdeployError as exc:
@@ -103,11 +100,7 @@ def _main(args: list[str], terminated: list[int]) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        if terminated:
-            _error("terminated (SIGTERM)")
-            sys.exit(143)
-        _error("interrupted (Ctrl-C)")
-        sys.exit(130)
+        _exit_interrupted(terminated)
     except Exception as exc:  # click usage errors, and files the library did not expect to fail
         try:
             from click import exceptions as click_exceptions
@@ -129,6 +122,15 @@ def _main(args: list[str], terminated: list[int]) -> None:
             _error(f"{exc.strerror or exc}{where}")
             sys.exit(2)
         raise
+
+
+def _exit_interrupted(terminated: list[int]) -> None:
+    """One line naming the signal, and the shell's exit code for it (128 + signal number)."""
+    if terminated:
+        _error("terminated (SIGTERM)")
+        sys.exit(143)
+    _error("interrupted (Ctrl-C)")
+    sys.exit(130)
 
 
 def _raise_on_sigterm() -> tuple[list[int], Callable[[], None]]:

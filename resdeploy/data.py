@@ -189,9 +189,8 @@ class Dataset:
     def _report_skipped(self, reporter: Reporter) -> None:
         if not self.skipped:
             return
-        named = ", ".join(f"{n} ({why})" for n, why in self.skipped[:_MAX_NAMED])
-        more = f" and {len(self.skipped) - _MAX_NAMED} more" if len(self.skipped) > _MAX_NAMED else ""
-        reporter.warn(f"skipped {len(self.skipped)} file(s) in {self.source} that could not be used: {named}{more}")
+        named = _named([f"{n} ({why})" for n, why in self.skipped])
+        reporter.warn(f"skipped {len(self.skipped)} file(s) in {self.source} that could not be used: {named}")
 
 
 def _make_batch(xs: list[np.ndarray], ys: list[int | None], names: list[str]) -> Batch:

@@ -133,6 +133,16 @@ def _exit_interrupted(terminated: list[int]) -> None:
     sys.exit(130)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding through every ``except KeyboardInterrupt`` cleanup like Ctrl-C.
+
+    A subclass, not KeyboardInterrupt itself: when an exception of exactly that type is ever
+    raised inside ``PyRun_String`` (C++ extensions evaluating Python do this), CPython marks
+    the interpreter as interrupted and ``python -m resdeploy`` then exits by SIGINT (-2),
+    whatever code we chose. CI saw exactly that once; the exact-type check skips subclasses.
+    """
+
+
 def _raise_on_sigterm() -> tuple[list[int], Callable[[], None]]:
     """Make SIGTERM (a CI job's timeout, ``kill``) unwind like Ctrl-C.
 
@@ -153,7 +163,7 @@ def _raise_on_sigterm() -> tuple[list[int], Callable[[], None]]:
 
     def handler(signum: int, frame: object) -> None:
         seen.append(signum)
-        raise KeyboardInterrupt
+        raise Terminated
 
     def restore() -> None:
         signal.signal(signal.SIGTERM, previous)

@@ -195,3 +195,29 @@ def test_sigterm_mid_export_removes_the_half_built_directory(tmp_path: Path) -> 
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == "error: terminated (SIGTERM)" and stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_inside_c_evaluated_python_still_exits_143(tmp_path: Path) -> None:
+    """CI once saw -2 instead of 143: SIGTERM landed while C++ was running Python through
+    ``PyRun_String``. CPython then marks the process as Ctrl-C'd and ``python -m`` dies by SIGINT,
+    unless the exception is not exactly KeyboardInterrupt. Reproduced here without torch."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sigterm_probe.py").write_text(
+        "import ctypes, sys\n"
+        "from resdeploy.cli import _exit_interrupted, _raise_on_sigterm\n"
+        "run = ctypes.pythonapi.PyRun_String\n"
+        "run.restype = ctypes.py_object\n"
+        "run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]\n"
+        "seen, restore = _raise_on_sigterm()\n"
+        "try:\n"
+        "    run(b'import os, signal, time\\nos.kill(os.getpid(), signal.SIGTERM)\\ntime.sleep(30)', 257, {}, {})\n"
+        "except KeyboardInterrupt:\n"
+        "    _exit_interrupted(seen)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "sigterm_probe"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip() == "error: terminated (SIGTERM)"

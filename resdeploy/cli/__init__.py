@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     _importable_from_cwd()
-    terminated, restore = _raise_on_sigterm()
+    signals, restore = _raise_on_signals()
     try:
-        _main(args, terminated)
+        _main(args, signals)
     finally:
         restore()
 
@@ -83,13 +83,13 @@ def _importable_from_cwd() -> None:
         sys.path.append(cwd)
 
 
-def _main(args: list[str], terminated: list[int]) -> None:
+def _main(args: list[str], signals: list[int]) -> None:
     try:
         # With standalone_mode=False, click returns the code of a typer.Exit instead of raising;
         # typer turns Ctrl-C inside a command into a silent Exit(130).
         rc = app(args=args, standalone_mode=False)
         if rc == 130:
-            _exit_interrupted(terminated)
+            _exit_interrupted(signals)
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except ResdeployError as exc:
@@ -100,7 +100,7 @@ def _main(args: list[str], terminated: list[int]) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        _exit_interrupted(terminated)
+        _exit_interrupted(signals)
     except Exception as exc:  # click usage errors, and files the library did not expect to fail
         try:
             from click import exceptions as click_exceptions
@@ -124,17 +124,19 @@ def _main(args: list[str], terminated: list[int]) -> None:
         raise
 
 
-def _exit_interrupted(terminated: list[int]) -> None:
+def _exit_interrupted(signals: list[int]) -> None:
     """One line naming the signal, and the shell's exit code for it (128 + signal number)."""
-    if terminated:
+    import signal
+
+    if signal.SIGTERM in signals:
         _error("terminated (SIGTERM)")
-        sys.exit(143)
+        sys.exit(128 + signal.SIGTERM)
     _error("interrupted (Ctrl-C)")
-    sys.exit(130)
+    sys.exit(128 + signal.SIGINT)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, unwinding through every ``except KeyboardInterrupt`` cleanup like Ctrl-C.
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, unwinding through every ``except KeyboardInterrupt`` cleanup.
 
     A subclass, not KeyboardInterrupt itself: when an exception of exactly that type is ever
     raised inside ``PyRun_String`` (C++ extensions evaluating Python do this), CPython marks
@@ -143,13 +145,15 @@ class Terminated(KeyboardInterrupt):
     """
 
 
-def _raise_on_sigterm() -> tuple[list[int], Callable[[], None]]:
-    """Make SIGTERM (a CI job's timeout, ``kill``) unwind like Ctrl-C.
+def _raise_on_signals() -> tuple[list[int], Callable[[], None]]:
+    """Make SIGTERM (a CI job's timeout, ``kill``) unwind like Ctrl-C, and both raise ``Interrupted``.
 
-    The default action kills the process on the spot, so the ``finally`` blocks that remove
-    a half-built output's temporary sibling never run. Returns a list that is non-empty once
-    SIGTERM arrived, so the exit says which signal it was (143 = 128 + SIGTERM), and a
-    function that puts the previous handler back (main() may be called in-process).
+    SIGTERM's default action kills the process on the spot, so the ``finally`` blocks that
+    remove a half-built output's temporary sibling never run. Returns a list of the signals
+    that arrived, so the exit says which one it was (143 = 128 + SIGTERM, 130 for Ctrl-C), and
+    a function that puts the previous handlers back (main() may be called in-process). A
+    handler someone else installed (an embedding program, SIGINT ignored in a background job)
+    is left alone.
     """
     import signal
     import threading
@@ -157,18 +161,21 @@ def _raise_on_sigterm() -> tuple[list[int], Callable[[], None]]:
     seen: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         return seen, lambda: None
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous not in (signal.SIG_DFL, None):
-        return seen, lambda: None  # the embedding program has its own handler
 
     def handler(signum: int, frame: object) -> None:
         seen.append(signum)
-        raise Terminated
+        raise Interrupted
+
+    ours = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+    previous = {sig: signal.getsignal(sig) for sig in ours}
+    replaced = [sig for sig, default in ours.items() if previous[sig] is default]
+    for sig in replaced:
+        signal.signal(sig, handler)
 
     def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
+        for sig in replaced:
+            signal.signal(sig, previous[sig])
 
-    signal.signal(signal.SIGTERM, handler)
     return seen, restore
 
 

@@ -197,27 +197,34 @@ def test_sigterm_mid_export_removes_the_half_built_directory(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sigterm_inside_c_evaluated_python_still_exits_143(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "code", "line"), [
+    ("SIGTERM", 143, "error: terminated (SIGTERM)"), ("SIGINT", 130, "error: interrupted (Ctrl-C)"),
+])
+def test_signal_inside_c_evaluated_python_still_gives_our_exit_code(
+    tmp_path: Path, name: str, code: int, line: str,
+) -> None:
     """CI once saw -2 instead of 143: SIGTERM landed while C++ was running Python through
     ``PyRun_String``. CPython then marks the process as Ctrl-C'd and ``python -m`` dies by SIGINT,
     unless the exception is not exactly KeyboardInterrupt. Reproduced here without torch."""
+    import signal
     import subprocess
     import sys
 
-    (tmp_path / "sigterm_probe.py").write_text(
+    (tmp_path / "signal_probe.py").write_text(
         "import ctypes, sys\n"
-        "from resdeploy.cli import _exit_interrupted, _raise_on_sigterm\n"
+        "from resdeploy.cli import _exit_interrupted, _raise_on_signals\n"
         "run = ctypes.pythonapi.PyRun_String\n"
         "run.restype = ctypes.py_object\n"
         "run.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]\n"
-        "seen, restore = _raise_on_sigterm()\n"
+        "seen, restore = _raise_on_signals()\n"
         "try:\n"
-        "    run(b'import os, signal, time\\nos.kill(os.getpid(), signal.SIGTERM)\\ntime.sleep(30)', 257, {}, {})\n"
+        f"    run(b'import os, signal, time\\nos.kill(os.getpid(), signal.{name})\\ntime.sleep(30)', 257, {{}}, {{}})\n"
         "except KeyboardInterrupt:\n"
         "    _exit_interrupted(seen)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "sigterm_probe"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "signal_probe"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job may ignore SIGINT
     )
-    assert proc.returncode == 143, proc.stderr
-    assert proc.stderr.strip() == "error: terminated (SIGTERM)"
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip() == line

@@ -37,9 +37,11 @@ class Reporter:
                 yield
         else:
             yield
-        dt = time.perf_counter() - t0
-        self.timings[name] = round(dt, 3)
-        self.info(f"[green]✓[/] {name} [dim]({dt:.1f} s)[/]")
+        self._done(name, time.perf_counter() - t0)
+
+    def _done(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(seconds, 3)
+        self.info(f"[green]✓[/] {name} [dim]({seconds:.1f} s)[/]")
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -49,17 +51,24 @@ class Reporter:
         # Warnings are shown even when quiet: they change what a result means.
         stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
 
-    def track(self, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
-        """Iterate with a progress bar (silent when quiet or when stderr is not a terminal)."""
+    def track(self, items: Iterable[T], total: int | None, description: str, *, timed: bool = False) -> Iterator[T]:
+        """Iterate with a progress bar (silent when quiet or when stderr is not a terminal).
+
+        ``timed``: a step in its own right; when the items are done it is timed and reported
+        like ``step`` (a step's spinner and a progress bar cannot be shown at once).
+        """
+        t0 = time.perf_counter()
         if self.quiet or not stderr.is_terminal:
             yield from items
-            return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=stderr, transient=True) as progress:
-            task = progress.add_task(description, total=total)
-            for item in items:
-                yield item
-                progress.advance(task)
+        else:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=stderr, transient=True) as progress:
+                task = progress.add_task(description, total=total)
+                for item in items:
+                    yield item
+                    progress.advance(task)
+        if timed:
+            self._done(description, time.perf_counter() - t0)
 
 
 QUIET = Reporter(quiet=True)

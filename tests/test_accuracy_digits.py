@@ -82,8 +82,11 @@ def digits_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, objec
                                   calib_data=str(train_dir), calib_samples=256, seed=0)
     int8_trt = resdeploy.quantize(exported.model_path, precision="int8", target="trt",
                                   ranges=str(int8_cpu.ranges_path))
+    int8_entropy = resdeploy.quantize(exported.model_path, precision="int8", target="trt", method="entropy",
+                                      calib_data=str(train_dir), calib_samples=256, seed=0,
+                                      output=str(root / "int8-trt-entropy"))
     return {"val": val_dir, "train": train_dir, "fp32": exported, "fp16": fp16, "int8-cpu": int8_cpu,
-            "int8-trt": int8_trt, "art": art}
+            "int8-trt": int8_trt, "int8-entropy": int8_entropy, "art": art}
 
 
 def test_default_layout_is_sibling_dirs(digits_pipeline: dict) -> None:
@@ -113,7 +116,7 @@ def test_fp16_drop_at_most_0_1_point(digits_pipeline: dict) -> None:
     assert r.passed
 
 
-@pytest.mark.parametrize("variant", ["int8-cpu", "int8-trt"])
+@pytest.mark.parametrize("variant", ["int8-cpu", "int8-trt", "int8-entropy"])
 def test_int8_drop_at_most_1_point(digits_pipeline: dict, variant: str) -> None:
     import resdeploy
 
@@ -124,3 +127,14 @@ def test_int8_drop_at_most_1_point(digits_pipeline: dict, variant: str) -> None:
     assert [g.name for g in r.gates] == ["top1_drop_points"] and r.passed
     # The INT8 graph really is quantized: real Q/DQ on every Conv, not a pass-through.
     assert digits_pipeline[variant].manifest["quantization"]["quantized_ops"]["Conv"] >= 19
+
+
+def test_entropy_clips_some_ranges_and_widens_none(digits_pipeline: dict) -> None:
+    import json
+
+    minmax = json.loads(digits_pipeline["int8-cpu"].ranges_path.read_text())["ranges"]
+    entropy = json.loads(digits_pipeline["int8-entropy"].ranges_path.read_text())["ranges"]
+    assert entropy.keys() == minmax.keys()
+    ratios = [max(abs(v) for v in entropy[k]) / max(abs(v) for v in minmax[k]) for k in minmax]
+    assert max(ratios) <= 1.0 + 1e-6  # same samples: never wider than what was seen
+    assert np.median(ratios) < 0.99 and min(ratios) > 0.5  # clipped, but not to a sliver

@@ -358,9 +358,6 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
         ranges = saved
         rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
     else:
-        if cfg.method == "entropy":
-            rep.warn("ONNX Runtime's entropy calibrator, with its default 128 bins, returns the same ranges as "
-                     "minmax (see docs/precision.md); use --method percentile for clipped ranges")
         inputs = _load_samples(src, cfg, cfg.calib_samples, rep)
         _, fixed_batch = int8.model_input(pre)
         if fixed_batch and len(inputs) % fixed_batch and len(inputs) >= fixed_batch:

@@ -29,6 +29,7 @@ import numpy as np
 
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.precision.entropy import AbsHistogramCollector
 
 TARGETS = ("cpu", "trt")
 # What TensorRT quantizes in a ResNet: Conv/Gemm inputs, pooling, and residual Adds.
@@ -92,12 +93,9 @@ def calibrate(
         if keep == 0:
             raise ResdeployError(f"the model takes batches of {fixed_batch}; pass at least {fixed_batch} samples")
         inputs = inputs[:keep]
-    elif method != "minmax":
-        # ORT's histogram calibrators stack every batch's outputs into one array, so a
-        # smaller last batch (9 samples in batches of 8) makes a ragged list and crashes:
-        # use the largest batch size <= batch_size that divides the sample count.
-        batch_size = max(b for b in range(1, min(batch_size, inputs.shape[0]) + 1) if inputs.shape[0] % b == 0)
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+    # Entropy: ORT's histogram calibrator runs the model, our collector keeps |x| histograms
+    # and picks TensorRT's KL thresholds (precision/entropy.py says why not ORT's own).
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Percentile,
                "percentile": CalibrationMethod.Percentile}
     extra: dict[str, Any] = {}
     if method == "percentile":
@@ -107,12 +105,24 @@ def calibrate(
             Path(model_path), None, augmented_model_path=os.path.join(tmp, "augmented.onnx"),
             calibrate_method=methods[method], extra_options=extra,
         )
-        # ORT's histogram calibrators print() progress: keep stdout clean for --json.
-        with reporter.step(f"calibrating ({method}, {inputs.shape[0]} samples)"), \
-                contextlib.redirect_stdout(io.StringIO()):
-            calibrator.collect_data(calibration_reader(inputs, name, batch_size))
-            tensors = calibrator.compute_data()
+        collector = AbsHistogramCollector() if method == "entropy" else None
+        if collector is not None:
+            calibrator.collector = collector
+        # One batch per collect_data call: ORT's histogram calibrators keep every output of
+        # every batch they are given until they histogram them (ResNet-50: 8 GB for 64
+        # samples), and with one batch at a time they merge as they go and a smaller last
+        # batch is no longer a ragged stack. ORT's calibrators print() progress: keep stdout
+        # clean for --json.
+        starts = range(0, inputs.shape[0], batch_size)
+        with contextlib.redirect_stdout(io.StringIO()):
+            for start in reporter.track(starts, total=len(starts), timed=True,
+                                        description=f"calibrating ({method}, {inputs.shape[0]} samples)"):
+                calibrator.collect_data(calibration_reader(inputs[start:start + batch_size], name, batch_size))
+            tensors = None if collector is not None else calibrator.compute_data()
         del calibrator
+    if collector is not None:
+        with reporter.step(f"searching KL thresholds for {len(collector.histograms)} tensors"):
+            return collector.ranges()
     from resdeploy.precision.ranges import CalibrationRanges
 
     return CalibrationRanges.ranges_from_tensors_data(tensors)

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         ranges: str = typer.Option(None, "--ranges", help="Reuse calibration ranges saved by an earlier run (no data needed)."),
         fp16_io: bool = typer.Option(False, "--fp16-io", help="FP16 graph inputs and outputs (default: kept FP32)."),
         activations: str = typer.Option(None, "--activations", help="INT8 activation type: uint8 | int8 (default per target)."),
+        reduce_range: bool = typer.Option(False, "--reduce-range", help="INT8 --target cpu: 7-bit weights, for x86 CPUs without VNNI (AVX2 / AVX-512 only), where 8-bit weights can saturate."),
         output: str = typer.Option(None, "--output", "-o", help="Output dir (default: sibling of the FP32 dir, e.g. .../int8-cpu)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output dir."),
         preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
@@ -39,7 +40,8 @@ def register(app: typer.Typer) -> None:
         cfg = QuantizeConfig(
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
             seed=seed, method=method.lower(), percentile=percentile, exclude=list(exclude), ranges=ranges,
-            fp16_io=fp16_io, activation_type=activations.lower() if activations else None, output=output, force=force,
+            fp16_io=fp16_io, activation_type=activations.lower() if activations else None, reduce_range=reduce_range,
+            output=output, force=force,
             **preprocess.as_config(),
         )
         result = quantize(model, config=cfg, reporter=Reporter(quiet=quiet or json_out))

@@ -56,6 +56,7 @@ class QuantizeConfig:
     fp16_io: bool = False  # FP16 graph inputs/outputs (default keeps them FP32)
     activation_type: str | None = None  # int8: uint8 | int8; default per target (measured)
     per_channel: bool = True
+    reduce_range: bool = False  # int8 --target cpu: 7-bit weights for x86 CPUs without VNNI
     output: str | None = None  # output directory; default: sibling of the FP32 artifact dir
     force: bool = False
     # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists).
@@ -88,6 +89,12 @@ class QuantizeConfig:
                 raise ResdeployError(f"--activations takes uint8 or int8, got '{self.activation_type}'")
             if self.target == "trt" and self.activation_type != "int8":
                 raise ResdeployError("TensorRT takes signed INT8 activations only; drop --activations or use int8")
+        if self.reduce_range:
+            if self.precision != "int8":
+                raise ResdeployError("--reduce-range applies to --precision int8 only")
+            if self.target == "trt":
+                raise ResdeployError("--reduce-range (7-bit weights) is for x86 CPUs without VNNI; "
+                                     "TensorRT takes full INT8 weights: drop it or use --target cpu")
         if self.precision == "int8":
             if self.fp16_io:
                 raise ResdeployError("--fp16-io applies to --precision fp16 only")
@@ -373,11 +380,13 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
     act = cfg.activation_type or int8.DEFAULT_ACTIVATION[cfg.target]
     with rep.step(f"placing Q/DQ nodes (target {cfg.target}, {act} activations)"):
         model = int8.quantize_qdq(pre, dst, ranges, target=cfg.target, activation_type=act,
-                                  per_channel=cfg.per_channel, exclude_nodes=excluded)
+                                  per_channel=cfg.per_channel, exclude_nodes=excluded, reduce_range=cfg.reduce_range)
     info = {
         "format": "QDQ",
         "activations": f"{act} {'symmetric' if act == 'int8' else 'asymmetric'} per-tensor",
-        "weights": f"int8 symmetric {'per-channel' if cfg.per_channel else 'per-tensor'}",
+        "weights": f"int8{' (7-bit range, --reduce-range)' if cfg.reduce_range else ''} symmetric "
+                   f"{'per-channel' if cfg.per_channel else 'per-tensor'}",
+        "reduce_range": cfg.reduce_range,
         "excluded": excluded,
         "quantized_ops": int8.quantized_ops(model),
         "residual_adds": {"count": len(adds := int8.add_input_quantization(model)),

@@ -184,8 +184,14 @@ def quantize_qdq(
     activation_type: str | None = None,
     per_channel: bool = True,
     exclude_nodes: Sequence[str] = (),
+    reduce_range: bool = False,
 ) -> Any:
-    """Place Q/DQ nodes in the pre-processed FP32 graph from ``ranges`` (a CalibrationRanges)."""
+    """Place Q/DQ nodes in the pre-processed FP32 graph from ``ranges`` (a CalibrationRanges).
+
+    ``reduce_range``: 7-bit weights ([-64, 64]) for x86 CPUs without VNNI, whose u8 x s8
+    instruction (vpmaddubsw) adds pairs of products into int16 and can saturate with 8-bit
+    weights; ONNX Runtime's quantization guide recommends it there. TensorRT does not need it.
+    """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -197,6 +203,8 @@ def quantize_qdq(
         raise ResdeployError(f"activation type must be uint8 or int8, got '{act}'")
     if target == "trt" and act != "int8":
         raise ResdeployError("TensorRT takes signed INT8 activations only; drop the activation type or use int8")
+    if target == "trt" and reduce_range:
+        raise ResdeployError("reduced-range (7-bit) weights are for x86 CPUs without VNNI; TensorRT takes full INT8")
     extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": target == "trt" or act == "int8"}
     op_types = TRT_OP_TYPES if target == "trt" else None
     if target == "trt":
@@ -218,7 +226,7 @@ def quantize_qdq(
             calibrate_method=tensors.calibration_method,
             calibration_cache_path=cache, quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QUInt8 if act == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
+            weight_type=QuantType.QInt8, op_types_to_quantize=op_types, reduce_range=reduce_range,
             nodes_to_exclude=list(exclude_nodes) or None, extra_options=extra,
         )
     model = onnx.load(os.fspath(out_path))

@@ -88,7 +88,9 @@ def test_bad_input_exit_2(setup: dict[str, Path], tmp_path: Path) -> None:
                              "-o", str(tmp_path / "o2")), "no_such_model_xyz")
     _one_line_error(*run_cli("quantize", str(setup["fp32"]), "--method", "magic", "--calib-data", "synthetic"),
                     "unknown calibration method")
-    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    _one_line_error(*run_cli("quantize", str(setup["fp32"]), "--target", "trt", "--reduce-range",
+                             "--calib-data", "synthetic", "-o", str(tmp_path / "o3")), "TensorRT takes full INT8")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
 
 
 def test_input_errors_come_before_graph_work(setup: dict[str, Path], tmp_path: Path,

@@ -237,7 +237,12 @@ def resolve_model_file(path: str | os.PathLike[str], filename: str = "model.onnx
             raise ResdeployError(f"no such file: {p}", hint=f"pass one of its artifact directories: {', '.join(inside)}")
     if not p.exists():
         raise ResdeployError(f"no such file: {p}")
-    if p.is_file() and p.stat().st_size == 0:
-        # An interrupted copy or download; ONNX Runtime would say "No graph was found".
-        raise ResdeployError(f"{p} is empty (0 bytes)", hint="copy or export it again")
+    check_not_empty(p)
     return p
+
+
+def check_not_empty(p: Path) -> None:
+    """An interrupted copy or download leaves 0 bytes; ONNX Runtime would say "No graph was found"
+    and an empty protobuf even parses as an empty model, so say what it is."""
+    if p.is_file() and p.stat().st_size == 0:
+        raise ResdeployError(f"{p} is empty (0 bytes)", hint="copy or export it again")

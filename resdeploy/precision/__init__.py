@@ -139,12 +139,18 @@ class SourceModel:
 def _check_onnx(path: Path) -> Any:
     import onnx
 
+    from resdeploy.artifacts import check_not_empty
+
+    check_not_empty(path)
+    hint = "pass the model.onnx written by `resdeploy export`, or its directory"
     try:
-        return onnx.load(os.fspath(path), load_external_data=False)
+        model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ResdeployError(f"{path} is not a readable ONNX model ({first[:200]})",
-                             hint="pass the model.onnx written by `resdeploy export`, or its directory") from None
+        raise ResdeployError(f"{path} is not a readable ONNX model ({first[:200]})", hint=hint) from None
+    if not model.graph.node:  # a few stray bytes can parse as a protobuf with nothing in it
+        raise ResdeployError(f"{path} is not an ONNX model (no graph in it)", hint=hint)
+    return model
 
 
 def graph_kind(model: Any) -> str:

@@ -41,10 +41,11 @@ def files(tmp_path: Path, tiny_onnx) -> dict[str, str]:  # noqa: ANN001
     (inputs / "png.onnx").write_bytes((inputs / "img.png").read_bytes())
     (inputs / "truncated.onnx").write_bytes(Path(onnx_path).read_bytes()[:300])
     (inputs / "not_bench.json").write_text(json.dumps({"hello": 1}))
+    (inputs / "stray.onnx").write_bytes(b"\x08\x07")  # parses as a protobuf: ir_version 7 and nothing else
     (inputs / "dir").mkdir()
     return {"model": str(onnx_path), "png": str(inputs / "img.png"), "empty": str(inputs / "empty.onnx"),
             "png_onnx": str(inputs / "png.onnx"), "truncated": str(inputs / "truncated.onnx"),
-            "not_bench": str(inputs / "not_bench.json"), "dir": str(inputs / "dir"),
+            "not_bench": str(inputs / "not_bench.json"), "dir": str(inputs / "dir"), "stray": str(inputs / "stray.onnx"),
             "out": str(tmp_path / "out" / "result.json"), "out_dir": str(tmp_path / "out" / "variant")}
 
 
@@ -110,6 +111,10 @@ def test_bad_numbers_are_refused_before_any_work(files: dict[str, str], tmp_path
     (["quantize", "{model}", "-p", "fp8", "-q", "-o", "{out_dir}"], "unknown precision"),
     (["quantize", "{model}", "-p", "fp16", "--input-size", "32", "-q", "-o", "{png}"], "already exists"),
     (["validate", "{truncated}", "--data", "synthetic", "-q"], "not a readable ONNX"),
+    # No manifest beside them, yet what is wrong is the file, not a missing --input-size.
+    (["validate", "{empty}", "--data", "synthetic", "-q"], "is empty (0 bytes)"),
+    (["quantize", "{empty}", "--calib-data", "synthetic", "-q", "-o", "{out_dir}"], "is empty (0 bytes)"),
+    (["quantize", "{stray}", "-p", "fp16", "-q", "-o", "{out_dir}"], "no graph in it"),
     (["validate", "{model}", "--reference", "{model}", "--data", "{dir}", "--input-size", "32", "-q"], "no images"),
     (["validate", "{model}", "--reference", "{model}", "--data", "synthetic", "--input-size", "32", "--junit", "{dir}"],
      "is a directory"),

@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
                                           "Default: the first run."),
         title: str = typer.Option("resdeploy benchmark report", "--title", help="Report title."),
         json_out: bool = typer.Option(False, "--json", help="Print the merged rows as JSON on stdout."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No 'wrote FILE' line on stderr."),
     ) -> None:
         """Merge RESULTS into one table with speed-ups and plots; write HTML or Markdown with -o."""
         from resdeploy.console import stdout
@@ -32,7 +33,7 @@ def register(app: typer.Typer) -> None:
         stdout.print(rich_table(res.rows, title=f"{title} — speed-up vs {res.baseline}"))
         for note in machine_legend(res.rows) + footnotes(res.rows):
             stdout.print(note, highlight=False, markup=False)
-        if res.output is not None:
+        if res.output is not None and not quiet:
             from resdeploy.console import stderr
 
             stderr.print(f"wrote {res.output}", highlight=False, markup=False)

@@ -24,6 +24,9 @@ def test_report_html_and_json(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN00
     code, stdout, stderr = run_cli("report", str(res), "-o", str(html))
     assert code == 0, stderr
     assert "speed-up" in stdout and "ort" in stdout and html.exists()
+    assert f"wrote {html}" in stderr
+    code, stdout, stderr = run_cli("report", str(res), "-o", str(html), "-q")
+    assert code == 0 and "speed-up" in stdout and stderr == ""
     code, stdout, _ = run_cli("report", str(res), "--json")
     rows = json.loads(stdout)["rows"]
     assert code == 0 and [r["batch"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0

@@ -206,8 +206,9 @@ class TorchRunner(Runner):
         opts = self.config.options
         ref = str(self.config.model)
         path = Path(ref)
-        looks_like_path = path.exists() or ref.endswith((".onnx", ".json")) or ("/" in ref and ":" not in ref)
-        if looks_like_path:
+        from resdeploy.artifacts import is_model_path
+
+        if is_model_path(ref):  # the one rule build and the ORT runner use too
             from resdeploy.artifacts import read_manifest
 
             if not path.exists():

@@ -91,8 +91,14 @@ def test_bad_inputs_and_missing_files() -> None:
             r.infer(_x(1, size=64))
         with pytest.raises(ResdeployError, match="numpy array"):
             r.stage([1, 2, 3])  # type: ignore[arg-type]
-    with pytest.raises(ResdeployError, match="no such file"):
-        with create_runner(RunnerConfig(engine="torch", model="missing/dir/model.onnx")):
+    # One "path or name" rule with build and the ORT runner: a missing weights.pth is a file
+    # that is not there, not an unknown zoo model; a timm name with a dotted tag is a name.
+    for missing in ("missing/dir/model.onnx", "weights.pth"):
+        with pytest.raises(ResdeployError, match="no such file"):
+            with create_runner(RunnerConfig(engine="torch", model=missing)):
+                pass
+    with pytest.raises(ResdeployError, match="timm"):
+        with create_runner(RunnerConfig(engine="torch", model="timm:resnet50.a1_in1k")):
             pass
 
 

@@ -19,6 +19,7 @@ def _one_line_error(code: int, out: str, err: str, match: str) -> None:
     assert len(lines) == 1 and match in lines[0], err
 
 
+@pytest.mark.slow
 def test_export_json_and_table(tmp_path: Path) -> None:
     out = tmp_path / "r20"
     code, stdout, stderr = run_cli("export", "resnet20", "-o", str(out), "--json", "--num-classes", "5")

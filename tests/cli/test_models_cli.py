@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import run_cli
 
 
@@ -17,6 +18,7 @@ def test_models_json_filter_and_input_size() -> None:
     assert rows["resnet56"]["family"] == "cifar"
 
 
+@pytest.mark.slow
 def test_models_table_lists_the_zoo() -> None:
     code, out, err = run_cli("models")
     assert code == 0, err

@@ -63,6 +63,7 @@ def test_fp16_table(setup: dict[str, Path]) -> None:
     assert json.loads((setup["root"] / "f16" / "manifest.json").read_text())["quantization"]["io"] == "fp32"
 
 
+@pytest.mark.slow
 def test_zoo_name_is_exported_first(tmp_path: Path) -> None:
     out = tmp_path / "resnet20" / "int8-cpu"
     code, stdout, err = run_cli("quantize", "resnet20", "-o", str(out), "--calib-data", "synthetic",

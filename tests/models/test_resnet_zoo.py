@@ -63,6 +63,7 @@ def test_cifar_counts_match_the_paper() -> None:
         assert round(PUBLISHED_PARAMS[name] / 1e6, 2 if millions < 1 else 1) == millions
 
 
+@pytest.mark.slow
 def test_flops_are_computed_and_match_published() -> None:
     for name, gmacs in PUBLISHED_GMACS.items():
         s = model_stats(name)

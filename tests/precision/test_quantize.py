@@ -124,7 +124,7 @@ def test_ranges_saved_keyed_by_sha_and_rebuild_identical_model(fp32: Path, int8_
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("method", ["entropy", "percentile"])
+@pytest.mark.parametrize("method", [pytest.param("entropy", marks=pytest.mark.slow), "percentile"])
 def test_other_calibration_methods(fp32: Path, images: Path, tmp_path: Path, method: str) -> None:
     res = quantize(fp32, config=QuantizeConfig(precision="int8", calib_data=str(images), calib_samples=4,
                                                method=method, percentile=99.9, output=str(tmp_path / method)))
@@ -134,7 +134,7 @@ def test_other_calibration_methods(fp32: Path, images: Path, tmp_path: Path, met
     assert np.isfinite(_run(res.model_path, _x())).all()
 
 
-@pytest.mark.parametrize("method", ["entropy", "percentile"])
+@pytest.mark.parametrize("method", [pytest.param("entropy", marks=pytest.mark.slow), "percentile"])
 def test_histogram_calibration_with_a_partial_last_batch(fp32: Path, method: str) -> None:
     # 9 samples in batches of 8: ORT's histogram collectors stack the batches and used to crash.
     pre_dir = fp32.parent.parent / f"pre-{method}"
@@ -235,6 +235,7 @@ def test_setting_errors_come_before_calibration(fp32: Path, tmp_path: Path, monk
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_fixed_batch_export_can_be_quantized(tmp_path: Path, images: Path) -> None:
     # The quick FP32-vs-variant check fed batches of up to 8 to a model exported with --batch 3.
     from resdeploy.exporter import ExportConfig

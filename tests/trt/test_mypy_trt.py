@@ -89,6 +89,7 @@ def _prepare_stubs(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_trt_modules_type_check_against_tensorrt_stubs(tmp_path: Path) -> None:
     pytest.importorskip("mypy", reason="mypy is not installed (pip install -e '.[dev]')")
     stubs = _prepare_stubs(tmp_path / "stubs")

@@ -61,6 +61,20 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def int8_cpu_advice(arch: str, flags: list[str]) -> str | None:
+    """What ``quantize --target cpu`` should know about this CPU, or None when nothing.
+
+    Without VNNI (or AMX), x86's u8 x s8 instruction adds pairs of products into int16, which
+    8-bit weights can saturate; ONNX Runtime's quantization guide recommends reduce_range there.
+    """
+    if arch.lower() not in ("x86_64", "amd64", "i686", "x86") or not flags:
+        return None  # ARM, or no /proc/cpuinfo to tell
+    if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
+        return None
+    return ("no VNNI on this CPU: INT8 graphs made for it should use `resdeploy quantize --target cpu "
+            "--reduce-range` (7-bit weights; 8-bit weights can saturate in ONNX Runtime's kernels here)")
+
+
 def usable_cpus() -> list[int]:
     """CPUs this process may run on (honours taskset/cgroups pinning)."""
     if hasattr(os, "sched_getaffinity"):
@@ -216,4 +230,6 @@ def engines_info() -> list[dict[str, Any]]:
 
 def info() -> dict[str, Any]:
     """``resdeploy info``: the host fingerprint plus what can run on it."""
-    return {"machine": fingerprint(import_torch=True), "engines": engines_info()}
+    machine = fingerprint(import_torch=True)
+    advice = [a for a in (int8_cpu_advice(machine["arch"], machine["cpu"]["flags"]),) if a]
+    return {"machine": machine, "engines": engines_info(), "advice": advice}

@@ -51,3 +51,14 @@ def test_engines_info_reports_a_broken_runtime_instead_of_crashing(monkeypatch) 
     assert not ov["available"] and "failed to load" in ov["note"] and "libopenvino_intel_cpu_plugin" in ov["note"]
     assert "\n" not in ov["note"]
     assert engines["ort"]["available"]
+
+
+def test_int8_advice_names_reduce_range_only_for_x86_without_vnni() -> None:
+    from resdeploy.machine import int8_cpu_advice
+
+    assert "--reduce-range" in (int8_cpu_advice("x86_64", ["avx2", "avx512f"]) or "")
+    assert "--reduce-range" in (int8_cpu_advice("x86_64", ["avx2"]) or "")
+    for flags in (["avx2", "avx512_vnni"], ["avx2", "avx_vnni"], ["avx512f", "amx_int8"]):
+        assert int8_cpu_advice("x86_64", flags) is None
+    assert int8_cpu_advice("aarch64", ["asimd"]) is None  # ARM: no such saturation
+    assert int8_cpu_advice("x86_64", []) is None  # flags unknown: say nothing rather than guess

@@ -49,3 +49,5 @@ def register(app: typer.Typer) -> None:
         for e in data["engines"]:
             if e["note"]:
                 stdout.print(f"{e['engine']}: {e['note']}", highlight=False, markup=False)
+        for line in data["advice"]:
+            stdout.print(f"int8: {line}", highlight=False, markup=False)

@@ -16,3 +16,7 @@ def test_info_table_and_json() -> None:
     data = json.loads(stdout)
     assert code == 0 and {e["engine"] for e in data["engines"]} == {"torch", "ort", "openvino", "trt"}
     assert data["machine"]["cpu"]["logical_cores"] >= 1
+    from resdeploy.machine import int8_cpu_advice
+
+    expected = int8_cpu_advice(data["machine"]["arch"], data["machine"]["cpu"]["flags"])
+    assert data["advice"] == ([expected] if expected else [])

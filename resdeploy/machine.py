@@ -231,5 +231,5 @@ def engines_info() -> list[dict[str, Any]]:
 def info() -> dict[str, Any]:
     """``resdeploy info``: the host fingerprint plus what can run on it."""
     machine = fingerprint(import_torch=True)
-    advice = [a for a in (int8_cpu_advice(machine["arch"], machine["cpu"]["flags"]),) if a]
-    return {"machine": machine, "engines": engines_info(), "advice": advice}
+    int8 = int8_cpu_advice(machine["arch"], machine["cpu"]["flags"])
+    return {"machine": machine, "engines": engines_info(), "advice": [int8] if int8 else []}

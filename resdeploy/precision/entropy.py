@@ -37,8 +37,7 @@ class AbsHistogram:
 
     @classmethod
     def of(cls, values: np.ndarray, bins: int = HISTOGRAM_BINS) -> AbsHistogram:
-        flat = np.asarray(values, dtype=np.float32).reshape(-1)
-        flat = flat[np.isfinite(flat)]
+        flat = _finite(values)
         if flat.size == 0:
             return cls(np.zeros(bins, dtype=np.int64), 0.0, 0.0, 0.0, bins)
         amax = float(np.abs(flat).max())
@@ -48,8 +47,7 @@ class AbsHistogram:
 
     def merge(self, values: np.ndarray) -> None:
         """Add more values; bins keep their width and more are appended when |x| grows."""
-        flat = np.asarray(values, dtype=np.float32).reshape(-1)
-        flat = flat[np.isfinite(flat)]
+        flat = _finite(values)
         if flat.size == 0:
             return
         seen = int(self.counts.sum())
@@ -76,6 +74,12 @@ class AbsHistogram:
 
     def edge(self, k: int) -> float:
         return k * self.width
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """The values as one flat float32 array, NaN and infinities left out (they have no bin)."""
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    return flat[np.isfinite(flat)]
 
 
 def _count(absolute: np.ndarray, width: float, bins: int) -> np.ndarray:

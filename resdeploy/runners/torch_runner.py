@@ -206,11 +206,9 @@ class TorchRunner(Runner):
         opts = self.config.options
         ref = str(self.config.model)
         path = Path(ref)
-        from resdeploy.artifacts import is_model_path
+        from resdeploy.artifacts import is_model_path, read_manifest
 
         if is_model_path(ref):  # the one rule build and the ORT runner use too
-            from resdeploy.artifacts import read_manifest
-
             if not path.exists():
                 raise ResdeployError(f"no such file or directory: {ref}")
             manifest = read_manifest(path, required=True)

@@ -49,6 +49,14 @@ def files(tmp_path: Path, tiny_onnx) -> dict[str, str]:  # noqa: ANN001
             "out": str(tmp_path / "out" / "result.json"), "out_dir": str(tmp_path / "out" / "variant")}
 
 
+def _refused_without_writing(files: dict[str, str], tmp_path: Path, args: list[str], match: str) -> None:
+    """The command fails with one line, prints nothing on stdout and leaves the folder as it was."""
+    before = tree(tmp_path)
+    code, out, err = run_cli(*(a.format(**files) for a in args))
+    assert_one_line_error(code, out, err, match)
+    assert out == "" and tree(tmp_path) == before
+
+
 # Usage errors: click's four-line "Usage: ... Try ... Error: ..." block, now one line naming --help.
 @pytest.mark.parametrize(("args", "match"), [
     (["bogus"], "No such command 'bogus'"),
@@ -91,10 +99,7 @@ def test_usage_errors_are_one_line_naming_help(files: dict[str, str], args: list
 ])
 def test_bad_numbers_are_refused_before_any_work(files: dict[str, str], tmp_path: Path, args: list[str],
                                                 match: str) -> None:
-    before = tree(tmp_path)
-    code, out, err = run_cli(*(a.format(**files) for a in args))
-    assert_one_line_error(code, out, err, match)
-    assert out == "" and tree(tmp_path) == before
+    _refused_without_writing(files, tmp_path, args, match)
 
 
 @pytest.mark.parametrize(("args", "match"), [
@@ -127,10 +132,7 @@ def test_bad_numbers_are_refused_before_any_work(files: dict[str, str], tmp_path
 ])
 def test_bad_files_are_one_line_and_write_nothing(files: dict[str, str], tmp_path: Path, args: list[str],
                                                   match: str) -> None:
-    before = tree(tmp_path)
-    code, out, err = run_cli(*(a.format(**files) for a in args))
-    assert_one_line_error(code, out, err, match)
-    assert out == "" and tree(tmp_path) == before
+    _refused_without_writing(files, tmp_path, args, match)
 
 
 def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tiny_onnx, tmp_path: Path,  # noqa: ANN001

@@ -27,6 +27,7 @@ from resdeploy.compare import parity_metrics, topk_accuracy
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.preprocess import PreprocessSpec
+from resdeploy.preprocess_graph import image_array, is_raw_image_input
 
 MLPERF_TOP1_RATIO = 0.99
 DEFAULT_MIN_AGREEMENT = 0.99
@@ -226,6 +227,14 @@ def infer_batched(runner: Any, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def _infer_raw(runner: Any, ds: Any, names: list[str]) -> np.ndarray:
+    """Feed a model with in-graph preprocessing the decoded images, one per call (their sizes differ)."""
+    from resdeploy.preprocess import load_image
+
+    paths = [(ds.root / n) if ds.root else Path(n) for n in names]
+    return np.concatenate([runner.infer(image_array(load_image(p))[None]) for p in paths])
+
+
 def validate(candidate: str | os.PathLike[str], *, reference: str | None = None, data: str | None = None,
              config: ValidateConfig | None = None, reporter: Reporter | None = None, **kwargs: Any) -> ValidateResult:
     """Compare ``candidate`` with its reference on ``data`` and apply the gates.
@@ -287,9 +296,13 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
             raise
     try:
         num_classes: int | None = None
+        meta = cand_runner.input_meta()
+        raw = is_raw_image_input(meta.dtype, meta.shape)  # preprocessing in the candidate's graph
+        if raw and ds.kind != "images":
+            raise ResdeployError("a model with its preprocessing in the graph validates on an image folder (--data DIR)")
         for batch in ds.batches(cfg.batch_size, data_rep, description="validating"):
             r = infer_batched(ref_runner, batch.inputs)
-            c = infer_batched(cand_runner, batch.inputs)
+            c = _infer_raw(cand_runner, ds, batch.names) if raw else infer_batched(cand_runner, batch.inputs)
             if r.shape != c.shape:
                 raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
                                      "they are not the same model")

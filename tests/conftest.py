@@ -86,3 +86,40 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (path
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                           dynamo=False)
     return path, net
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - Path of an artifact directory
+    """``tiny_onnx``'s net as an opset-18 artifact directory with a manifest (preprocess 37 -> 32, 10 named classes).
+
+    What in-graph preprocessing and serving tests need (Resize with antialias and CenterCropPad
+    are opset 18), exported in about a second rather than a zoo export's half minute.
+    """
+    import warnings
+
+    import torch
+
+    from resdeploy import artifacts
+    from resdeploy.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
+    ).eval()
+    out = tmp_path_factory.mktemp("tinyart") / "tinynet" / "fp32"
+    out.mkdir(parents=True)
+    path = out / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(path), input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=18, dynamo=False)
+    artifacts.write_manifest(out, {
+        "stage": "export", "precision": "fp32",
+        "model": {"name": "tinynet", "classes": [f"class {i}" for i in range(10)]},
+        "artifact": {"file": "model.onnx", "sha256": artifacts.sha256_file(path), "bytes": path.stat().st_size},
+        "preprocess": PreprocessSpec(resize=37, crop=32).to_dict(),
+    })
+    return out

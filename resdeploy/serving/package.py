@@ -338,7 +338,9 @@ def package_triton(variant: str | os.PathLike[str], repository: str | os.PathLik
         (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
         if labels:
             (tmp / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
-        (tmp / "README.txt").write_text(readme_text(repo, model_config, batching), encoding="utf-8")
+        pre = (manifest or {}).get("preprocess") or {}
+        side = int(pre.get("resize") or pre.get("crop") or 224)
+        (tmp / "README.txt").write_text(readme_text(repo, model_config, batching, side), encoding="utf-8")
         artifacts.write_manifest(tmp, {
             "stage": "package", "target": "triton", "name": name, "platform": platform,
             "source": {"path": str(src.resolve()), "sha256": sha, "precision": tensors.precision,
@@ -359,6 +361,20 @@ def package_triton(variant: str | os.PathLike[str], repository: str | os.PathLik
                          model_file=final / "1" / model_file, sha256=sha, config=model_config, batching=batching,
                          schema_check=schema_check, labels=final / LABELS_FILE if labels else None,
                          warnings=warnings)
+
+
+def entry_name(variant: str | os.PathLike[str], config: TritonConfig | None = None, *, raw_image: bool = False) -> str:
+    """The model name ``package_triton`` will use; ``raw_image``: for the variant's in-graph-preprocessing copy.
+
+    Lets a caller that writes that copy first check the repository entry is free beforehand.
+    """
+    if config is not None and config.name:
+        return config.name
+    src, manifest, engine_meta = _resolve_variant(variant)
+    tensors = _engine_tensors(engine_meta) if engine_meta else read_onnx_tensors(src)
+    if raw_image:
+        tensors.inputs = [(n, "uint8", s) for n, _, s in tensors.inputs]
+    return _default_name(manifest, tensors, src)
 
 
 def _default_name(manifest: dict[str, Any] | None, tensors: ModelTensors, src: Path) -> str:
@@ -448,12 +464,15 @@ def _external_files(path: Path) -> list[str]:
 
 
 # --- README -------------------------------------------------------------------------------------------
-def readme_text(repo: Path, config: ModelConfig, batching: dict[str, Any] | None) -> str:
-    """How to serve, query and load-test this entry: commands filled in with its names and shapes."""
+def readme_text(repo: Path, config: ModelConfig, batching: dict[str, Any] | None, image_side: int = 224) -> str:
+    """How to serve, query and load-test this entry: commands filled in with its names and shapes.
+
+    Dynamic dims (the height and width of raw images) are filled with ``image_side``.
+    """
     from resdeploy.serving.triton import KSERVE_DTYPES
 
     inp = config.inputs[0]
-    example = [d if d > 0 else 224 for d in inp.dims]
+    example = [d if d > 0 else image_side for d in inp.dims]
     if config.max_batch_size > 0:
         shape = [1, *example]
     else:

@@ -150,3 +150,23 @@ def test_inexpressible_preprocessing_is_refused(spec: PreprocessSpec, message: s
 def test_old_opset_is_refused() -> None:
     with pytest.raises(ResdeployError, match="opset >= 18"):
         pg.preprocess_model(PreprocessSpec(), opset=17)
+
+
+def test_validate_feeds_the_decoded_images(tiny_artifact: Path, tmp_path: Path) -> None:
+    """validate: reference = the parent with Python preprocessing, candidate = the merged model on raw images."""
+    from resdeploy.validation import validate
+
+    res = pg.embed_preprocessing(tiny_artifact, tmp_path / "raw")
+    result = validate(res.path.parent, data=str(SAMPLE), samples=16)
+    assert result.samples == 16
+    assert Path(result.reference["path"]).resolve() == tiny_artifact.resolve()  # the parent, from the manifest
+    assert result.parity["top1_agreement"] == 1.0
+    assert result.parity["max_abs_error"] < 0.05
+
+
+def test_bench_feeds_uint8_images_at_the_resize_size(tiny_artifact: Path, tmp_path: Path) -> None:
+    from resdeploy.benchmark import bench
+
+    res = pg.embed_preprocessing(tiny_artifact, tmp_path / "raw")
+    result = bench(str(res.path.parent), engines=["ort"], batches=[2], iterations=2, duration=0.0, warmup_iterations=1)
+    assert result.runs[0].input_shape == [2, 37, 37, 3]

@@ -402,7 +402,8 @@ def _class_names(manifest: dict[str, Any] | None) -> list[str] | None:
     """Class names from the manifest (``classes`` at the top or under ``model``), when it has them."""
     if not manifest:
         return None
-    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    found = manifest.get("model")
+    model: dict[str, Any] = found if isinstance(found, dict) else {}
     for names in (manifest.get("classes"), model.get("classes"), model.get("class_names")):
         if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
             return [" ".join(n.split()) for n in names]

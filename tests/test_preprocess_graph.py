@@ -170,3 +170,32 @@ def test_bench_feeds_uint8_images_at_the_resize_size(tiny_artifact: Path, tmp_pa
     res = pg.embed_preprocessing(tiny_artifact, tmp_path / "raw")
     result = bench(str(res.path.parent), engines=["ort"], batches=[2], iterations=2, duration=0.0, warmup_iterations=1)
     assert result.runs[0].input_shape == [2, 37, 37, 3]
+
+
+@pytest.mark.openvino
+def test_openvino_resizes_without_antialias(tmp_path: Path) -> None:
+    """What docs/serving.md says: OpenVINO's ONNX frontend drops Resize's antialias (so downscaling differs).
+
+    If a new OpenVINO honours it, this fails: then update the docs (its preprocessing would match Python's).
+    """
+    import openvino as ov
+
+    spec = PreprocessSpec()
+    model = pg.preprocess_model(spec)
+    plain = pg.preprocess_model(spec)
+    for node in plain.graph.node:
+        if node.op_type == "Resize":
+            del node.attribute[:]
+            node.attribute.extend([onnx.helper.make_attribute("mode", "linear"),
+                                   onnx.helper.make_attribute("axes", [1, 2]),
+                                   onnx.helper.make_attribute("coordinate_transformation_mode", "half_pixel")])
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU")
+    img = _other_sizes(tmp_path)[0]  # 500x375 -> shorter side 256: a real downscale
+    x = pg.image_array(img)[None]
+    got = compiled(x)[0][0]
+    no_antialias = _session(plain).run(None, {pg.RAW_INPUT_NAME: x})[0][0]
+    vs_python = float(np.abs(got - preprocess_image(img, spec)).max())
+    print(f"OpenVINO vs Python preprocessing on a 500x375 photo: max |diff| {vs_python:.3f}")
+    np.testing.assert_allclose(got, no_antialias, atol=1e-4)
+    assert vs_python > pg.PARITY_BOUND

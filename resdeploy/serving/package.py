@@ -273,6 +273,8 @@ def package_triton(variant: str | os.PathLike[str], repository: str | os.PathLik
     if platform == "onnxruntime_onnx" and engine_meta is not None:
         raise ResdeployError(f"{src} is a TensorRT engine; platform onnxruntime_onnx runs ONNX files",
                              hint="use --platform tensorrt_plan, or package the ONNX variant it was built from")
+    if platform == "tensorrt_plan" and cfg.accelerator != "none":
+        raise ResdeployError("execution accelerators apply to onnxruntime_onnx; a TensorRT plan already is TensorRT")
     kind = cfg.resolved_kind() if cfg.kind or platform != "tensorrt_plan" else "gpu"
     if platform == "tensorrt_plan" and kind != "gpu":
         raise ResdeployError("a TensorRT plan runs on GPU instances only: pass --kind gpu")

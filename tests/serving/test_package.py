@@ -69,6 +69,20 @@ def test_repository_layout_schema_and_files(tiny_artifact: Path, tmp_path: Path)
     assert not [p for p in (tmp_path / "repo").iterdir() if p.name.startswith(".")]  # no temporary sibling left
 
 
+def test_readme_request_body_is_a_valid_kserve_request(tiny_artifact: Path, tmp_path: Path) -> None:
+    """The README's python3 one-liner runs and writes a KServe v2 body shaped like the input."""
+    import subprocess
+    import sys
+
+    res = package_triton(tiny_artifact, tmp_path / "repo")
+    line = next(x for x in (res.model_dir / "README.txt").read_text().splitlines() if "python3 -c" in x)
+    code = line.split('python3 -c "', 1)[1].rsplit('" >', 1)[0]
+    body = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    inp = body["inputs"][0]
+    assert inp["name"] == "input" and inp["datatype"] == "FP32" and inp["shape"] == [1, 3, 32, 32]
+    assert len(inp["data"]) == 3 * 32 * 32
+
+
 def test_preferred_batch_and_queue_delay_come_from_the_bench(tiny_artifact: Path, tmp_path: Path) -> None:
     bench_file = _bench(tiny_artifact, tmp_path / "cpu.json", [1, 2, 4])
     runs = json.loads(bench_file.read_text())["runs"]

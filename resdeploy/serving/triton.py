@@ -132,9 +132,6 @@ def _accelerator(a: Accelerator) -> str:
 
 
 # --- the check against Triton's own schema ---------------------------------------------------------
-TRITONCLIENT_HINT = "pip install tritonclient grpcio (see the Makefile's setup: installed --no-deps)"
-
-
 def model_config_pb2() -> Any:
     """Triton's generated ``model_config_pb2`` module, or a one-line error naming the install."""
     return require("tritonclient.grpc.model_config_pb2", install="tritonclient grpcio",

@@ -131,6 +131,17 @@ def test_qdq_graph_gets_int8_without_a_calibration_table(tiny_artifact: Path, tm
     params = _parse(res.model_dir).optimization.execution_accelerators.gpu_execution_accelerator[0].parameters
     assert params["precision_mode"] == "INT8"
     assert not [k for k in params if "calibration" in k]
+    # the same Q/DQ variant with its preprocessing in the graph: FP32 preprocessing, still INT8, uint8 in
+    from resdeploy.preprocess_graph import embed_preprocessing
+
+    raw = embed_preprocessing(q.model_path.parent, tmp_path / "int8-raw")
+    model = onnx.load(str(raw.path))
+    pre = [n for n in model.graph.node if n.name.startswith("preprocess_")]
+    assert pre and not [n for n in pre if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    res = package_triton(raw.path.parent, tmp_path / "repo", TritonConfig(accelerator="tensorrt"))
+    msg = _parse(res.model_dir)
+    assert pb2.DataType.Name(msg.input[0].data_type) == "TYPE_UINT8"
+    assert msg.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters["precision_mode"] == "INT8"
 
 
 def test_raw_image_variant_takes_uint8(tiny_artifact: Path, tmp_path: Path) -> None:

@@ -101,3 +101,10 @@ def test_preprocessing_not_expressible_in_onnx(variant: Path, tmp_path: Path) ->
     one_line_error(*run_cli("package", str(variant), "--preprocess-in-graph", "--triton", str(tmp_path / "repo")),
                    "cannot be expressed as ONNX Resize")
     assert tree(tmp_path) == before
+
+
+def test_export_with_preprocess_in_graph_refuses_an_old_opset_before_exporting(tmp_path: Path) -> None:
+    before = tree(tmp_path)
+    one_line_error(*run_cli("export", "resnet20", "-o", str(tmp_path / "r20"), "--opset", "17",
+                            "--preprocess-in-graph"), "needs --opset 18")
+    assert tree(tmp_path) == before

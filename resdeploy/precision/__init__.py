@@ -221,6 +221,10 @@ def resolve_source(model: str | os.PathLike[str], cfg: QuantizeConfig, reporter:
     manifest = read_manifest(p)
     if manifest and str(manifest.get("precision", "fp32")).lower() not in ("fp32", "float32"):
         raise ResdeployError(f"{p} is a {manifest.get('precision')} variant; make variants from the FP32 export")
+    if manifest and manifest.get("preprocess_in_graph"):  # its preprocessing must stay FP32 and uncalibrated
+        raise ResdeployError(f"{p} has its preprocessing in the graph",
+                             hint="quantize the variant it was made from, then `resdeploy package VARIANT "
+                                  "--preprocess-in-graph`")
     spec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean, std=cfg.std,
                            what=str(p), reporter=reporter)
     art_dir = p.parent if manifest is not None else None

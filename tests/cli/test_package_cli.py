@@ -108,3 +108,11 @@ def test_export_with_preprocess_in_graph_refuses_an_old_opset_before_exporting(t
     one_line_error(*run_cli("export", "resnet20", "-o", str(tmp_path / "r20"), "--opset", "17",
                             "--preprocess-in-graph"), "needs --opset 18")
     assert tree(tmp_path) == before
+
+
+def test_quantize_refuses_a_variant_with_preprocessing_in_the_graph(variant: Path, tmp_path: Path) -> None:
+    assert run_cli("package", str(variant), "--preprocess-in-graph", "-q")[0] == 0
+    raw = variant.parent / "fp32-rawimage"
+    before = tree(tmp_path)
+    one_line_error(*run_cli("quantize", str(raw), "--precision", "fp16"), "has its preprocessing in the graph")
+    assert tree(tmp_path) == before

@@ -7,15 +7,17 @@ any one size, and the graph does what ``resdeploy.preprocess.preprocess_image`` 
 as ONNX ops in the way of the ONNX model zoo's ``resnet-preproc``:
 
 1. ``Resize`` of the shorter side to ``spec.resize`` (opset 18, ``antialias=1``, half-pixel
-   centres: PIL's filter), the longer side as torchvision computes it (``int(size * long / short)``);
+   centres: PIL's filter), the longer side as torchvision computes it (``int(size * long / short)``),
+   clipped to [0, 255] as PIL's 8-bit result is;
 2. ``CenterCropPad`` to ``spec.crop``, preceded by a one-pixel ``Slice`` where Python's
    ``round`` (half to even) would start the crop one pixel later than ``CenterCropPad``'s floor;
-3. ``Mul`` by ``spec.scale``, channel order, ``Sub`` mean, ``Div`` std, ``Transpose`` to NCHW.
+3. ``Mul`` by ``spec.scale``, channel order, ``Sub`` mean, ``Div`` std, ``Transpose`` to NCHW (for an NCHW spec).
 
 Everything runs in FP32, whatever the model's precision; an FP16-input model gets a
 final ``Cast``. What differs from Python is rounding: PIL resamples 8-bit images with
 fixed-point weights and rounds to 8 bits between its two passes, the graph does not, so
 the normalised tensors differ by a few 1/255 steps over std (``parity`` measures it).
+OpenVINO runs the graph but ignores ``antialias`` (docs/serving.md has the numbers).
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ from resdeploy.preprocess import PreprocessSpec
 RAW_INPUT_NAME = "image"
 MIN_OPSET = 18  # Resize's antialias and CenterCropPad
 _PREFIX = "preprocess_"
-# PIL filters ONNX Resize reproduces: mode, cubic coefficient, antialias.
-# Only bilinear: ONNX Resize reproduces it to within 8-bit rounding (max |diff| 0.018 of the normalised
+# PIL filters ONNX Resize reproduces -> (mode, cubic coefficient, antialias). Only bilinear: ONNX Resize reproduces it to within 8-bit rounding (max |diff| 0.018 of the normalised
 # tensor on real photos). PIL's bicubic clips to 8 bits between its two passes, which one ONNX Resize
 # cannot (measured 0.105 on calibration/sample re-saved at other sizes); nearest picks another source
 # pixel at float ties (0.4 % of one image's pixels); lanczos/box/hamming have no ONNX mode.

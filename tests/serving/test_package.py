@@ -121,6 +121,7 @@ def test_precision_of_the_graph_sets_the_tensorrt_accelerator(tiny_artifact: Pat
     assert _parse(ov.model_dir).optimization.execution_accelerators.cpu_execution_accelerator[0].name == "openvino"
 
 
+@pytest.mark.slow
 def test_qdq_graph_gets_int8_without_a_calibration_table(tiny_artifact: Path, tmp_path: Path) -> None:
     from resdeploy.precision import quantize
 

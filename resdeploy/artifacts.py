@@ -219,8 +219,6 @@ def read_json(path: str | os.PathLike[str], *, schema: str | Sequence[str] | Non
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResdeployError(f"no such file: {p}") from None
-    except IsADirectoryError:
-        raise ResdeployError(f"{p} is a directory, not a JSON file") from None
     except (OSError, ValueError) as exc:
         raise ResdeployError(f"cannot read {p} as JSON: {exc}") from None
     if schema is not None:
@@ -616,22 +614,6 @@ def is_model_path(ref: str | os.PathLike[str]) -> bool:
 def artifact_dirs_inside(path: Path, filename: str = "model.onnx") -> list[str]:
     """Sub-directories holding ``filename``: what a user meant by a model's folder (fp32, int8-cpu)."""
     return sorted(d.name for d in path.iterdir() if d.is_dir() and (d / filename).is_file())
-
-
-def resolve_model_file(path: str | os.PathLike[str], filename: str = "model.onnx") -> Path:
-    """Accept an artifact directory, its ``manifest.json`` or a file path, as users type all three."""
-    p = Path(path)
-    if p.name == MANIFEST_NAME and p.is_file():
-        p = p.parent
-    if p.is_dir():
-        inside = artifact_dirs_inside(p, filename)
-        p = p / filename
-        if not p.exists() and inside:  # the model's folder (artifacts/resnet50) rather than a variant's
-            raise ResdeployError(f"no such file: {p}", hint=f"pass one of its artifact directories: {', '.join(inside)}")
-    if not p.exists():
-        raise ResdeployError(f"no such file: {p}")
-    check_not_empty(p)
-    return p
 
 
 def check_not_empty(p: Path) -> None:

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from resdeploy.artifacts import read_manifest, sha256_file, utc_now
+from resdeploy.artifacts import utc_now
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.resolve import resolve_artifact
 from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
 from resdeploy.scenarios import SCENARIOS, LoopLimits, closed_loop, make_timer, server_loop, warm_up
 from resdeploy.stats import LatencyStats
@@ -279,9 +280,8 @@ def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any
 def _spatial_size(cfg: BenchConfig) -> int:
     if cfg.input_size:
         return int(cfg.input_size)
-    p = Path(cfg.model)
-    manifest = read_manifest(p) if p.exists() else None
-    pre = (manifest or {}).get("preprocess") or {}
+    art = resolve_artifact(cfg.model, onnx_dir=False, verify=False)
+    pre = (art.manifest.preprocess if art.manifest else None) or {}
     return int(pre.get("crop") or 224)
 
 
@@ -446,23 +446,6 @@ def _check_installed(engine: str, device: str = "cpu", options: dict[str, Any] |
         require_tensorrt()
 
 
-def _model_name(model: str) -> str:
-    """resnet50 for a zoo name, an artifact of it or its ONNX file; else the file's name."""
-    p = Path(model)
-    if not p.exists():
-        return model
-    manifest = read_manifest(p) or {}
-    name = (manifest.get("model") or {}).get("name") if isinstance(manifest.get("model"), dict) else None
-    return str(name) if name else (p.stem if p.suffix == ".onnx" else p.name)
-
-
-def _model_sha(model: str) -> str | None:
-    p = Path(model)
-    if p.is_dir():
-        p = p / "model.onnx"
-    return sha256_file(p) if p.is_file() else None
-
-
 def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides: Any) -> BenchResult:
     """Measure ``config.model`` on every engine and batch size; returns a ``BenchResult``.
 
@@ -495,10 +478,11 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
         _check_installed(engine, cfg.device, options)
         runner_for(engine, batches[0])
 
+    art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
     emulation = emulation_record(cfg, machine)
-    sha = _model_sha(cfg.model)
-    model_name = _model_name(cfg.model)
+    sha = art.sha256
+    model_name = art.name
     runs: list[RunResult] = []
     with pinned(cfg.cpus):
         for engine in cfg.engines:

@@ -86,7 +86,7 @@ def _check_run(run: Any, where: str) -> None:
 
 def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dict[str, Any]]]:
     """Read and check result files; returns (file name, result) pairs in the given order."""
-    from resdeploy.cli.common import load_json_file
+    from resdeploy.artifacts import read_json
 
     if not paths:
         raise ResdeployError("no result files given")
@@ -96,7 +96,7 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dic
         if real in seen:  # its rows would appear twice, indistinguishable
             raise ResdeployError(f"{p} is given twice")
         seen.add(real)
-    return [(str(p), check_result(load_json_file(str(p)), str(p))) for p in paths]
+    return [(str(p), check_result(read_json(p), str(p))) for p in paths]
 
 
 # --- rows ------------------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from resdeploy.artifacts import is_model_path, read_manifest, resolve_model_file
+from resdeploy.artifacts import GraphSummary, load_manifest
 from resdeploy.errors import MissingDependencyError, ResdeployError, require
+from resdeploy.resolve import resolve_artifact
 from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -38,41 +39,26 @@ _EP_INSTALL = {
 
 
 def onnx_model_path(model: str, engine: str) -> Path:
-    """The ONNX file behind an artifact directory or file path, with a message for zoo names."""
-    p = Path(model)
-    if not is_model_path(model):
+    """The ONNX file behind what the user typed (``resolve.resolve_artifact``), with a message for zoo names."""
+    art = resolve_artifact(model)
+    if art.kind == "zoo":
         raise ResdeployError(
             f"engine '{engine}' runs an ONNX model, and '{model}' is not a file or directory",
             hint=f"export it first with `resdeploy export {model}` and pass the directory it writes",
         )
-    path = resolve_model_file(p)
-    if not path.is_file():
-        raise ResdeployError(f"{path} is not a file")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ResdeployError(f"cannot read {path}: {exc.strerror}") from None
-    return path
+    assert art.path is not None
+    return art.path
 
 
 def graph_precision(path: Path) -> str:
-    """fp32 | fp16 | int8 for an ONNX file: from its manifest, else from the graph itself."""
-    manifest = read_manifest(path)
-    if manifest and isinstance(manifest.get("precision"), str):
-        return str(manifest["precision"]).lower()
-    onnx = require("onnx")
+    """fp32 | fp16 | int8 for an ONNX file: from its manifest, else measured from the graph itself."""
+    manifest = load_manifest(path)
+    if manifest is not None and manifest.precision not in ("", "unknown"):
+        return manifest.precision.lower()
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ResdeployError(f"cannot read {path} as an ONNX model: {str(exc).splitlines()[0]}") from None
-    ops = {n.op_type for n in proto.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger"} & ops:
-        return "int8"
-    f16 = onnx.TensorProto.FLOAT16
-    if any(t.data_type == f16 for t in proto.graph.initializer):
-        return "fp16"
-    return "fp32"
+        return GraphSummary.measure(path).precision
+    except ResdeployError as exc:
+        raise ResdeployError(f"cannot read {path} as an ONNX model: {exc.message}") from None
 
 
 def check_graph_precision(requested: str | None, path: Path, engine: str, allowed_casts: tuple[str, ...] = ()

@@ -357,47 +357,27 @@ def _attach_timing_cache(
 # --- ONNX side -----------------------------------------------------------------------------------
 
 def read_onnx_io(path: Path) -> OnnxIO:
-    """Input/output names, shapes and the graph's own precision, without loading weights."""
-    import onnx
-    from onnx import helper
-
+    """Input/output names, shapes and the graph's own precision (``artifacts.GraphSummary``), without weights."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ResdeployError(f"cannot read {path} as ONNX: {exc}") from None
-    graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1 or not graph.output:
-        raise ResdeployError(f"{path} has {len(inputs)} inputs; resdeploy builds image classifiers with one input")
-    tensor_type = inputs[0].type.tensor_type
-    shape: tuple[int | str, ...] = tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim
-    )
-    dtype = str(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)) if tensor_type.elem_type else "float32"
-    return OnnxIO(inputs[0].name, shape, dtype, graph.output[0].name, graph_precision(model))
-
-
-def graph_precision(model: Any) -> str:
-    """int8 when the graph holds Q/DQ pairs, fp16 when its float weights are FP16, else fp32."""
-    from onnx import TensorProto
-
-    ops = {n.op_type for n in model.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        return "int8"
-    floats = [t.data_type for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
-    if floats and sum(t == TensorProto.FLOAT16 for t in floats) * 2 > len(floats):
-        return "fp16"
-    return "fp32"
+        graph = artifacts.GraphSummary.measure(path)
+    except ResdeployError as exc:
+        raise ResdeployError(f"cannot read {path} as ONNX: {exc.message}") from None
+    if len(graph.inputs) != 1 or not graph.outputs:
+        raise ResdeployError(f"{path} has {len(graph.inputs)} inputs; resdeploy builds image classifiers with one input")
+    inp = graph.inputs[0]
+    shape: tuple[int | str, ...] = tuple(d if isinstance(d, str) else (int(d) if d else "?") for d in inp.shape)
+    dtype = inp.dtype if inp.dtype != "unknown" else "float32"
+    return OnnxIO(inp.name, shape, dtype, graph.outputs[0].name, graph.precision)
 
 
 def _source_onnx(model: str | os.PathLike[str], config: BuildConfig, reporter: Reporter) -> Path:
     """The ONNX to start from: a file, an artifact directory, or a zoo name (exported as export does)."""
-    p = Path(model)
-    if p.exists():
-        return artifacts.resolve_model_file(p)
-    if artifacts.is_model_path(model):
-        raise ResdeployError(f"no such file: {model}")
+    from resdeploy.resolve import resolve_artifact
+
+    art = resolve_artifact(model)
+    if art.kind != "zoo":
+        assert art.path is not None
+        return art.path
     from resdeploy.exporter import ExportConfig, default_output_dir, export
 
     target = default_output_dir(str(model))  # artifacts/<model>/fp32, where the other stages look too

@@ -430,7 +430,7 @@ class Manifest:
     """
 
     stage: str
-    precision: str
+    precision: str | None  # None: not stated (then the graph summary's precision is what the file holds)
     artifact: FileRecord | None  # None only for an artifact with no file (a torch model rebuilt from its spec)
     graph: GraphSummary | None = None
     model: dict[str, Any] | None = None  # the model spec (name, source, weights, init): what to rebuild
@@ -451,8 +451,9 @@ class Manifest:
                    **fields)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"schema": self.schema, "created": self.created, "stage": self.stage,
-                             "precision": self.precision}
+        d: dict[str, Any] = {"schema": self.schema, "created": self.created, "stage": self.stage}
+        if self.precision is not None:
+            d["precision"] = self.precision
         if self.model is not None:
             d["model"] = self.model
         if self.preprocess is not None:
@@ -479,11 +480,13 @@ class Manifest:
             graph = GraphSummary(
                 opset=d.get("opset"), ir_version=int(g.get("ir_version") or 0), nodes=int(g.get("nodes") or 0),
                 ops={str(k): int(v) for k, v in (g.get("ops") or {}).items()},
-                initializers=int(g.get("initializers") or 0), precision=str(g.get("precision") or d.get("precision")),
+                initializers=int(g.get("initializers") or 0),
+                precision=str(g.get("precision") or d.get("precision") or "unknown"),
                 inputs=[TensorInfo.from_dict(t) for t in d.get("inputs") or []],
                 outputs=[TensorInfo.from_dict(t) for t in d.get("outputs") or []])
         parent = d.get("parent")
-        return cls(stage=str(d.get("stage") or "unknown"), precision=str(d.get("precision") or "unknown"),
+        return cls(stage=str(d.get("stage") or "unknown"),
+                   precision=str(d["precision"]) if d.get("precision") is not None else None,
                    artifact=FileRecord.from_dict(d["artifact"]) if isinstance(d.get("artifact"), dict) else None,
                    graph=graph,
                    model=d.get("model") if isinstance(d.get("model"), dict) else None,

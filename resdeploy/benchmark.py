@@ -37,10 +37,25 @@ from resdeploy.stats import LatencyStats
 
 RESULT_SCHEMA = "resdeploy.bench/1"
 DEFAULT_BATCHES = {"sweep": [1, 8], "single-stream": [1], "offline": [1, 8], "server": [1]}
-# The CLI's runner options and the engines that read them: an option none of the chosen
-# engines reads would be silently ignored (`--engine ort --compile` timing plain ort).
-OPTION_ENGINES = {"compile": ("--compile", {"torch"}), "channels_last": ("--channels-last", {"torch"}),
-                  "cuda_graph": ("--cuda-graph", {"torch", "ort", "trt"}), "ep": ("--ep", {"ort"})}
+# The CLI flag of each runner option, for messages. Which engines read an option is each
+# runner's Options dataclass: an option none of the chosen engines reads would be silently
+# ignored (`--engine ort --compile` timing plain ort), so it is refused.
+OPTION_FLAGS = {"compile": "--compile", "channels_last": "--channels-last", "cuda_graph": "--cuda-graph",
+                "ep": "--ep"}
+
+
+def option_readers(key: str, device: str = "cpu") -> set[str]:
+    """The engines whose runner (on ``device``) reads option ``key``."""
+    from resdeploy.runners import runner_class
+
+    readers = set()
+    for name in RUNNERS:
+        try:
+            if key in runner_class(name, device).Options.names():
+                readers.add(name)
+        except ResdeployError:
+            continue
+    return readers
 
 
 @dataclass
@@ -83,8 +98,12 @@ class BenchConfig:
                 raise ResdeployError(f"unknown engine '{e}'; choose from: {', '.join(RUNNERS)}")
         if len(set(self.engines)) != len(self.engines):
             raise ResdeployError(f"an engine is listed twice: {','.join(self.engines)}")
-        for key, (flag, readers) in OPTION_ENGINES.items():
-            if self.options.get(key) is not None and not readers & set(self.engines):
+        for key, flag in OPTION_FLAGS.items():
+            if self.options.get(key) is None:
+                continue
+            # what an engine reads on CUDA is a superset of what it reads on the CPU (ort's cuda_graph)
+            readers = option_readers(key, "cuda")
+            if not readers & set(self.engines):
                 raise ResdeployError(f"{flag} is read by {', '.join(sorted(readers))} only, not by "
                                      f"{', '.join(self.engines)}")
         if self.options.get("cuda_graph") and not self.device.startswith("cuda"):
@@ -401,49 +420,11 @@ def _mark_offline_best(runs: list[RunResult]) -> None:
                                   "best_batch": best.batch}
 
 
-_ENGINE_PACKAGES = {
-    "torch": ("torch", "pip install torch"),
-    "ort": ("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu for CUDA)"),
-    "openvino": ("openvino", "pip install openvino"),
-    "trt": ("tensorrt", "pip install tensorrt, on a machine with an NVIDIA GPU"),
-}
-
-
 def _check_installed(engine: str, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
-    """The engine's package (and GPU provider) is there: checked for every engine before any is timed."""
-    options = options or {}
-    import importlib.util
-    import sys
+    """The engine's runtime (and GPU path) is there: asked of each runner before any engine is timed."""
+    from resdeploy.runners import runner_class
 
-    from resdeploy.errors import MissingDependencyError
-
-    module, install = _ENGINE_PACKAGES.get(engine, (None, ""))
-    # find_spec raises ValueError for an imported module without __spec__: imported is installed.
-    if module and module not in sys.modules and importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(f"engine '{engine}' (the '{module}' package)", install)
-    if engine == "ort" and (device.startswith("cuda") or options.get("ep")):
-        # A missing provider would otherwise surface only when this engine's turn comes.
-        import onnxruntime
-
-        from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS
-
-        ep = str(options.get("ep") or "cuda").lower()
-        name = ORT_EPS.get(ep)
-        if name and name not in onnxruntime.get_available_providers():
-            raise MissingDependencyError(f"ONNX Runtime's {name}", _EP_INSTALL.get(ep, "pip install onnxruntime"))
-    if engine == "torch" and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MissingDependencyError("CUDA for the torch engine",
-                                         "install a CUDA build of PyTorch on a machine with an NVIDIA GPU")
-    if engine == "trt":
-        # tensorrt-stubs makes `tensorrt` findable without a runtime: ask the TensorRT loader.
-        try:
-            from resdeploy.trt.loader import require_tensorrt
-        except ImportError:
-            return
-        require_tensorrt()
+    runner_class(engine, device).check_available(device, options or {})
 
 
 def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides: Any) -> BenchResult:

@@ -114,7 +114,7 @@ class Artifact:
         """fp32 | fp16 | int8: what the graph holds (or the manifest says, for an engine)."""
         if self.kind == "onnx":
             return self.graph().precision
-        return self.manifest.precision if self.manifest else "unknown"
+        return (self.manifest.precision if self.manifest else None) or "unknown"
 
     def input(self) -> InputFacts:
         """The graph's image input: name, dtype, static H/W and layout, for a foreign ONNX too."""

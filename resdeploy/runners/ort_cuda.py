@@ -26,6 +26,7 @@ FP32 graph, default False: precision lives in the graph).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
 from resdeploy.runners.base import RunnerConfig, TensorMeta, option_flag
-from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS, OrtRunner
+from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS, OrtOptions, OrtRunner
 
 CUDNN_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 _WARMUP_RUNS = 3  # run 1: cuDNN search + arena growth; run 2: allowed to capture; run 3: captures
@@ -99,15 +100,26 @@ def trt_provider_options(device_id: int, *, cuda_graph: bool, fp16: bool, cache_
     }
 
 
+@dataclass
+class OrtCudaOptions(OrtOptions):
+    """On CUDA: CUDA-graph replay, NHWC kernels, cuDNN's algorithm search, FP16 in the TensorRT provider."""
+
+    cuda_graph: Any = None
+    nhwc: Any = None
+    cudnn_search: str | None = None
+    trt_fp16: Any = None
+
+
 class OrtCudaRunner(OrtRunner):
     """ONNX Runtime's CUDA (or TensorRT) provider with device-resident, bound I/O."""
 
     engine = "ort"
+    Options = OrtCudaOptions
     _io_device = "cuda"  # where bound buffers live (ONNX Runtime's device name)
 
     def __init__(self, config: RunnerConfig) -> None:
         self.device_id = device_index(config.device)
-        opts = config.options
+        opts = config.options  # parsed into OrtCudaOptions by the base class; read as given here
         self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
         self.nhwc = option_flag(opts.get("nhwc"), True)
         self.cudnn_search = str(opts.get("cudnn_search") or "EXHAUSTIVE").upper()
@@ -271,14 +283,7 @@ class OrtCudaRunner(OrtRunner):
 
     # --- running ------------------------------------------------------------------------------
     def _check(self, batch: np.ndarray) -> None:
-        meta = self.input_meta()
-        want = tuple(meta.shape[1:])
-        ok = batch.ndim == len(meta.shape) and all(
-            not isinstance(w, int) or w == g for w, g in zip(want, batch.shape[1:], strict=False)
-        )
-        if not ok:
-            raise ResdeployError(f"input of shape {list(batch.shape)} does not fit {self.model_path}: "
-                                 f"expected {list(meta.shape)}")
+        self.check_input(batch)
 
     def stage(self, batch: np.ndarray) -> Any:
         """Cast to the graph's input dtype and copy to the device (a torch CUDA tensor)."""
@@ -309,7 +314,7 @@ class OrtCudaRunner(OrtRunner):
             return np.asarray(yout.numpy(), dtype=np.float32)
         return yout
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.run_staged(self.stage(batch), transfers=True)
         return np.array(out, dtype=np.float32, copy=True)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from resdeploy.console import QUIET
 from resdeploy.errors import ResdeployError
-from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta
 from resdeploy.trt import loader
 from resdeploy.trt.compat import BatchProfile, EngineMetadata, check_compatible, is_engine_file, read_metadata
 
@@ -98,10 +98,39 @@ class _Staged:
     batch: int
 
 
+@dataclass
+class TrtOptions(RunnerOptions):
+    """CUDA-graph replay and logging; profile/calibration/workspace/opt-level when an engine is built for it."""
+
+    cuda_graph: Any = None
+    verbose: int = 0
+    profile: str | None = None
+    calib_data: str | None = None
+    workspace_mib: int | None = None
+    opt_level: int = 3
+    reporter: Any = None
+
+
 class TrtRunner(Runner):
     """Runs a TensorRT plan; ``config.model`` is an ONNX/artifact dir/zoo name or an engine file."""
 
     engine = "trt"
+    Options = TrtOptions
+    precisions = ("fp32", "fp16", "int8")  # what the plan (built from the graph) holds
+    package = "tensorrt"
+    install_hint = "pip install tensorrt, on a machine with an NVIDIA GPU"
+
+    @classmethod
+    def probe(cls) -> Availability:
+        st = loader.tensorrt_status()  # tells the real module from tensorrt-stubs' empty package
+        return Availability(cls.engine, bool(st["available"]), st["version"], ("cuda",) if st["available"] else (),
+                            st["reason"] or "")
+
+    @classmethod
+    def check_available(cls, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
+        super().check_available(device, options)
+        # tensorrt-stubs makes `tensorrt` findable without a runtime: ask the TensorRT loader.
+        loader.require_tensorrt()
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
@@ -242,7 +271,7 @@ class TrtRunner(Runner):
         return d
 
     # --- running -----------------------------------------------------------------------------------
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         result: np.ndarray = self.run_staged(self.stage(batch), transfers=True)
         return result
 
@@ -251,11 +280,8 @@ class TrtRunner(Runner):
         import torch
 
         self._require_loaded()
+        self.check_input(batch)
         arr = np.ascontiguousarray(batch, dtype=np.float32)
-        if arr.ndim != 4 or tuple(arr.shape[1:]) != self._chw:
-            raise ResdeployError(
-                f"input batch has shape {list(arr.shape)}; this engine takes [batch, {', '.join(map(str, self._chw))}]"
-            )
         n = int(arr.shape[0])
         if not self._profile.covers(n):
             raise ResdeployError(

@@ -16,6 +16,7 @@ import pytest
 from fake_tensorrt import FakeTensorRT
 from trt_fixtures import GPU_A10G, FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx  # noqa: F401
 
+from resdeploy import artifacts
 from resdeploy.errors import MissingDependencyError, ResdeployError
 from resdeploy.trt import compat
 from resdeploy.trt.build import BuildConfig, build, read_onnx_io
@@ -137,7 +138,8 @@ def test_engine_cache_hit_and_misses(install_fake: Callable[..., FakeTensorRT], 
     assert not build(tiny_onnx, BuildConfig(output=str(tiny_onnx.parent / "f.engine"))).cached
     assert fake11.record.builds == 1
 
-    make_onnx(tiny_onnx, classes=12)  # the ONNX changed
+    make_onnx(tiny_onnx, classes=12)  # the ONNX changed (re-exported: its manifest is rewritten with it)
+    artifacts.write_manifest(tiny_onnx.parent, {"stage": "export", "preprocess": {"resize": 10, "crop": 8}})
     changed = build(tiny_onnx, BuildConfig(output=str(tiny_onnx.parent / "g.engine")))
     assert not changed.cached and fake11.record.builds == 2
 

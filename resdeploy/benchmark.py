@@ -434,6 +434,7 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
     a model path plus ``BenchConfig`` fields as keywords.
     """
     from resdeploy.machine import fingerprint
+    from resdeploy.prepare import prepare_runner_config
 
     if isinstance(config, str | os.PathLike):
         config = BenchConfig(model=str(config), **overrides)
@@ -448,16 +449,19 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
     if cfg.input_size:
         options.setdefault("input_size", cfg.input_size)  # torch builds zoo models at this size
 
+    def config_for(engine: str, batch: int) -> RunnerConfig:
+        return RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device, precision=cfg.precision,
+                            threads=threads, batch_size=batch, options=dict(options))
+
     def runner_for(engine: str, batch: int) -> Runner:
-        return create_runner(RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device,
-                                          precision=cfg.precision, threads=threads, batch_size=batch,
-                                          options=dict(options)))
+        # what the runner is given is made first (a TensorRT plan is built and cached here, not by the runner)
+        return create_runner(prepare_runner_config(config_for(engine, batch), reporter))
 
     # Construct (not load) one runner per engine first, and check each engine's package is
     # installed: a bad pair or a missing runtime fails before minutes of timing the others.
     for engine in cfg.engines:
         _check_installed(engine, cfg.device, options)
-        runner_for(engine, batches[0])
+        create_runner(config_for(engine, batches[0]))  # constructs only: checks the model and options
 
     art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))

@@ -228,8 +228,11 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
         if ds.labelled and num_classes <= 5:
             warnings.append(f"the model has {num_classes} outputs: top-5 accuracy is 100% by definition")
 
+    from resdeploy.prepare import prepare_runner_config
+
     with rep.step("loading the reference and the candidate"):
-        ref_runner, cand_runner = _create_runners(ref_cfg, cand_cfg)
+        ref_runner, cand_runner = _create_runners(prepare_runner_config(ref_cfg, rep),
+                                                  prepare_runner_config(cand_cfg, rep))
     run = compare_runners(ref_runner, cand_runner, ds.batches(cfg.batch_size, data_rep, description="validating"),
                           on_first=check_labels)
     ref_all = run.reference

@@ -121,6 +121,9 @@ class Runner(abc.ABC):
         self._meta: TensorMeta | None = None  # set by _load in runners that use the default input_meta
 
     # --- what the engine is ----------------------------------------------------------------------
+    # "module:function" turning a RunnerConfig into one this runner can load (TensorRT: ONNX -> plan),
+    # called by the stages before they create runners (resdeploy.prepare); None: nothing to prepare
+    prepare: ClassVar[str | None] = None
     # device kind -> "module:Class" of a subclass that runs this engine there (ONNX Runtime on CUDA);
     # a string, so the base module does not import the subclass that imports it
     device_classes: ClassVar[dict[str, str]] = {}

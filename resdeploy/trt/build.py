@@ -390,6 +390,30 @@ def _source_onnx(model: str | os.PathLike[str], config: BuildConfig, reporter: R
     return Path(result.model_path)
 
 
+def engine_config(config: Any, reporter: Reporter | None = None) -> Any:
+    """A ``RunnerConfig`` for the TensorRT runner whose model is an engine plan.
+
+    Given an engine it is returned as it is; given an ONNX (or artifact dir, or zoo name) the
+    plan is built into the cache (``cache_only``) with the profile MIN=1, OPT=MAX=the runner's
+    batch, or ``options["profile"]``, and reused while its inputs are unchanged.
+    """
+    if is_engine_file(config.model):
+        return config
+    opts = dict(config.options)
+    batch = int(config.batch_size or 1)
+    profile = BatchProfile.parse(str(opts["profile"])) if opts.get("profile") else BatchProfile(1, batch, batch)
+    build_config = BuildConfig(
+        precision=config.precision, calib_data=opts.get("calib_data"), batch=profile,
+        workspace_mib=opts.get("workspace_mib"), opt_level=int(opts.get("opt_level", 3)),
+        device=config.device, verbose=int(opts.get("verbose", 0)), cache_only=True,
+    )
+    t0 = time.perf_counter()
+    result = build(config.model, build_config, reporter=opts.get("reporter") or reporter or QUIET)
+    opts["built"] = {"cached": result.cached, "seconds": round(time.perf_counter() - t0, 3),
+                     "source": str(config.model)}
+    return dataclasses.replace(config, model=str(result.engine_path), options=opts)
+
+
 def _precision_variant(source: Path, precision: str, config: BuildConfig, reporter: Reporter) -> Path:
     """The ONNX whose graph has the requested precision, made by the quantize stage if needed.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fake_tensorrt import FakeTensorRT
-from trt_fixtures import GPU_A10G, FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx  # noqa: F401
+from trt_fixtures import GPU_A10G, FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx, trt_runner  # noqa: F401
 
 from resdeploy import artifacts
 from resdeploy.errors import MissingDependencyError, ResdeployError
@@ -322,15 +322,15 @@ def test_fp16_variant_is_made_by_the_quantize_stage_beside_the_fp32_artifact(fak
 
 
 def test_int8_runner_keeps_its_variant_in_the_cache(fake_trt: FakeTensorRT, tiny_onnx: Path, tmp_path: Path) -> None:
-    from resdeploy.runners import RunnerConfig, create_runner
+    from resdeploy.runners import RunnerConfig
 
     config = RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", precision="int8", batch_size=2,
                           options={"calib_data": "synthetic"})
-    with create_runner(config) as runner:
+    with trt_runner(config) as runner:
         assert runner.describe()["precision"] == "int8"
     variants = list((tmp_path / "cache" / "variants").iterdir())
     assert len(variants) == 1 and read_onnx_io(variants[0] / "model.onnx").precision == "int8"
     assert sorted(p.name for p in tiny_onnx.parent.parent.iterdir()) == ["cache", "tiny"]  # no sibling artifacts
-    with create_runner(config) as runner:
+    with trt_runner(config) as runner:
         assert runner.describe()["engine_cached"] is True
     assert fake_trt.record.builds == 1

@@ -21,7 +21,7 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,10 @@ class BenchConfig:
         return list(self.batches) if self.batches else list(DEFAULT_BATCHES.get(self.scenario, [1]))
 
     def validate(self) -> None:
+        """Kept for callers of earlier releases: ``check``."""
+        self.check()
+
+    def check(self) -> None:
         """Every bad flag as one line, before anything is loaded."""
         if not self.engines:
             raise ResdeployError("no engine given; choose from: " + ", ".join(RUNNERS))
@@ -427,21 +431,30 @@ def _check_installed(engine: str, device: str = "cpu", options: dict[str, Any] |
     runner_class(engine, device).check_available(device, options or {})
 
 
-def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides: Any) -> BenchResult:
-    """Measure ``config.model`` on every engine and batch size; returns a ``BenchResult``.
+def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | None = None, *,
+          reporter: Reporter | None = None, **overrides: Any) -> BenchResult:
+    """Measure the model ``source`` on every engine and batch size; returns a ``BenchResult``.
 
-    ``bench("artifacts/resnet50", engines=["torch", "ort"], batches=[1, 8])`` works too:
-    a model path plus ``BenchConfig`` fields as keywords.
+    ``bench("artifacts/resnet50", engines=["torch", "ort"], batches=[1, 8])``: a model path plus
+    ``BenchConfig`` fields as keywords; ``bench(path, config)`` takes the settings from ``config``;
+    ``bench(BenchConfig(...))`` (earlier releases) works too.
     """
     from resdeploy.machine import fingerprint
     from resdeploy.prepare import prepare_runner_config
 
-    if isinstance(config, str | os.PathLike):
-        config = BenchConfig(model=str(config), **overrides)
-    elif overrides:
-        raise TypeError("pass either a BenchConfig or a model path with keyword overrides")
+    reporter = reporter or QUIET
+    if isinstance(source, BenchConfig):
+        if config is not None or overrides:
+            raise TypeError("pass either a BenchConfig or a model path with a config or keyword overrides")
+        config = source
+    elif config is not None:
+        if overrides:
+            raise TypeError("pass either config= or keyword settings, not both")
+        config = replace(config, model=str(source))
+    else:
+        config = BenchConfig(model=str(source), **overrides)
     cfg = config
-    cfg.validate()
+    cfg.check()
     batches = cfg.resolved_batches()
     threads = cfg.effective_threads()
 

@@ -59,6 +59,7 @@ _TRAINING_OPS = {"Dropout", "TrainingMode", "BatchNormalizationTraining", "Gradi
 # noise on ONE convolution's weights gives 2e-3 and 1 % gives 2e-2. So 1e-3 relative separates
 # them; the absolute bound is a backstop sized for logits of a few tens.
 EXPORT_TOLERANCES = ParityTolerances()  # the defaults are these measured bounds
+EXPORT_RESULT_SCHEMA = "resdeploy.export/1"
 
 
 @dataclass
@@ -75,6 +76,10 @@ class ExportConfig:
     exporter: str = "auto"
 
     def validate(self) -> None:
+        """Kept for callers of earlier releases: ``check``."""
+        self.check()
+
+    def check(self) -> None:
         """Refuse impossible settings before any work is done."""
         if self.input_size is not None and (isinstance(self.input_size, bool) or int(self.input_size) <= 0):
             raise ResdeployError(f"--input-size must be a positive integer, got {self.input_size}")
@@ -126,7 +131,8 @@ class ExportResult:
     passed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_path": str(self.model_path), "passed": self.passed, "manifest": self.manifest}
+        return {"schema": EXPORT_RESULT_SCHEMA, "model_path": str(self.model_path), "passed": self.passed,
+                "manifest": self.manifest}
 
 
 def default_output_dir(model_name: str) -> Path:
@@ -137,25 +143,33 @@ def default_output_dir(model_name: str) -> Path:
 
 
 def export(
-    model: str | Any,
-    output_dir: str | os.PathLike[str] | None = None,
-    config: ExportConfig | None = None,
+    source: str | Any,
+    config: ExportConfig | str | os.PathLike[str] | None = None,
+    legacy_config: ExportConfig | None = None,
     *,
+    reporter: Reporter | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     num_classes: int | None = None,
-    reporter: Reporter | None = None,
 ) -> ExportResult:
     """Export a model to a verified FP32 ONNX artifact directory (``model.onnx`` + ``manifest.json``).
 
-    ``model`` is a zoo name (``resnet50``), ``torchvision:NAME``, ``timm:NAME``,
-    ``package.module:factory`` or a ``ModelSpec``. Raises ``ResdeployError`` (exit 2) for
-    bad input before writing anything, and ``GateFailure`` (exit 1) after writing the
+    ``source`` is a zoo name (``resnet50``), ``torchvision:NAME``, ``timm:NAME``,
+    ``package.module:factory`` or a ``ModelSpec``. The output directory is ``output_dir``
+    (default ``artifacts/<model>/fp32``); the calling convention of earlier releases,
+    ``export(model, output_dir, config)``, still works. Raises ``ResdeployError`` (exit 2)
+    for bad input before writing anything, and ``GateFailure`` (exit 1) after writing the
     artifact when parity fails.
     """
+    if isinstance(config, (str, os.PathLike)) or (config is None and legacy_config is not None):
+        output_dir, config = config or output_dir, legacy_config  # export(model, "out/dir"|None, config)
+    elif legacy_config is not None:
+        raise TypeError("export(source, config): pass the output directory as output_dir=")
+    model = source
     from resdeploy.models.zoo import ModelSpec
 
     cfg = config or ExportConfig()
-    cfg.validate()
+    cfg.check()
     rep = reporter or QUIET
     spec = _resolve_spec(model, cfg, weights=weights, num_classes=num_classes)
     out = Path(output_dir) if output_dir is not None else default_output_dir(spec.name)

@@ -176,9 +176,12 @@ def model_file(path: Path, engine: str, role: str = "candidate") -> Path:
     return art.path
 
 
-def validate(candidate: str | os.PathLike[str], *, reference: str | None = None, data: str | None = None,
-             config: ValidateConfig | None = None, reporter: Reporter | None = None, **kwargs: Any) -> ValidateResult:
-    """Compare ``candidate`` with its reference on ``data`` and apply the gates.
+def validate(source: str | os.PathLike[str], config: ValidateConfig | None = None, *,
+             reporter: Reporter | None = None, reference: str | None = None, data: str | None = None,
+             **kwargs: Any) -> ValidateResult:
+    """Compare the candidate ``source`` with its reference on ``data`` and apply the gates.
+
+    ``reference=``/``data=`` and ``ValidateConfig`` fields by keyword work as in earlier releases.
 
     Bad input raises ``ResdeployError`` (exit 2). A failed gate does not raise: the
     result says ``passed=False`` (the CLI turns that into exit code 1).
@@ -186,6 +189,7 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
     from resdeploy.data import open_data
     from resdeploy.runners import RunnerConfig
 
+    candidate = source
     cfg = config or ValidateConfig(**kwargs)
     if config is not None and kwargs:
         raise TypeError("pass either config= or keyword settings, not both")

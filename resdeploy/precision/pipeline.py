@@ -37,6 +37,7 @@ from resdeploy.preprocess import PreprocessSpec
 from resdeploy.resolve import Artifact, preprocess_from, resolve_artifact
 
 PRECISIONS = ("fp16", "int8")
+QUANTIZE_RESULT_SCHEMA = "resdeploy.quantize/1"
 _VERSIONS = ("onnx", "onnxruntime", "onnxconverter-common", "numpy", "torch")
 _CHECK_SAMPLES = 16  # samples in the quick FP32-vs-variant check recorded in the manifest
 
@@ -120,7 +121,7 @@ class QuantizeResult:
     parent_path: Path
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_path": str(self.model_path), "output_dir": str(self.output_dir),
+        return {"schema": QUANTIZE_RESULT_SCHEMA, "model_path": str(self.model_path), "output_dir": str(self.output_dir),
                 "ranges_path": str(self.ranges_path) if self.ranges_path else None,
                 "parent_path": str(self.parent_path), "manifest": self.manifest}
 
@@ -183,7 +184,7 @@ def _export_zoo_model(name: str, cfg: QuantizeConfig, reporter: Reporter) -> Pat
     except ImportError as exc:  # pragma: no cover - while the export issue is not merged
         raise ResdeployError("exporting a zoo model is not available in this version; pass an ONNX file") from exc
     with reporter.step(f"exporting {name} to {fp32_dir}"):
-        result = export(name, fp32_dir)
+        result = export(name, output_dir=fp32_dir)
     return Path(result.model_path)
 
 
@@ -197,9 +198,13 @@ def default_output(src: SourceModel, cfg: QuantizeConfig) -> Path:
 
 
 # ------------------------------------------------------------------------------------------
-def quantize(model: str | os.PathLike[str], *, config: QuantizeConfig | None = None,
+def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = None, *,
              reporter: Reporter | None = None, **kwargs: Any) -> QuantizeResult:
-    """Make an FP16 or INT8 (Q/DQ) variant of an FP32 ONNX model (or of a zoo model, exported first)."""
+    """Make an FP16 or INT8 (Q/DQ) variant of an FP32 ONNX model (or of a zoo model, exported first).
+
+    Settings come as ``config`` or, as in earlier releases, as ``QuantizeConfig`` fields by keyword.
+    """
+    model = source
     cfg = config or QuantizeConfig(**kwargs)
     if config is not None and kwargs:
         raise TypeError("pass either config= or keyword settings, not both")

@@ -74,11 +74,24 @@ class BuildConfig:
     verbose: int = 0  # TensorRT log level: 0 warnings, 1 info, 2+ verbose
     input_size: int | None = None  # when MODEL is a zoo name: the export's input size
 
+    def check(self) -> None:
+        """Refuse impossible settings before any work is done."""
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ResdeployError(f"unknown precision '{self.precision}'; choose from: {', '.join(PRECISIONS)}")
+        if self.calib_data and self.precision not in (None, "int8"):
+            raise ResdeployError("--calib-data only applies to --precision int8")
+        self.build_options()
+        if self.output and not _is_engine_name(Path(self.output)):
+            raise ResdeployError(f"-o {self.output}: name the engine file with .engine or .plan")
+
     def build_options(self) -> BuildOptions:
         return BuildOptions(
             workspace_mib=self.workspace_mib, opt_level=self.opt_level, hardware_compat=self.hardware_compat,
             version_compatible=self.version_compatible, exclude_lean_runtime=self.exclude_lean_runtime,
         )
+
+
+BUILD_RESULT_SCHEMA = "resdeploy.build/1"
 
 
 @dataclass
@@ -91,6 +104,9 @@ class BuildResult:
     onnx_path: Path  # the precision variant that was compiled
     cached: bool
     cache_path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": BUILD_RESULT_SCHEMA, **self.summary()}
 
     def summary(self) -> dict[str, Any]:
         m = self.metadata
@@ -130,13 +146,8 @@ def build(
     """
     config = config or BuildConfig()
     reporter = reporter or QUIET
-    if config.precision is not None and config.precision not in PRECISIONS:
-        raise ResdeployError(f"unknown precision '{config.precision}'; choose from: {', '.join(PRECISIONS)}")
-    if config.calib_data and config.precision not in (None, "int8"):
-        raise ResdeployError("--calib-data only applies to --precision int8")
+    config.check()
     options = config.build_options()
-    if config.output and not _is_engine_name(Path(config.output)):
-        raise ResdeployError(f"-o {config.output}: name the engine file with .engine or .plan")
     if is_engine_file(model):
         raise ResdeployError(f"{model} is already an engine; pass the ONNX (or artifact directory) to build from")
     # The user's input first, the machine second: a typo in a path or a name must not hide behind
@@ -150,7 +161,7 @@ def build(
         from resdeploy.models.zoo import check_model_name
 
         check_model_name(str(model))
-        ExportConfig(input_size=config.input_size).validate()
+        ExportConfig(input_size=config.input_size).check()
     loader.cuda_index(config.device)
     if config.output:
         artifacts.check_writable_dir(Path(config.output).resolve().parent)
@@ -386,7 +397,7 @@ def _source_onnx(model: str | os.PathLike[str], config: BuildConfig, reporter: R
         return target / "model.onnx"
     export_config = ExportConfig(input_size=config.input_size) if config.input_size else ExportConfig()
     with reporter.step(f"export {model} to {target}"):
-        result = export(str(model), target, export_config, reporter=reporter)
+        result = export(str(model), export_config, output_dir=target, reporter=reporter)
     return Path(result.model_path)
 
 

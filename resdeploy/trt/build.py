@@ -137,13 +137,14 @@ class OnnxIO:
 # --- the public function -------------------------------------------------------------------------
 
 def build(
-    model: str | os.PathLike[str], config: BuildConfig | None = None, *, reporter: Reporter | None = None
+    source: str | os.PathLike[str], config: BuildConfig | None = None, *, reporter: Reporter | None = None
 ) -> BuildResult:
     """Compile ``model`` (ONNX file, artifact dir or zoo name) into a TensorRT engine.
 
     Reuses a cached plan when the ONNX, precision, profile, GPU, TensorRT version and
     build options are unchanged; writes the engine and ``<engine>.json`` atomically.
     """
+    model = source
     config = config or BuildConfig()
     reporter = reporter or QUIET
     config.check()

@@ -212,23 +212,26 @@ def read_json(path: str | os.PathLike[str], *, schema: str | Sequence[str] | Non
     """The one reader of resdeploy's JSON files (manifests, ranges, results, engine metadata).
 
     A missing, unreadable or malformed file, or one whose ``schema`` is not one of
-    ``schema``, is one ``ResdeployError`` line naming the file.
+    ``schema``, is one ``ResdeployError`` line naming the file (and ``what`` it should be).
     """
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ResdeployError(f"no such file: {p}") from None
+        raise ResdeployError(f"no such {what or 'file'}: {p}") from None
     except (OSError, ValueError) as exc:
-        raise ResdeployError(f"cannot read {p} as JSON: {exc}") from None
+        raise ResdeployError(f"cannot read {p} as {what + ' ' if what else ''}JSON: {exc}") from None
     if schema is not None:
         wanted = [schema] if isinstance(schema, str) else list(schema)
         if not isinstance(data, dict) or data.get("schema") not in wanted:
-            raise ResdeployError(f"{p} is not {what or 'a resdeploy file'} (expected schema {' or '.join(wanted)})")
+            raise ResdeployError(f"{p} is not a resdeploy {what or 'file'} (expected schema {' or '.join(wanted)})")
     return data
 
 
 # --- the typed manifest (schema 2) -------------------------------------------------------------------
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, for FileRecord.verify
+
+
 @dataclass
 class FileRecord:
     """One file of an artifact, as measured from the file itself (never copied from a parent)."""
@@ -275,7 +278,10 @@ class FileRecord:
                                      hint="export or quantize it again") from None
             if record.bytes == st.st_size and record.mtime_ns == st.st_mtime_ns:
                 continue
-            actual = sha256_file(path)
+            # a copy (new mtime) is hashed once per process, not by every runner that opens it
+            key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+            actual = _HASHED.get(key) or sha256_file(path)
+            _HASHED[key] = actual
             if actual != record.sha256 or (record.bytes is not None and record.bytes != st.st_size):
                 raise ResdeployError(
                     f"{path} does not match {directory / MANIFEST_NAME}: the manifest records sha256 {record.sha256} "

@@ -175,14 +175,13 @@ def _export_zoo_model(name: str, cfg: QuantizeConfig, reporter: Reporter) -> Pat
     from resdeploy.models.zoo import check_model_name
 
     check_model_name(name)  # one-line error for a typo, before anything is written
-    fp32_dir = Path(cfg.output).parent / "fp32" if cfg.output else Path("artifacts") / name / "fp32"
+    from resdeploy.exporter import default_output_dir, export
+
+    # the directory export and build use for this name (artifacts/<slug>/fp32), not a second guess at it
+    fp32_dir = Path(cfg.output).parent / "fp32" if cfg.output else default_output_dir(name)
     if (fp32_dir / "model.onnx").exists() and (fp32_dir / MANIFEST_NAME).exists():
         reporter.info(f"using the existing FP32 export in {fp32_dir}")
         return fp32_dir / "model.onnx"
-    try:
-        from resdeploy.exporter import export
-    except ImportError as exc:  # pragma: no cover - while the export issue is not merged
-        raise ResdeployError("exporting a zoo model is not available in this version; pass an ONNX file") from exc
     with reporter.step(f"exporting {name} to {fp32_dir}"):
         result = export(name, output_dir=fp32_dir)
     return Path(result.model_path)

@@ -111,10 +111,20 @@ class Artifact:
 
     @property
     def precision(self) -> str:
-        """fp32 | fp16 | int8: what the graph holds (or the manifest says, for an engine)."""
+        """fp32 | fp16 | int8: what the graph holds (for an engine plan: what its metadata records)."""
         if self.kind == "onnx":
             return self.graph().precision
+        if self.kind == "engine":
+            return str(self.engine_metadata().precision)
         return (self.manifest.precision if self.manifest else None) or "unknown"
+
+    def engine_metadata(self) -> Any:
+        """A TensorRT plan's ``<engine>.json`` (``trt.compat.EngineMetadata``): the plan's manifest."""
+        if self.kind != "engine" or self.path is None:
+            raise ResdeployError(f"{self.ref} is not a TensorRT engine plan")
+        from resdeploy.trt.compat import read_metadata
+
+        return read_metadata(self.path)
 
     def input(self) -> InputFacts:
         """The graph's image input: name, dtype, static H/W and layout, for a foreign ONNX too."""

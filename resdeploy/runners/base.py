@@ -89,6 +89,18 @@ class Availability:
                 "devices": list(self.devices), "note": self.note, **self.extra}
 
 
+def cuda_index(device: str, not_cuda: str) -> int:
+    """'cuda' -> 0, 'cuda:3' -> 3: the one parser of CUDA device names; ``not_cuda`` is the error otherwise."""
+    kind, _, index = device.partition(":")
+    if kind != "cuda":
+        raise ResdeployError(not_cuda, hint="pass --device cuda")
+    if not index:
+        return 0
+    if not index.isdigit():
+        raise ResdeployError(f"bad device '{device}': expected cuda or cuda:N with N a device number")
+    return int(index)
+
+
 def option_flag(value: Any, default: bool) -> bool:
     """A boolean runner option from Python or from text ("0", "off", "false" are False)."""
     if value is None:

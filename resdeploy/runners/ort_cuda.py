@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
-from resdeploy.runners.base import RunnerConfig, TensorMeta, option_flag
+from resdeploy.runners.base import RunnerConfig, TensorMeta, cuda_index, option_flag
 from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS, OrtOptions, OrtRunner
 
 CUDNN_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
@@ -42,15 +42,8 @@ _WARMUP_RUNS = 3  # run 1: cuDNN search + arena growth; run 2: allowed to captur
 
 
 def device_index(device: str) -> int:
-    """'cuda' -> 0, 'cuda:3' -> 3; anything else is the user's mistake."""
-    kind, _, index = device.partition(":")
-    if kind != "cuda":
-        raise ResdeployError(f"ONNX Runtime's GPU runner needs --device cuda[:N], not '{device}'")
-    if not index:
-        return 0
-    if not index.isdigit():
-        raise ResdeployError(f"bad CUDA device '{device}': expected cuda or cuda:N with N a device number")
-    return int(index)
+    """'cuda' -> 0, 'cuda:3' -> 3; anything else is the user's mistake (``runners.base.cuda_index``)."""
+    return cuda_index(device, f"ONNX Runtime's GPU runner needs --device cuda[:N], not '{device}'")
 
 
 def cuda_provider_options(

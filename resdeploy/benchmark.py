@@ -303,8 +303,8 @@ def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any
 def _spatial_size(cfg: BenchConfig) -> int:
     if cfg.input_size:
         return int(cfg.input_size)
-    art = resolve_artifact(cfg.model, onnx_dir=False, verify=False)
-    pre = (art.manifest.preprocess if art.manifest else None) or {}
+    manifest = resolve_artifact(cfg.model, onnx_dir=False, verify=False).describing_manifest()
+    pre = (manifest.preprocess if manifest else None) or {}
     return int(pre.get("crop") or 224)
 
 

@@ -81,11 +81,19 @@ class Artifact:
         """resnet50 for a zoo name or an artifact of it; else the file's name."""
         if self.kind == "zoo":
             return self.ref
-        model = (self.manifest.model or {}) if self.manifest else {}
+        manifest = self.describing_manifest()
+        model = (manifest.model or {}) if manifest else {}
         if model.get("name"):
             return str(model["name"])
         assert self.path is not None
         return self.path.stem if self.path.suffix == ".onnx" else self.path.name
+
+    def describing_manifest(self) -> Manifest | None:
+        """The manifest that says which model this is: its own, or for an engine plan built beside its
+        ONNX, that ONNX's (model name, preprocessing; not the plan's file record)."""
+        if self.manifest is None and self.kind == "engine" and self.path is not None:
+            return load_manifest(self.path)
+        return self.manifest
 
     @property
     def directory(self) -> Path | None:

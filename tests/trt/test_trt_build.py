@@ -339,8 +339,11 @@ def test_int8_runner_keeps_its_variant_in_the_cache(fake_trt: FakeTensorRT, tiny
 def test_the_resolver_reads_an_engine_plan_through_its_metadata(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
     from resdeploy.resolve import resolve_artifact
 
+    artifacts.write_manifest(tiny_onnx.parent, {"stage": "export", "model": {"name": "tiny"},
+                                                 "preprocess": {"resize": 10, "crop": 8}})
     result = build(tiny_onnx, BuildConfig(precision="fp16"))
     art = resolve_artifact(result.engine_path)
+    assert art.name == "tiny"  # a plan built beside its ONNX is named by that ONNX's manifest
     assert art.kind == "engine" and art.precision == result.metadata.precision == "fp16"
     assert art.sha256 == result.metadata.engine_sha256
     assert result.to_dict()["schema"] == "resdeploy.build/1"

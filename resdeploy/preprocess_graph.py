@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from resdeploy.artifacts import Lineage, Manifest, atomic_dir
 from resdeploy.errors import ResdeployError
 from resdeploy.preprocess import PreprocessSpec
+from resdeploy.resolve import resolve_artifact
 
 RAW_INPUT_NAME = "image"
 MIN_OPSET = 18  # Resize's antialias and CenterCropPad
@@ -217,8 +219,6 @@ class EmbedResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {"path": str(self.path), "source": str(self.source), "parity": asdict(self.parity),
                 "manifest": self.manifest}
 
@@ -290,17 +290,19 @@ def embed_preprocessing(variant: str | os.PathLike[str], output: str | os.PathLi
     """
     import onnx
 
-    from resdeploy import artifacts  # RESTRUCTURE CALL SITE: artifact resolution and manifest reading
-
-    src = artifacts.resolve_model_file(variant)
-    manifest = artifacts.read_manifest(src) or {}
+    art = resolve_artifact(variant, zoo=False)  # checks the file against its manifest's record
+    if art.kind != "onnx" or art.path is None:
+        raise ResdeployError(f"{variant} is not an ONNX model: preprocessing goes into an ONNX graph",
+                             hint="pass the artifact directory (or model.onnx) that `resdeploy export`/`quantize` wrote")
+    src = art.path
+    manifest = art.manifest
     if spec is None:
-        if not isinstance(manifest.get("preprocess"), dict):
+        if manifest is None or manifest.preprocess is None:
             raise ResdeployError(f"no preprocessing recorded beside {src}",
                                  hint="export it with `resdeploy export`: its manifest records the preprocessing")
-        spec = PreprocessSpec.from_dict(manifest["preprocess"])
+        spec = PreprocessSpec.from_dict(manifest.preprocess)
     check_expressible(spec)
-    if manifest.get("preprocess_in_graph"):
+    if manifest is not None and manifest.sections.get("preprocess_in_graph"):
         raise ResdeployError(f"{src} already has its preprocessing in the graph")
     model = onnx.load(str(src))
     merged = merge_preprocessing(model, spec)
@@ -309,27 +311,28 @@ def embed_preprocessing(variant: str | os.PathLike[str], output: str | os.PathLi
         raise ResdeployError(f"in-graph preprocessing differs from Python's by {parity.max_abs_diff:.3g} "
                              f"(bound {PARITY_BOUND}): not written")
     out = Path(output) if output else src.parent.with_name(src.parent.name + "-rawimage")
-    body = {k: v for k, v in manifest.items() if k not in ("schema", "created", "artifact", "sha256")}
-    with artifacts.atomic_dir(out, force=force) as tmp:
+    src_sha = art.sha256
+    assert src_sha is not None
+    with atomic_dir(out, force=force) as tmp:
         path = tmp / "model.onnx"
         onnx.save(merged, str(path))
-        sha = artifacts.sha256_file(path)
-        body.update({
-            "stage": "preprocess-in-graph",
-            "model_file": "model.onnx", "sha256": sha,
-            "artifact": {"file": "model.onnx", "sha256": sha, "bytes": path.stat().st_size, "external_data": []},
-            "inputs": [{"name": RAW_INPUT_NAME, "shape": [_dim(merged.graph.input[0], 0), "height", "width", 3],
-                        "dtype": "uint8"}],
-            "parent": {"path": os.path.relpath(src.parent.resolve(), out.resolve()),
-                       "abspath": str(src.parent.resolve()), "sha256": artifacts.sha256_file(src),
-                       "precision": manifest.get("precision")},
-            "preprocess_in_graph": {"spec": spec.to_dict(), "input": RAW_INPUT_NAME,
-                                    "layout": "NHWC uint8 RGB", "parity": parity.__dict__},
-        })
-        artifacts.write_manifest(tmp, body)
-    return EmbedResult(path=out / "model.onnx", source=src, parity=parity, manifest=body)
+        # Its own file and graph, measured; the variant it was made from by lineage (its directory,
+        # which validate takes as the reference); the model spec and how its weights were made carried over.
+        typed = Manifest.for_file(
+            path, stage="preprocess-in-graph", precision=manifest.precision if manifest else None,
+            model=manifest.model if manifest else None, preprocess=spec.to_dict(),
+            parent=Lineage.of(src.parent, out, sha256=src_sha, precision=art.precision,
+                              stage=manifest.stage if manifest else None),
+        )
+        carried = {k: v for k, v in (manifest.sections if manifest else {}).items() if k in _CARRIED_SECTIONS}
+        typed.settings = dict(manifest.settings) if manifest else {}
+        typed.sections = {**carried,
+                          "preprocess_in_graph": {"spec": spec.to_dict(), "input": RAW_INPUT_NAME,
+                                                  "layout": "NHWC uint8 RGB", "parity": asdict(parity)}}
+        typed.write(tmp)
+    return EmbedResult(path=out / "model.onnx", source=src, parity=parity, manifest=typed.to_dict())
 
 
-def _dim(value: Any, i: int) -> int | str:
-    d = value.type.tensor_type.shape.dim[i]
-    return d.dim_value if d.HasField("dim_value") else d.dim_param
+# Sections of the variant's manifest that describe how its weights were made, which the copy
+# shares; the rest (parity, check, timings, versions, ...) were measured on the variant's own file.
+_CARRIED_SECTIONS = ("target", "calibration", "quantization")

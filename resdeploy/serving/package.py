@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from resdeploy import artifacts
+from resdeploy.artifacts import GraphSummary, TensorInfo
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.resolve import resolve_artifact
 from resdeploy.serving.triton import (
     KINDS,
     MODEL_FILES,
@@ -128,55 +130,29 @@ class PackageResult:
         return d
 
 
-# --- RESTRUCTURE CALL SITES: the only places this module touches artifacts / trt metadata --------
 def _resolve_variant(variant: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None, Any]:
-    """(model file, manifest or None, TensorRT engine metadata or None) for what the user typed."""
-    from resdeploy.trt.compat import is_engine_file, read_metadata
+    """(model file, manifest or None, TensorRT engine metadata or None) for what the user typed.
 
-    p = Path(variant)
-    if is_engine_file(p):
-        if not p.is_file():
-            raise ResdeployError(f"no such file: {p}")
-        artifacts.check_not_empty(p)
-        return p, None, read_metadata(p)
-    path = artifacts.resolve_model_file(p)
-    if path.suffix.lower() != ".onnx":
-        raise ResdeployError(f"{path} is neither an ONNX model nor a TensorRT engine (.plan/.engine)")
-    return path, artifacts.read_manifest(path), None
-# --- end of call sites ----------------------------------------------------------------------------
+    ``resolve.resolve_artifact`` decides what the path is and checks an ONNX file against
+    its manifest's record (a file changed after its manifest was written is refused there).
+    """
+    art = resolve_artifact(variant, zoo=False)
+    assert art.path is not None
+    if art.kind == "engine":
+        return art.path, None, art.engine_metadata()
+    if art.path.suffix.lower() != ".onnx":
+        raise ResdeployError(f"{art.path} is neither an ONNX model nor a TensorRT engine (.plan/.engine)")
+    return art.path, art.manifest.to_dict() if art.manifest else None, None
 
 
 def read_onnx_tensors(path: Path) -> ModelTensors:
-    """Inputs, outputs and precision of an ONNX file, without loading its weights' external data."""
-    import onnx
-    from onnx import helper
+    """Inputs, outputs and precision of an ONNX file (``artifacts.GraphSummary``), without its external data."""
+    graph = GraphSummary.measure(path)
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
-        raise ResdeployError(f"cannot read {path} as ONNX: {exc}") from None
-    init = {i.name for i in model.graph.initializer}
+    def describe(values: list[TensorInfo]) -> list[tuple[str, str, list[int | str]]]:
+        return [(t.name, t.dtype, list(t.shape)) for t in values]
 
-    def describe(values: Any) -> list[tuple[str, str, list[int | str]]]:
-        out = []
-        for v in values:
-            if v.name in init:
-                continue
-            t = v.type.tensor_type
-            dtype = helper.tensor_dtype_to_np_dtype(t.elem_type).name
-            dims: list[int | str] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                                     for d in t.shape.dim]
-            out.append((v.name, dtype, dims))
-        return out
-
-    ops = {n.op_type for n in model.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        precision = "int8"
-    elif any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
-        precision = "fp16"
-    else:
-        precision = "fp32"
-    return ModelTensors(describe(model.graph.input), describe(model.graph.output), precision)
+    return ModelTensors(describe(graph.inputs), describe(graph.outputs), graph.precision)
 
 
 def _engine_tensors(meta: Any) -> ModelTensors:
@@ -354,8 +330,6 @@ def package_triton(variant: str | os.PathLike[str], repository: str | os.PathLik
             "preprocess": (manifest or {}).get("preprocess"),
             "versions": artifacts.package_versions(["tritonclient", "onnx"]),
         })
-    if manifest and _manifest_sha(manifest, None) not in (None, sha):
-        warnings.append(f"{src} differs from the sha256 its manifest records: the manifest is stale")
     for w in warnings:
         reporter.warn(w)
     final = repo / name

@@ -164,6 +164,23 @@ def test_validate_feeds_the_decoded_images(tiny_artifact: Path, tmp_path: Path) 
     assert result.parity["max_abs_error"] < 0.05
 
 
+def test_validate_refuses_tensor_data_for_in_graph_preprocessing(tiny_artifact: Path, tmp_path: Path) -> None:
+    """Decoded images are what the merged model takes: synthetic tensors have no image to feed it."""
+    from resdeploy.validation import validate
+
+    res = pg.embed_preprocessing(tiny_artifact, tmp_path / "raw")
+    with pytest.raises(ResdeployError, match="validates on an image folder"):
+        validate(res.path.parent, data="synthetic", samples=4)
+
+
+def test_embed_refuses_a_model_whose_preprocessing_is_in_the_graph(tiny_artifact: Path, tmp_path: Path) -> None:
+    res = pg.embed_preprocessing(tiny_artifact, tmp_path / "raw")
+    assert res.manifest["parent"]["sha256"] and res.manifest["stage"] == "preprocess-in-graph"
+    with pytest.raises(ResdeployError, match="already has its preprocessing in the graph"):
+        pg.embed_preprocessing(res.path.parent, tmp_path / "raw2")
+    assert not (tmp_path / "raw2").exists()
+
+
 def test_bench_feeds_uint8_images_at_the_resize_size(tiny_artifact: Path, tmp_path: Path) -> None:
     from resdeploy.benchmark import bench
 

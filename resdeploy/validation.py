@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -226,16 +227,57 @@ def infer_batched(runner: Any, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def infer_pair(ref_runner: Any, cand_runner: Any, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-sample step: reference and candidate logits for one batch of inputs.
+
+    The one function every way of running ``validate`` calls (in process, or on Ray
+    workers in ``resdeploy.scale``), so their logits, and so their metrics, are the same.
+    """
+    r = infer_batched(ref_runner, inputs)
+    c = infer_batched(cand_runner, inputs)
+    if r.shape != c.shape:
+        raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
+                             "they are not the same model")
+    return r, c
+
+
+def run_local(ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, reporter: Reporter, data_reporter: Reporter
+              ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """In-process execution: (reference logits, candidate logits, labels) per batch, in sample order."""
+    from resdeploy.runners import create_runner
+
+    with reporter.step("loading the reference and the candidate"):
+        ref_runner = create_runner(ref_cfg).__enter__()
+        try:
+            cand_runner = create_runner(cand_cfg).__enter__()
+        except BaseException:
+            ref_runner.__exit__(None, None, None)
+            raise
+    try:
+        for batch in ds.batches(batch_size, data_reporter, description="validating"):
+            r, c = infer_pair(ref_runner, cand_runner, batch.inputs)
+            yield r, c, batch.labels
+    finally:
+        cand_runner.__exit__(None, None, None)
+        ref_runner.__exit__(None, None, None)
+
+
+Executor = Callable[..., Iterable[tuple[np.ndarray, np.ndarray, "np.ndarray | None"]]]
+
+
 def validate(candidate: str | os.PathLike[str], *, reference: str | None = None, data: str | None = None,
-             config: ValidateConfig | None = None, reporter: Reporter | None = None, **kwargs: Any) -> ValidateResult:
+             config: ValidateConfig | None = None, reporter: Reporter | None = None,
+             executor: Executor | None = None, **kwargs: Any) -> ValidateResult:
     """Compare ``candidate`` with its reference on ``data`` and apply the gates.
 
     Bad input raises ``ResdeployError`` (exit 2). A failed gate does not raise: the
-    result says ``passed=False`` (the CLI turns that into exit code 1).
+    result says ``passed=False`` (the CLI turns that into exit code 1). ``executor`` runs
+    the models over the data (default ``run_local``; ``resdeploy.scale`` passes a Ray one):
+    everything before and after it, and so the result, is the same whichever runs.
     """
     from resdeploy.data import open_data
     from resdeploy.precision import preprocess_from
-    from resdeploy.runners import RunnerConfig, create_runner
+    from resdeploy.runners import RunnerConfig
 
     cfg = config or ValidateConfig(**kwargs)
     if config is not None and kwargs:
@@ -278,21 +320,10 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
     ref_logits: list[np.ndarray] = []
     cand_logits: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    with rep.step("loading the reference and the candidate"):
-        ref_runner = create_runner(ref_cfg).__enter__()
-        try:
-            cand_runner = create_runner(cand_cfg).__enter__()
-        except BaseException:
-            ref_runner.__exit__(None, None, None)
-            raise
+    num_classes: int | None = None
+    outputs = iter((executor or run_local)(ds, ref_cfg, cand_cfg, cfg.batch_size, rep, data_rep))
     try:
-        num_classes: int | None = None
-        for batch in ds.batches(cfg.batch_size, data_rep, description="validating"):
-            r = infer_batched(ref_runner, batch.inputs)
-            c = infer_batched(cand_runner, batch.inputs)
-            if r.shape != c.shape:
-                raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
-                                     "they are not the same model")
+        for r, c, y in outputs:
             if num_classes is None:
                 num_classes = r.shape[1]
                 warnings.extend(_check_labels(ds, num_classes, cfg.labels))
@@ -300,11 +331,10 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
                     warnings.append(f"the model has {num_classes} outputs: top-5 accuracy is 100% by definition")
             ref_logits.append(r)
             cand_logits.append(c)
-            if batch.labels is not None:
-                labels.append(batch.labels)
+            if y is not None:
+                labels.append(y)
     finally:
-        cand_runner.__exit__(None, None, None)
-        ref_runner.__exit__(None, None, None)
+        getattr(outputs, "close", lambda: None)()  # the runners are closed even when a check above raises
 
     ref_all, cand_all = np.concatenate(ref_logits), np.concatenate(cand_logits)
     metrics = parity_metrics(ref_all, cand_all)
@@ -431,4 +461,5 @@ def write_junit(result: ValidateResult, path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, result.junit_xml())
 
 
-__all__ = ["Gate", "ValidateConfig", "ValidateResult", "check_output_file", "validate", "write_junit"]
+__all__ = ["Gate", "ValidateConfig", "ValidateResult", "check_output_file", "infer_pair", "run_local", "validate",
+           "write_junit"]

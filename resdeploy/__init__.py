@@ -41,6 +41,7 @@ _API: dict[str, str] = {
     "RunnerConfig": "resdeploy.runners.base:RunnerConfig",
     "PreprocessSpec": "resdeploy.preprocess:PreprocessSpec",
     "parity_metrics": "resdeploy.compare:parity_metrics",
+    "sweep": "resdeploy.scale.sweep:sweep",
 }
 
 

@@ -426,6 +426,8 @@ class SweepResult:
         d["schema"] = SWEEP_SCHEMA
         for c, dc in zip(self.combos, d["combos"], strict=True):
             dc["cached"] = c.cached
+            for stage in dc["stages"]:
+                stage.pop("result", None)  # the full results are in the cache, at each stage's path
         return d
 
     @property

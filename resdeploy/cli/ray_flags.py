@@ -36,7 +36,7 @@ def expand_ray_flag(args: list[str]) -> list[str]:
 def ray_option() -> Any:
     return typer.Option(None, RAY_FLAG, metavar="[ADDRESS]",
                         help="Run on Ray: alone, a local Ray started for this command; or 'auto' / HOST:PORT "
-                             "of a running cluster (needs pip install 'resdeploy[ray]').")
+                             "of a running cluster (needs pip install 'resdeploy\\[ray]').")
 
 
 def ray_address(value: str | None) -> str | None:

@@ -115,6 +115,9 @@ class RayExecutor:
         threads = self.threads or 1
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = self.workers or max(1, cpus // threads)
+        if workers * threads > cpus:  # Ray would wait for CPUs that never come
+            raise ResdeployError(f"{workers} Ray worker(s) x {threads} thread(s) need {workers * threads} CPUs; "
+                                 f"the cluster has {cpus}", hint="lower --ray-workers or --threads")
         ref_cfg = dataclasses.replace(ref_cfg, threads=threads, model=_absolute(ref_cfg.model))
         cand_cfg = dataclasses.replace(cand_cfg, threads=threads, model=_absolute(cand_cfg.model))
         wanted = len(ds)
@@ -127,16 +130,15 @@ class RayExecutor:
             pass
         # Merge: shards in order; the first `wanted` good samples, as samples() would give them.
         ordered = [results[k] for k in sorted(results)]
-        skipped: list[tuple[str, str]] = []
+        good = [pos for sh in ordered for pos in sh.positions]
+        # samples() stops right after the wanted-th good sample: files after it were never tried.
+        end = good[wanted - 1] if len(good) >= wanted else None
+        skipped = [(name, why) for sh in ordered for pos, name, why in sh.skipped if end is None or pos < end]
         taken = 0
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         for sh in ordered:
-            if taken >= wanted:
-                break
             n = min(len(sh.positions), wanted - taken)
-            last = sh.positions[n - 1] if n else None
-            skipped += [(name, why) for pos, name, why in sh.skipped if last is None or pos < last]
-            if n:
+            if n > 0:
                 assert sh.ref is not None and sh.cand is not None
                 out.append((sh.ref[:n], sh.cand[:n], None if sh.labels is None else sh.labels[:n]))
                 taken += n

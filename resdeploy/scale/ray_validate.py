@@ -168,7 +168,7 @@ class RayExecutor:
                 "dataset": worker_ds, "ref_cfg": ref_cfg, "cand_cfg": cand_cfg},
                 # Ray Data's actor pools restart a dead actor and retry its tasks by default
                 # (max_restarts=-1, max_task_retries=-1): the driver only has to count shards once.
-                batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads)
+                batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(workers, len(shards))), num_cpus=threads)
             for row in mapped.iter_rows():
                 sh: _Shard = pickle.loads(row["payload"])
                 if sh.index in results:  # a retried shard delivered twice: count it once

@@ -6,10 +6,12 @@ How it stays the same ValidateResult as a run in one process, bit for bit:
   (resolving the reference, opening the data, gates, the result); only its ``executor``
   is replaced, so nothing of that is written twice.
 - A shard is exactly one of the in-process run's batches (positions ``k*B .. (k+1)*B`` of
-  the data's sorted or seeded order), run by ``validation.infer_pair``, the same per-sample
-  step. The same tensors through the same sessions in the same batch give the same logits.
-- The driver puts the shards back in order and keeps each shard once (by its index), so a
-  shard recomputed after a worker died is never counted twice.
+  the data's sorted or seeded order), batched by ``Dataset.batches`` and compared by
+  ``compare.compare_batches``, the comparison step ``compare.compare_runners`` runs in one
+  process. The same tensors through the same sessions in the same batch give the same logits.
+- The driver puts the shards' ``RunComparison`` back in order (``RunComparison.join``) and
+  keeps each shard once (by its index), so a shard recomputed after a worker died is never
+  counted twice.
 
 Files that fail to load are replaced by the next ones, as in one process: a round of
 extra shards follows when some were skipped. Then a batch can hold other samples than in
@@ -27,25 +29,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from resdeploy.compare import RunComparison
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
 
 
 @dataclasses.dataclass
 class _Shard:
-    """What one worker sends back for one shard: per-sample logits in position order, and what it skipped."""
+    """What one worker sends back for one shard: its comparison (None when every file failed), what it skipped."""
 
     index: int
     positions: list[int]
-    ref: np.ndarray | None
-    cand: np.ndarray | None
-    labels: np.ndarray | None
+    comparison: RunComparison | None
     skipped: list[tuple[int, str, str]]  # (position, name, reason)
     pid: int
 
@@ -66,26 +67,23 @@ class _ValidateWorker:
         return {"shard": np.asarray(batch["shard"], dtype=np.int64), "payload": np.asarray(out, dtype=object)}
 
     def shard(self, index: int, start: int, stop: int) -> _Shard:
-        from resdeploy.validation import infer_pair
+        from resdeploy.compare import compare_batches
 
         sub = dataclasses.replace(self.ds, items=self.ds.items[start:stop], limit=None, skipped=[],
                                   labels=None if self.ds.labels is None else self.ds.labels[start:stop])
         offset = {sub._name(i): i for i in range(len(sub.items))}  # names are unique within a data set
-        xs, ys, positions = [], [], []
         try:
-            for x, y, name in sub.samples():
-                xs.append(x)
-                ys.append(y)
-                positions.append(start + offset[name])
+            batches = list(sub.batches(stop - start))  # the shard's good samples, batched as in one process
         except ResdeployError:
             if len(sub.skipped) != stop - start:  # "no usable samples" in this shard alone is fine
                 raise
+            batches = []
         skipped = [(start + offset.get(n, 0), n, why) for n, why in sub.skipped]
-        if not xs:
-            return _Shard(index, [], None, None, None, skipped, os.getpid())
-        r, c = infer_pair(self.ref, self.cand, np.stack(xs).astype(np.float32, copy=False))
-        labels = None if ys[0] is None else np.asarray(ys, dtype=np.int64)
-        return _Shard(index, positions, r, c, labels, skipped, os.getpid())
+        if not batches:
+            return _Shard(index, [], None, skipped, os.getpid())
+        positions = [start + offset[name] for b in batches for name in b.names]
+        # Runners stay loaded for the next shard: compare_batches, not compare_runners (which closes them).
+        return _Shard(index, positions, compare_batches(self.ref, self.cand, batches), skipped, os.getpid())
 
 
 def _shards(start: int, stop: int, batch: int, first_index: int) -> list[dict[str, int]]:
@@ -106,7 +104,7 @@ class RayExecutor:
     shard_pids: dict[int, int] = dataclasses.field(default_factory=dict)  # shard -> pid that computed it
 
     def __call__(self, ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, reporter: Reporter,
-                 data_reporter: Reporter) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+                 data_reporter: Reporter, *, on_first: Callable[[np.ndarray], None] | None = None) -> RunComparison:
         import ray
 
         from resdeploy.scale.cluster import quiet_ray_data
@@ -134,22 +132,19 @@ class RayExecutor:
         # samples() stops right after the wanted-th good sample: files after it were never tried.
         end = good[wanted - 1] if len(good) >= wanted else None
         skipped = [(name, why) for sh in ordered for pos, name, why in sh.skipped if end is None or pos < end]
-        taken = 0
-        out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        for sh in ordered:
-            n = min(len(sh.positions), wanted - taken)
-            if n > 0:
-                assert sh.ref is not None and sh.cand is not None
-                out.append((sh.ref[:n], sh.cand[:n], None if sh.labels is None else sh.labels[:n]))
-                taken += n
+        # Rounds add only as many files as samples are missing, so the shards never hold more than `wanted`.
+        parts = [sh.comparison for sh in ordered if sh.comparison is not None]
+        assert sum(p.samples for p in parts) <= wanted
         ds.skipped = skipped
-        yield from out
+        if parts and on_first is not None:  # as compare_runners does on the first batch (the label check)
+            on_first(parts[0].reference)
         # After the last batch, as Dataset.samples does: the warnings come in the same order.
         ds._report_skipped(data_reporter)
-        if taken == 0:
+        if not parts:
             raise ResdeployError(
                 f"no usable samples in {ds.source}: all {len(skipped)} files failed to load "
                 f"(first: {skipped[0][0]}: {skipped[0][1]})" if skipped else f"no usable samples in {ds.source}")
+        return RunComparison.join(parts)
 
     def _rounds(self, ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, workers: int, threads: int,
                 results: dict[int, _Shard]) -> Iterator[None]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -123,3 +126,50 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - P
         "preprocess": PreprocessSpec(resize=37, crop=32).to_dict(),
     })
     return out
+# --- Ray (tests/scale) --------------------------------------------------------------------------
+# One real local Ray for the whole session: two nodes of one CPU each (ray.cluster_utils.Cluster),
+# so the fleet benchmark has nodes to select from; two CPUs in all, as on this machine. Started on
+# first use (only the Ray tests pay for it), shut down at the end of the session; the teardown
+# checks with psutil that no Ray process of ours is left.
+_RAY_STORE = 150 * 1024 * 1024  # per node: small objects only (shard lists, logits)
+
+
+def _ray_processes() -> list[Any]:
+    import psutil
+
+    me = psutil.Process()
+    found = []
+    for p in me.children(recursive=True):
+        try:
+            text = " ".join(p.cmdline()) + " " + p.name()
+        except (psutil.Error, OSError):
+            continue
+        if "ray" in text or "raylet" in text or "gcs_server" in text:
+            found.append(p)
+    return found
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """(ray, cluster): the driver connected to a two-node local cluster; node 2 has resource 'fleet'."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": _RAY_STORE, "include_dashboard": False,
+        "labels": {"role": "head"}})
+    cluster.add_node(num_cpus=1, object_store_memory=_RAY_STORE, resources={"fleet": 1}, labels={"role": "bench"})
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    cluster.wait_for_nodes()
+    try:
+        yield ray, cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        deadline = time.monotonic() + 20
+        while _ray_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _ray_processes()
+        for p in left:  # never leave them running, even when the check below fails
+            p.kill()
+        assert not left, f"Ray processes left after shutdown: {[p.pid for p in left]}"

@@ -450,6 +450,14 @@ def check_parity(
 
 
 # --- the manifest ---------------------------------------------------------------------------------------
+def _node_modules(onnx_path: Path) -> dict[str, str]:
+    import onnx
+
+    from resdeploy.graph_modules import node_module_map
+
+    return node_module_map(onnx.load(os.fspath(onnx_path), load_external_data=False))
+
+
 def _manifest(
     spec: Any, init: dict[str, Any], weights_desc: Any, onnx_path: Path, external: bool, graph: dict[str, Any],
     parity: dict[str, Any], cfg: ExportConfig, exporter: str, fixed_batch: int | None, timings: dict[str, float],
@@ -487,6 +495,8 @@ def _manifest(
             "optimized": exporter == "dynamo",
         },
         "graph": {k: graph[k] for k in ("ir_version", "nodes", "ops", "batchnorm_folded", "initializers")},
+        # ONNX node -> PyTorch module, for per-layer reports and --exclude by module (`resdeploy layers`)
+        "node_modules": _node_modules(onnx_path),
         "versions": versions,
         "preprocess": spec.preprocess().to_dict(),
         "parity": parity,

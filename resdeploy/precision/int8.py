@@ -29,6 +29,7 @@ import numpy as np
 
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.graph_modules import module_scopes as _module_scopes
 from resdeploy.precision.entropy import AbsHistogramCollector
 
 TARGETS = ("cpu", "trt")
@@ -126,26 +127,6 @@ def calibrate(
     from resdeploy.precision.ranges import CalibrationRanges
 
     return CalibrationRanges.ranges_from_tensors_data(tensors)
-
-
-def _module_scopes(node: Any) -> list[str]:
-    """The PyTorch module paths a node came from ('layer4', 'layer4.1', 'layer4.1.bn2'), where recorded.
-
-    The dynamo exporter names nodes after ops (``node_Conv_374``) and records the module
-    hierarchy in the node's ``pkg.torch.onnx.name_scopes`` metadata; the last entry is the
-    op itself, not a module.
-    """
-    import ast
-
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            try:
-                scopes = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError):
-                return []
-            if isinstance(scopes, list):
-                return [str(s) for s in scopes[:-1] if s]
-    return []
 
 
 def match_nodes(model_path: str | os.PathLike[str], patterns: Sequence[str]) -> list[str]:

@@ -32,6 +32,7 @@ from resdeploy.artifacts import (
 )
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.precision.budget import Budget
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
 from resdeploy.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
@@ -65,6 +66,7 @@ class QuantizeConfig:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     calib_batch_size: int = 8
+    budget: Budget | None = None  # int8: gates on held-out data met by keeping layers in FP32 (budget.py)
 
     def variant_name(self) -> str:
         return "fp16" if self.precision == "fp16" else f"int8-{self.target}"
@@ -106,6 +108,11 @@ class QuantizeConfig:
                                      hint="a small licence-clean sample set ships in calibration/sample")
         elif self.ranges:
             raise ResdeployError("--ranges applies to --precision int8 only")
+        if self.budget is not None:
+            if self.precision != "int8":
+                raise ResdeployError("an accuracy budget (--val-data with --max-top1-drop, ...) applies to "
+                                     "--precision int8 only")
+            self.budget.check()
 
 
 @dataclass
@@ -289,6 +296,11 @@ def quantize(model: str | os.PathLike[str], *, config: QuantizeConfig | None = N
             info, check_inputs = _make_fp16(src, cfg, work_model, rep)
         else:
             info, ranges, check_inputs = _make_int8(src, cfg, tmp, work_model, rep, saved)
+            if cfg.budget is not None:
+                from resdeploy.precision.budget import apply_budget
+
+                info["accuracy_budget"] = apply_budget(cfg.budget, src=src, calib_data=cfg.calib_data, seed=cfg.seed,
+                                                       work_dir=tmp, int8_path=work_model, info=info, reporter=rep)
         check = _self_check(src.path, work_model, src, check_inputs, cfg.seed, rep)
 
         with atomic_dir(out, force=cfg.force) as staging:
@@ -301,7 +313,17 @@ def quantize(model: str | os.PathLike[str], *, config: QuantizeConfig | None = N
             write_manifest(staging, manifest)
     rep.info(f"[green]✓[/] wrote {out / 'model.onnx'}")
     written = read_manifest(out / "model.onnx") or manifest
-    return QuantizeResult(out / "model.onnx", written, ranges_path, out, src.path)
+    result = QuantizeResult(out / "model.onnx", written, ranges_path, out, src.path)
+    budget = (written.get("quantization") or {}).get("accuracy_budget")
+    if budget and not budget["met"]:
+        from resdeploy.errors import GateFailure
+
+        failure = GateFailure(f"accuracy budget not met after {budget['full_validations']} validations; wrote the "
+                              f"closest variant ({len(budget['kept_fp32'])} layer group(s) in FP32, top-1 drop "
+                              f"{budget['top1_drop_points']} points) to {out}", hint="raise --max-trials or the budget")
+        failure.result = result  # type: ignore[attr-defined]
+        raise failure
+    return result
 
 
 def _make_fp16(src: SourceModel, cfg: QuantizeConfig, dst: Path, rep: Reporter) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -482,4 +504,4 @@ def parent_model_path(candidate: str | os.PathLike[str], manifest: dict[str, Any
     return None
 
 
-__all__ = ["PRECISIONS", "QuantizeConfig", "QuantizeResult", "parent_model_path", "preprocess_from", "quantize"]
+__all__ = ["PRECISIONS", "Budget", "QuantizeConfig", "QuantizeResult", "parent_model_path", "preprocess_from", "quantize"]

@@ -44,11 +44,10 @@ def register(app: typer.Typer) -> None:
         from resdeploy.console import Reporter, stdout
         from resdeploy.precision import Budget, QuantizeConfig, quantize
 
-        gates = {"max_top1_drop": max_top1_drop, "min_top1_ratio": min_top1_ratio, "min_agreement": min_agreement,
-                 "min_cosine": min_cosine}
-        budget = None
-        if val_data or any(v is not None for v in gates.values()) or val_samples is not None or max_trials != 8:
-            budget = Budget(val_data=val_data, val_samples=val_samples, max_trials=max_trials, **gates)
+        budget = Budget(val_data=val_data, val_samples=val_samples, max_trials=max_trials, max_top1_drop=max_top1_drop,
+                        min_top1_ratio=min_top1_ratio, min_agreement=min_agreement, min_cosine=min_cosine)
+        if not (val_data or budget.gates_given() or val_samples is not None or max_trials != 8):
+            budget = None
         cfg = QuantizeConfig(
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
             seed=seed, method=method.lower(), percentile=percentile, exclude=list(exclude), ranges=ranges,

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         calib_data: str = typer.Option(None, "--calib-data", help="INT8 calibration data: image folder (nested ok), .npy/.npz, or 'synthetic'."),
         calib_samples: int = typer.Option(128, "--calib-samples", help="How many calibration samples (seeded selection)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample selection."),
-        method: str = typer.Option("minmax", "--method", help="Calibration: minmax | entropy | percentile."),
+        method: str = typer.Option(None, "--method", help="Calibration: avgminmax (per-sample min/max, averaged) | minmax | entropy | percentile. Default per target, measured: cpu avgminmax, trt entropy."),
         percentile: float = typer.Option(99.999, "--percentile", parser=finite_float, help="With --method percentile: the percentile kept."),
         target: str = typer.Option("cpu", "--target", help="INT8 form: cpu (fastest in ONNX Runtime on x86) | trt (TensorRT Q/DQ placement)."),
         exclude: list[str] = typer.Option([], "--exclude", help="Node name or glob kept in higher precision (repeatable)."),
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             budget = None
         cfg = QuantizeConfig(
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
-            seed=seed, method=method.lower(), percentile=percentile, exclude=list(exclude), ranges=ranges,
+            seed=seed, method=method.lower() if method else None, percentile=percentile, exclude=list(exclude), ranges=ranges,
             fp16_io=fp16_io, activation_type=activations.lower() if activations else None, reduce_range=reduce_range,
             output=output, force=force, budget=budget,
             **preprocess.as_config(),

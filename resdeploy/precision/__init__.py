@@ -43,14 +43,14 @@ _CHECK_SAMPLES = 16  # samples in the quick FP32-vs-variant check recorded in th
 
 @dataclass
 class QuantizeConfig:
-    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, MinMax, 128 samples."""
+    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, the target's measured estimator, 128 samples."""
 
     precision: str = "int8"  # fp16 | int8
     target: str = "cpu"  # int8 only: cpu (ONNX Runtime x86) | trt (TensorRT Q/DQ placement)
     calib_data: str | None = None  # image folder, .npy/.npz, or "synthetic"
     calib_samples: int = 128
     seed: int = 0
-    method: str = "minmax"  # minmax | entropy | percentile
+    method: str | None = None  # avgminmax | minmax | entropy | percentile; None: int8.DEFAULT_METHOD[target]
     percentile: float = 99.999
     exclude: list[str] = field(default_factory=list)  # node names or globs kept in higher precision
     ranges: str | None = None  # reuse saved calibration ranges instead of calibrating
@@ -76,7 +76,7 @@ class QuantizeConfig:
             raise ResdeployError(f"unknown precision '{self.precision}'; choose from: {', '.join(PRECISIONS)}")
         if self.target not in ("cpu", "trt"):
             raise ResdeployError(f"unknown target '{self.target}'; choose from: cpu, trt")
-        if self.method not in METHODS:
+        if self.method is not None and self.method not in METHODS:
             raise ResdeployError(f"unknown calibration method '{self.method}'; choose from: {', '.join(METHODS)}")
         if not 0.0 < self.percentile <= 100.0:
             raise ResdeployError(f"--percentile must be in (0, 100], got {self.percentile}")
@@ -399,11 +399,12 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
             keep = len(inputs) // fixed_batch * fixed_batch  # what calibration can feed; recorded honestly
             rep.warn(f"the model takes batches of {fixed_batch}: calibrating on {keep} of {len(inputs)} samples")
             inputs = inputs[:keep]
-        values = int8.calibrate(pre, inputs, method=cfg.method, percentile=cfg.percentile,
+        method = cfg.method or int8.DEFAULT_METHOD[cfg.target]
+        values = int8.calibrate(pre, inputs, method=method, percentile=cfg.percentile,
                                 batch_size=cfg.calib_batch_size, reporter=rep)
-        ranges = CalibrationRanges(model_sha256=src.sha256, method=cfg.method, samples=int(inputs.shape[0]),
+        ranges = CalibrationRanges(model_sha256=src.sha256, method=method, samples=int(inputs.shape[0]),
                                    source=str(cfg.calib_data), seed=cfg.seed,
-                                   percentile=cfg.percentile if cfg.method == "percentile" else None,
+                                   percentile=cfg.percentile if method == "percentile" else None,
                                    ranges=values)
     act = cfg.activation_type or int8.DEFAULT_ACTIVATION[cfg.target]
     with rep.step(f"placing Q/DQ nodes (target {cfg.target}, {act} activations)"):
@@ -471,7 +472,8 @@ def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path
     if ranges is not None:
         calibration = {"method": ranges.method, "percentile": ranges.percentile, "samples": ranges.samples,
                        "source": ranges.source, "seed": ranges.seed, "ranges_file": RANGES_NAME,
-                       "reused_ranges": bool(cfg.ranges)}
+                       "reused_ranges": bool(cfg.ranges),
+                       "method_chosen": "by name" if cfg.method or cfg.ranges else f"default for --target {cfg.target}"}
     return {
         **inherited,
         "stage": "quantize",

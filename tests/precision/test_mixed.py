@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 from PIL import Image
 
 import resdeploy
@@ -20,7 +21,6 @@ from resdeploy.precision import Budget, quantize
 from resdeploy.precision.budget import Trial, search
 from resdeploy.precision.estimators import PerSampleMinMaxCollector
 from resdeploy.precision.revert import fusable_groups, quantized_nodes, revert
-from conftest import run_cli
 
 SIZE = 16
 
@@ -130,6 +130,7 @@ def test_export_records_node_modules(setup: dict[str, Path]) -> None:
     assert {mods[n] for n in conv_names} >= {"conv1", "layer1.0.conv1", "layer3.2.conv2"}
 
 
+@pytest.mark.slow
 def test_layers_report_cli_table_json_plot(setup: dict[str, Path], tmp_path: Path) -> None:
     plot = tmp_path / "layers.svg"
     code, out, err = run_cli("layers", str(setup["trt"].parent), "--data", str(setup["imgs"]), "--samples", "4",

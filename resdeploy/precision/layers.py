@@ -315,8 +315,11 @@ def node_modules_of(manifest: dict[str, Any], fp32: Any | None = None) -> dict[s
 
 
 # ------------------------------------------------------------------------------------------
-def plot(report: LayerReport, path: str | os.PathLike[str], *, top: int = 30) -> Path:
-    """A bar chart of the isolated SQNR of the worst ``top`` layers (PNG or SVG, by suffix)."""
+def plot_bytes(report: LayerReport | dict[str, Any], fmt: str = "png", *, top: int = 30) -> bytes:
+    """A bar chart of the isolated and cumulative SQNR of the worst ``top`` layers, as PNG or SVG bytes.
+
+    Takes the report or its ``to_dict()`` (a saved ``layers --json``), so ``report`` can draw it too.
+    """
     import io
 
     import matplotlib
@@ -324,30 +327,38 @@ def plot(report: LayerReport, path: str | os.PathLike[str], *, top: int = 30) ->
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    data = report.to_dict() if isinstance(report, LayerReport) else report
+    rows = list(data["layers"])[:top]
+
+    def finite(v: Any) -> float:
+        return float(v) if v is not None and np.isfinite(float(v)) else 0.0
+
+    labels = [r.get("module") or r["node"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.28 * len(rows) + 1)))
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [finite(r["isolated_sqnr_db"]) for r in rows], height=0.4, label="this layer alone")
+    ax.barh(y + 0.2, [finite(r["sqnr_db"]) for r in rows], height=0.4, label="cumulative (variant)")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("SQNR vs FP32 (dB, higher is better)")
+    ax.set_title(f"Per-layer {str(data['precision']).upper()} error, worst first ({data['samples']} samples)")
+    ax.legend(loc="lower right", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot(report: LayerReport, path: str | os.PathLike[str], *, top: int = 30) -> Path:
+    """Write the chart of ``plot_bytes`` to ``path`` (.png or .svg), atomically."""
     from resdeploy.artifacts import atomic_write_bytes
 
     p = Path(path)
     fmt = p.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         raise ResdeployError(f"--plot writes .png or .svg, not '{p.suffix or p.name}'")
-    rows = report.layers[:top]
-    labels = [r.module or r.node for r in rows]
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.28 * len(rows) + 1)))
-    y = np.arange(len(rows))
-    iso_vals = [r.isolated_sqnr_db if np.isfinite(r.isolated_sqnr_db) else 0.0 for r in rows]
-    cum_vals = [r.sqnr_db if np.isfinite(r.sqnr_db) else 0.0 for r in rows]
-    ax.barh(y - 0.2, iso_vals, height=0.4, label="this layer alone")
-    ax.barh(y + 0.2, cum_vals, height=0.4, label="cumulative (variant)")
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("SQNR vs FP32 (dB, higher is better)")
-    ax.set_title(f"Per-layer {report.precision.upper()} error, worst first ({report.samples} samples)")
-    ax.legend(loc="lower right", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(p, buf.getvalue())
+    return atomic_write_bytes(p, plot_bytes(report, fmt, top=top))
 
 
 __all__ = ["LAYERS_SCHEMA", "LayerError", "LayerReport", "analyze", "isolation_model", "layer_errors",
-           "node_modules_of", "plot"]
+           "node_modules_of", "plot", "plot_bytes"]

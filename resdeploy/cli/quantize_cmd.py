@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
             table.add_row("accuracy budget", f"{'met' if bud['met'] else 'NOT met'}{drop} after "
                           f"{bud['full_validations']} full validation(s); kept in FP32: {kept}")
             cost = bud.get("speed_cost")
-            if cost:
+            if cost and "error" not in cost:
                 table.add_row("speed cost", f"p50 {cost['mixed_p50_ms']:.3f} ms vs {cost['int8_p50_ms']:.3f} ms full INT8 "
                               f"(x{cost['slowdown']:.2f}, batch 1, ONNX Runtime on this host)")
         chk = m.get("check") or {}

@@ -43,10 +43,12 @@ def register(app: typer.Typer) -> None:
         """Make an FP16 or INT8 (calibrated Q/DQ) variant that ONNX Runtime, TensorRT and OpenVINO all read."""
         from resdeploy.console import Reporter, stdout
         from resdeploy.precision import Budget, QuantizeConfig, quantize
+        from resdeploy.precision.budget import DEFAULT_MAX_TRIALS
 
         budget = Budget(val_data=val_data, val_samples=val_samples, max_trials=max_trials, max_top1_drop=max_top1_drop,
                         min_top1_ratio=min_top1_ratio, min_agreement=min_agreement, min_cosine=min_cosine)
-        if not (val_data or budget.gates_given() or val_samples is not None or max_trials != 8):
+        if not (val_data or budget.gates_given() or val_samples is not None
+                or max_trials != DEFAULT_MAX_TRIALS):
             budget = None
         cfg = QuantizeConfig(
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,

@@ -184,7 +184,7 @@ def search(groups: list[list[str]], evaluate: Callable[[int, list[int], str], Tr
 
 def meet_budget(budget: Budget, *, fp32_path: Path, pre_path: Path, int8_path: Path, preprocess: dict[str, Any],
                 rank_inputs: np.ndarray, node_modules: dict[str, str], work_dir: Path,
-                reporter: Reporter) -> BudgetOutcome:
+                reporter: Reporter, fp32_sha256: str | None = None) -> BudgetOutcome:
     """Validate plain INT8 against ``budget``; if it fails, keep ranked layer groups in FP32 until it passes.
 
     ``fp32_path`` is the FP32 parent (validate's reference), ``pre_path`` the
@@ -194,7 +194,7 @@ def meet_budget(budget: Budget, *, fp32_path: Path, pre_path: Path, int8_path: P
     """
     import onnx
 
-    from resdeploy.artifacts import write_manifest
+    from resdeploy.artifacts import Lineage, Manifest, sha256_file
     from resdeploy.precision.layers import layer_errors
     from resdeploy.precision.revert import fusable_groups, revert
     from resdeploy.validation import validate
@@ -202,6 +202,7 @@ def meet_budget(budget: Budget, *, fp32_path: Path, pre_path: Path, int8_path: P
     int8 = onnx.load(os.fspath(int8_path))
     fp32 = onnx.load(os.fspath(pre_path))
     vcfg = budget.validate_config()
+    fp32_sha = fp32_sha256 or sha256_file(Path(fp32_path))
     state: dict[str, Any] = {"ranked": None, "groups": []}
 
     def candidate(kept: list[int]) -> Any:
@@ -212,9 +213,10 @@ def meet_budget(budget: Budget, *, fp32_path: Path, pre_path: Path, int8_path: P
         trial_dir = work_dir / f"trial-{index}"
         trial_dir.mkdir(parents=True, exist_ok=True)
         onnx.save(candidate(kept), os.fspath(trial_dir / "model.onnx"))
-        write_manifest(trial_dir, {"stage": "quantize", "precision": "int8", "model_file": "model.onnx",
-                                   "parent": {"abspath": str(Path(fp32_path).resolve()), "precision": "fp32"},
-                                   "preprocess": preprocess})
+        # validate finds the FP32 reference through this manifest's lineage, as for a written variant
+        Manifest.for_file(trial_dir / "model.onnx", stage="quantize", precision="int8", preprocess=preprocess,
+                          parent=Lineage.of(Path(fp32_path), trial_dir, sha256=fp32_sha, precision="fp32"),
+                          ).write(trial_dir)
         t0 = time.perf_counter()
         res = validate(trial_dir / "model.onnx", config=vcfg)
         leads = [state["groups"][i][0] for i in kept]
@@ -293,7 +295,7 @@ def apply_budget(budget: Budget, *, src: Any, calib_data: str | None, seed: int,
     outcome = meet_budget(budget, fp32_path=src.path, pre_path=pre, int8_path=full,
                           preprocess=src.preprocess.to_dict(), rank_inputs=rank_inputs,
                           node_modules=node_modules_of(src.manifest or {}, onnx.load(os.fspath(pre))),
-                          work_dir=work_dir / "trials", reporter=reporter)
+                          work_dir=work_dir / "trials", reporter=reporter, fp32_sha256=src.sha256)
     onnx.save(outcome.model, os.fspath(int8_path))
     chosen = next(t for t in outcome.trials if sorted(t.kept) == sorted(outcome.kept))
     record: dict[str, Any] = {

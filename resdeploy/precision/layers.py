@@ -259,26 +259,30 @@ def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, 
     """
     import onnx
 
-    from resdeploy.artifacts import read_manifest
+    from resdeploy.artifacts import load_onnx
     from resdeploy.data import open_data
     from resdeploy.errors import check_positive_int
-    from resdeploy.precision import _check_onnx, graph_kind, parent_model_path, preprocess_from
     from resdeploy.precision import int8 as int8_mod
-    from resdeploy.validation import model_file
+    from resdeploy.resolve import preprocess_from, resolve_artifact
 
     rep = reporter or Reporter(quiet=True)
     check_positive_int(samples, "--samples")
     check_positive_int(batch_size, "--batch-size")
-    cand = model_file(Path(candidate), "ort")
-    proto = _check_onnx(cand)
-    kind = graph_kind(proto)
+    art = resolve_artifact(candidate, role="candidate", zoo=False)
+    assert art.path is not None
+    cand = art.path
+    if art.kind != "onnx":
+        raise ResdeployError(f"{cand} is not an ONNX model; `layers` compares an INT8 (Q/DQ) variant with its FP32 parent",
+                             hint="pass the directory `resdeploy quantize --precision int8` wrote")
+    load_onnx(cand)
+    kind = art.precision
     if kind != "int8":
         raise ResdeployError(f"{cand} is an {kind} model; `layers` compares an INT8 (Q/DQ) variant with its FP32 parent",
                              hint="pass the directory `resdeploy quantize --precision int8` wrote")
-    manifest = read_manifest(cand)
-    parent = parent_model_path(cand, manifest) if manifest else None
+    manifest = art.manifest.to_dict() if art.manifest else None
+    parent = art.parent_path()  # the manifest's typed lineage
     if parent is None:
-        named = (manifest or {}).get("parent")
+        named = art.manifest is not None and art.manifest.parent is not None
         raise ResdeployError(f"{cand} has no FP32 parent{' that still exists' if named else ''} in its manifest",
                              hint="pass a variant written by `resdeploy quantize` (its manifest names the FP32 export)")
     from resdeploy.data import check_source
@@ -289,7 +293,8 @@ def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, 
     inputs, _ = ds.load(rep, description="layer-report data")
     if len(inputs) == 0:
         raise ResdeployError(f"no usable samples in {data}")
-    parent_manifest = read_manifest(parent) or {}
+    parent_art = resolve_artifact(parent, role="reference", zoo=False)
+    parent_manifest = parent_art.manifest.to_dict() if parent_art.manifest else {}
     with tempfile.TemporaryDirectory(prefix="resdeploy-layers-") as tmp:
         pre = Path(tmp) / "preprocessed.onnx"
         with rep.step("pre-processing the FP32 parent as quantize did"):

@@ -64,7 +64,7 @@ def test_model_that_passes_keeps_nothing_after_one_validation(case: dict[str, Pa
     res = _minmax(case, "plain", "trt", tmp_path / "budget", Budget(val_data=str(case["val"]), max_top1_drop=1.0))
     b = res.manifest["quantization"]["accuracy_budget"]
     assert b["met"] and b["kept_fp32"] == [] and b["full_validations"] == 1 and b["speed_cost"] is None
-    assert res.manifest["sha256"] == plain.manifest["sha256"]  # the very same INT8 graph
+    assert res.manifest["artifact"]["sha256"] == plain.manifest["artifact"]["sha256"]  # the very same INT8 graph
 
 
 def test_unmet_budget_keeps_the_best_variant_and_exits_1(case: dict[str, Path], tmp_path: Path) -> None:

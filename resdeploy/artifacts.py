@@ -423,7 +423,7 @@ class Lineage:
 # Keys the typed fields own; everything else in a manifest is a stage's own section (parity,
 # calibration, quantization, check, exporter, versions, timings, target, dynamic_axes, engine...).
 _TYPED_KEYS = ("schema", "created", "stage", "precision", "model", "preprocess", "artifact", "inputs", "outputs",
-               "opset", "graph", "parent", "settings")
+               "opset", "graph", "parent", "settings", "node_modules")
 
 
 @dataclass
@@ -444,6 +444,9 @@ class Manifest:
     parent: Lineage | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)
+    # ONNX node name -> PyTorch module path, measured from this artifact's own graph at export
+    # (per-layer reports, --exclude by module); None where no stage recorded it.
+    node_modules: dict[str, str] | None = None
     created: str = field(default_factory=utc_now)
     schema: str = MANIFEST_SCHEMA
 
@@ -473,6 +476,8 @@ class Manifest:
             d["graph"] = self.graph.to_dict()
         if self.parent is not None:
             d["parent"] = self.parent.to_dict()
+        if self.node_modules is not None:
+            d["node_modules"] = dict(self.node_modules)
         d["settings"] = self.settings
         d.update({k: v for k, v in self.sections.items() if k not in d})
         return d
@@ -491,6 +496,7 @@ class Manifest:
                 inputs=[TensorInfo.from_dict(t) for t in d.get("inputs") or []],
                 outputs=[TensorInfo.from_dict(t) for t in d.get("outputs") or []])
         parent = d.get("parent")
+        mods = d.get("node_modules")
         return cls(stage=str(d.get("stage") or "unknown"),
                    precision=str(d["precision"]) if d.get("precision") is not None else None,
                    artifact=FileRecord.from_dict(d["artifact"]) if isinstance(d.get("artifact"), dict) else None,
@@ -499,6 +505,7 @@ class Manifest:
                    preprocess=d.get("preprocess") if isinstance(d.get("preprocess"), dict) else None,
                    parent=Lineage.from_dict(parent) if isinstance(parent, dict) else None,
                    settings=dict(d.get("settings") or {}),
+                   node_modules={str(k): str(v) for k, v in mods.items()} if isinstance(mods, dict) else None,
                    sections={k: v for k, v in d.items() if k not in _TYPED_KEYS
                              or (graph is None and k in ("inputs", "outputs", "opset"))},
                    created=str(d.get("created") or ""), schema=str(d.get("schema") or MANIFEST_SCHEMA))
@@ -527,7 +534,7 @@ def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("stage") == "quantize" or data.get("sha256"):
         d["artifact"] = {"file": str(data.get("model_file") or "model.onnx"), "sha256": str(data["sha256"]),
                          "bytes": None, "external_data": []}
-        for key in ("inputs", "outputs", "opset", "graph", "dynamic_axes", "exporter", "parity"):
+        for key in ("inputs", "outputs", "opset", "graph", "dynamic_axes", "exporter", "parity", "node_modules"):
             d.pop(key, None)  # the parent's, copied: not facts about this file
         d.setdefault("settings", {})
     else:

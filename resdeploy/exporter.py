@@ -449,6 +449,14 @@ def check_parity(
 
 
 # --- the manifest ---------------------------------------------------------------------------------------
+def _node_modules(onnx_path: Path) -> dict[str, str]:
+    import onnx
+
+    from resdeploy.graph_modules import node_module_map
+
+    return node_module_map(onnx.load(os.fspath(onnx_path), load_external_data=False))
+
+
 def _manifest(
     spec: Any, init: dict[str, Any], weights_desc: Any, onnx_path: Path, external: bool,
     parity: dict[str, Any], cfg: ExportConfig, exporter: str, fixed_batch: int | None, timings: dict[str, float],
@@ -462,6 +470,8 @@ def _manifest(
         model={"name": spec.name, "source": spec.source, "spec": spec.to_dict(), "weights": weights_desc,
                "init": init, "family": spec.family},
         preprocess=spec.preprocess().to_dict(),
+        # ONNX node -> PyTorch module, for per-layer reports and --exclude by module (`resdeploy layers`)
+        node_modules=_node_modules(onnx_path),
     )
     assert manifest.graph is not None
     manifest.settings = {

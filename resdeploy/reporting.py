@@ -612,17 +612,49 @@ def report(source: Sequence[str | os.PathLike[str]], config: ReportConfig | str 
     cfg.check()
     paths, baseline, title = source, cfg.baseline, cfg.title
     out = Path(cfg.output) if cfg.output is not None else None
+    paths, layer_reports = _split_layer_reports(paths)
     results = load_results(paths)
     rows = rows_from(results)
     base = apply_speedups(rows, baseline)
     rows = sort_rows(rows)
     if out is not None:
         plots = make_plots(rows)
+        plots.update(_layer_plots(layer_reports))
         if out.suffix.lower() == ".md":
             _write_markdown(out, plots, rows, results, base, title)
         else:
             atomic_write_text(out, render_html(rows, results, base, plots, title))
     return ReportResult(rows=rows, baseline=base, output=out, sources=[s for s, _ in results])
+
+
+def _split_layer_reports(paths: Sequence[str | os.PathLike[str]]
+                         ) -> tuple[list[str | os.PathLike[str]], list[tuple[str, dict[str, Any]]]]:
+    """Bench results on one side, saved ``resdeploy layers --json`` reports (drawn as plots) on the other."""
+    import json
+
+    from resdeploy.precision.layers import LAYERS_SCHEMA
+
+    bench: list[str | os.PathLike[str]] = []
+    layers: list[tuple[str, dict[str, Any]]] = []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            bench.append(p)  # load_results says what is wrong with it
+            continue
+        if isinstance(data, dict) and data.get("schema") == LAYERS_SCHEMA and isinstance(data.get("layers"), list):
+            layers.append((str(p), data))
+        else:
+            bench.append(p)
+    if layers and not bench:
+        raise ResdeployError("report needs at least one bench result beside the layer reports")
+    return bench, layers
+
+
+def _layer_plots(layer_reports: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, bytes]:
+    from resdeploy.precision.layers import plot_bytes
+
+    return {f"layer_errors_{Path(src).stem}": plot_bytes(data, "png") for src, data in layer_reports}
 
 
 def _plot_dir(out: Path) -> Path:

@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from resdeploy.artifacts import atomic_write_text, load_onnx, read_manifest
+from resdeploy.artifacts import Lineage, atomic_write_text, load_onnx, read_manifest
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
@@ -136,13 +136,13 @@ class ValidateResult:
 def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, reference: str | None
                        ) -> tuple[str, str, dict[str, Any]]:
     """(engine, model, description) of the reference."""
-    from resdeploy.precision.pipeline import parent_model_path
-
     if reference in (None, "", "parent", "torch"):
         if manifest is None:
             raise ResdeployError(f"{candidate_path} has no manifest naming its FP32 parent",
                                  hint="pass --reference PATH (the FP32 ONNX model) or --reference torch")
-        parent = parent_model_path(candidate_path, manifest)
+        # the manifest's typed lineage (not precision.pipeline: quantize's budget runs validate)
+        lineage = manifest.get("parent")
+        parent = Lineage.from_dict(lineage).resolve(candidate_path.parent) if isinstance(lineage, dict) else None
         if parent is None:
             if manifest.get("parent"):
                 raise ResdeployError(f"the FP32 model named in {candidate_path.parent / 'manifest.json'} is gone: "

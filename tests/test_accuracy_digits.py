@@ -78,7 +78,7 @@ def digits_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, objec
     exported = resdeploy.export("resnet20", art / "fp32", ExportConfig(input_size=INPUT_SIZE), weights=str(weights),
                                 num_classes=10)
     fp16 = resdeploy.quantize(exported.model_path, precision="fp16")
-    int8_cpu = resdeploy.quantize(exported.model_path, precision="int8", target="cpu",
+    int8_cpu = resdeploy.quantize(exported.model_path, precision="int8", target="cpu", method="minmax",
                                   calib_data=str(train_dir), calib_samples=256, seed=0)
     int8_trt = resdeploy.quantize(exported.model_path, precision="int8", target="trt",
                                   ranges=str(int8_cpu.ranges_path))
@@ -94,6 +94,7 @@ def test_default_layout_is_sibling_dirs(digits_pipeline: dict) -> None:
     assert sorted(p.name for p in art.iterdir()) == ["fp16", "fp32", "int8-cpu", "int8-trt"]
     m = digits_pipeline["int8-cpu"].manifest
     assert m["calibration"]["samples"] == 256 and m["calibration"]["method"] == "minmax"
+    assert m["calibration"]["method_chosen"] == "by name"
     assert m["preprocess"] == digits_pipeline["fp32"].manifest["preprocess"]
 
 

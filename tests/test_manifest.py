@@ -114,6 +114,27 @@ def test_schema1_examples_migrate(tmp_path: Path) -> None:
     assert resolve_artifact(d).precision == "int8"
 
 
+def test_node_modules_is_the_exports_own_typed_field(family: dict[str, Path]) -> None:
+    """export measures node -> module from its own graph; variants point at it by lineage, not by copy."""
+    raw = json.loads((family["fp32"] / "manifest.json").read_text())
+    typed = artifacts.load_manifest(family["fp32"])
+    assert typed is not None and typed.node_modules == raw["node_modules"]
+    assert "node_modules" not in typed.sections  # a typed field, not a stray section
+    convs = [n.name for n in onnx.load(str(family["fp32"] / "model.onnx")).graph.node if n.op_type == "Conv"]
+    assert convs and set(convs) <= set(typed.node_modules)
+    assert artifacts.parse_manifest(typed.to_dict()).node_modules == typed.node_modules  # round trip
+    variant = artifacts.load_manifest(family["int8-cpu"])
+    assert variant is not None and variant.node_modules is None
+
+    # a schema-1 variant that copied its parent's map (as the mixed-precision branch wrote) drops it
+    v1 = json.loads((V1 / "int8-cpu" / "manifest.json").read_text())
+    migrated = artifacts.parse_manifest(artifacts.migrate_v1({**v1, "node_modules": {"Conv_0": "conv1"}}))
+    assert migrated.node_modules is None and "node_modules" not in migrated.sections
+    fp32_v1 = json.loads((V1 / "fp32" / "manifest.json").read_text())
+    kept = artifacts.parse_manifest(artifacts.migrate_v1({**fp32_v1, "node_modules": {"Conv_0": "conv1"}}))
+    assert kept.node_modules == {"Conv_0": "conv1"}
+
+
 def test_tampered_model_is_one_line_exit_2_naming_both_hashes(tmp_path: Path) -> None:
     d = tmp_path / "int8-cpu"
     shutil.copytree(V1 / "int8-cpu", d)  # a schema-1 artifact: the recorded hash is the one that counts

@@ -182,3 +182,18 @@ def test_plots_have_plain_tick_labels_and_legends_off_the_data(results, monkeypa
         assert legend.get_window_extent(renderer).y1 <= ax.get_window_extent(renderer).y0  # below the axes
     labels = [t.get_text() for t in cdf.xaxis.get_ticklabels(which="both") if t.get_text()]
     assert labels and not any("^" in t or "times" in t for t in labels)
+
+
+def test_report_includes_a_saved_layer_report_as_a_plot(results, tmp_path: Path) -> None:  # noqa: ANN001
+    layers = {"schema": "resdeploy.layers/1", "candidate": "c", "parent": "p", "precision": "int8", "samples": 4,
+              "data": "d", "layers": [{"node": f"n{i}", "op_type": "Conv", "module": f"layer{i}", "sqnr_db": 20.0 - i,
+                                       "cosine": 0.99, "isolated_sqnr_db": 30.0 - i, "isolated_cosine": 0.999,
+                                       "rank": i + 1} for i in range(3)]}
+    saved = tmp_path / "layers.json"
+    saved.write_text(json.dumps(layers))
+    out = tmp_path / "report.md"
+    report([*results, saved], out)
+    assert "report_plots/layer_errors_layers.png" in out.read_text()
+    assert (tmp_path / "report_plots" / "layer_errors_layers.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ResdeployError, match="at least one bench result"):
+        report([saved], tmp_path / "r.html")

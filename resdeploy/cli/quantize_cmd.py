@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         calib_data: str = typer.Option(None, "--calib-data", help="INT8 calibration data: image folder (nested ok), .npy/.npz, or 'synthetic'."),
         calib_samples: int = typer.Option(128, "--calib-samples", help="How many calibration samples (seeded selection)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample selection."),
-        method: str = typer.Option("minmax", "--method", help="Calibration: minmax | entropy | percentile."),
+        method: str = typer.Option(None, "--method", help="Calibration: avgminmax (per-sample min/max, averaged) | minmax | entropy | percentile. Default per target, measured: cpu avgminmax, trt entropy."),
         percentile: float = typer.Option(99.999, "--percentile", parser=finite_float, help="With --method percentile: the percentile kept."),
         target: str = typer.Option("cpu", "--target", help="INT8 form: cpu (fastest in ONNX Runtime on x86) | trt (TensorRT Q/DQ placement)."),
         exclude: list[str] = typer.Option([], "--exclude", help="Node name or glob kept in higher precision (repeatable)."),
@@ -27,6 +27,13 @@ def register(app: typer.Typer) -> None:
         fp16_io: bool = typer.Option(False, "--fp16-io", help="FP16 graph inputs and outputs (default: kept FP32)."),
         activations: str = typer.Option(None, "--activations", help="INT8 activation type: uint8 | int8 (default per target)."),
         reduce_range: bool = typer.Option(False, "--reduce-range", help="INT8 --target cpu: 7-bit weights, for x86 CPUs without VNNI (AVX2 / AVX-512 only), where 8-bit weights can saturate."),
+        val_data: str = typer.Option(None, "--val-data", help="INT8 accuracy budget: held-out labelled data; layers are kept in FP32 until validate's gates pass on it."),
+        max_top1_drop: float = typer.Option(None, "--max-top1-drop", parser=finite_float, help="Budget: top-1 drop vs FP32 at most this many points (needs --val-data)."),
+        min_top1_ratio: float = typer.Option(None, "--min-top1-ratio", parser=finite_float, help="Budget: INT8 top-1 / FP32 top-1 at least this."),
+        min_agreement: float = typer.Option(None, "--min-agreement", parser=finite_float, help="Budget: top-1 agreement with FP32 at least this fraction."),
+        min_cosine: float = typer.Option(None, "--min-cosine", parser=finite_float, help="Budget: worst per-sample logit cosine at least this."),
+        val_samples: int = typer.Option(None, "--val-samples", help="Budget: validate on a seeded selection of N samples (default all)."),
+        max_trials: int = typer.Option(8, "--max-trials", help="Budget: at most this many full validations."),
         output: str = typer.Option(None, "--output", "-o", help="Output dir (default: sibling of the FP32 dir, e.g. .../int8-cpu)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output dir."),
         preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
@@ -35,13 +42,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make an FP16 or INT8 (calibrated Q/DQ) variant that ONNX Runtime, TensorRT and OpenVINO all read."""
         from resdeploy.console import Reporter, stdout
-        from resdeploy.precision import QuantizeConfig, quantize
+        from resdeploy.precision import Budget, QuantizeConfig, quantize
+        from resdeploy.precision.budget import DEFAULT_MAX_TRIALS
 
+        budget = Budget(val_data=val_data, val_samples=val_samples, max_trials=max_trials, max_top1_drop=max_top1_drop,
+                        min_top1_ratio=min_top1_ratio, min_agreement=min_agreement, min_cosine=min_cosine)
+        if not (val_data or budget.gates_given() or val_samples is not None
+                or max_trials != DEFAULT_MAX_TRIALS):
+            budget = None
         cfg = QuantizeConfig(
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
-            seed=seed, method=method.lower(), percentile=percentile, exclude=list(exclude), ranges=ranges,
+            seed=seed, method=method.lower() if method else None, percentile=percentile, exclude=list(exclude), ranges=ranges,
             fp16_io=fp16_io, activation_type=activations.lower() if activations else None, reduce_range=reduce_range,
-            output=output, force=force,
+            output=output, force=force, budget=budget,
             **preprocess.as_config(),
         )
         result = quantize(model, config=cfg, reporter=Reporter(quiet=quiet or json_out))
@@ -76,6 +89,16 @@ def register(app: typer.Typer) -> None:
             table.add_row("inputs/outputs", q["io"])
         if q.get("excluded"):
             table.add_row("kept in higher precision", ", ".join(q["excluded"]))
+        bud = q.get("accuracy_budget")
+        if bud:
+            kept = ", ".join(k["module"] or k["node"] for k in bud["kept_fp32"]) or "none"
+            drop = "" if bud["top1_drop_points"] is None else f", top-1 drop {bud['top1_drop_points']:.2f} points"
+            table.add_row("accuracy budget", f"{'met' if bud['met'] else 'NOT met'}{drop} after "
+                          f"{bud['full_validations']} full validation(s); kept in FP32: {kept}")
+            cost = bud.get("speed_cost")
+            if cost and "error" not in cost:
+                table.add_row("speed cost", f"p50 {cost['mixed_p50_ms']:.3f} ms vs {cost['int8_p50_ms']:.3f} ms full INT8 "
+                              f"(x{cost['slowdown']:.2f}, batch 1, ONNX Runtime on this host)")
         chk = m.get("check") or {}
         if chk:
             table.add_row("quick check vs FP32",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from resdeploy.precision.pipeline import (
     PRECISIONS,
+    Budget,
     QuantizeConfig,
     QuantizeResult,
     SourceModel,
@@ -20,5 +21,5 @@ from resdeploy.precision.pipeline import (
 )
 from resdeploy.resolve import preprocess_from
 
-__all__ = ["PRECISIONS", "QuantizeConfig", "QuantizeResult", "SourceModel", "_check_onnx", "default_output",
+__all__ = ["PRECISIONS", "Budget", "QuantizeConfig", "QuantizeResult", "SourceModel", "_check_onnx", "default_output",
            "parent_model_path", "preprocess_from", "quantize", "resolve_source"]

@@ -32,6 +32,7 @@ from resdeploy.artifacts import (
 )
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.precision.budget import Budget
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
 from resdeploy.preprocess import PreprocessSpec
 from resdeploy.resolve import Artifact, preprocess_from, resolve_artifact
@@ -44,14 +45,14 @@ _CHECK_SAMPLES = 16  # samples in the quick FP32-vs-variant check recorded in th
 
 @dataclass
 class QuantizeConfig:
-    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, MinMax, 128 samples."""
+    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, the target's measured estimator, 128 samples."""
 
     precision: str = "int8"  # fp16 | int8
     target: str = "cpu"  # int8 only: cpu (ONNX Runtime x86) | trt (TensorRT Q/DQ placement)
     calib_data: str | None = None  # image folder, .npy/.npz, or "synthetic"
     calib_samples: int = 128
     seed: int = 0
-    method: str = "minmax"  # minmax | entropy | percentile
+    method: str | None = None  # avgminmax | minmax | entropy | percentile; None: int8.DEFAULT_METHOD[target]
     percentile: float = 99.999
     exclude: list[str] = field(default_factory=list)  # node names or globs kept in higher precision
     ranges: str | None = None  # reuse saved calibration ranges instead of calibrating
@@ -67,6 +68,7 @@ class QuantizeConfig:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     calib_batch_size: int = 8
+    budget: Budget | None = None  # int8: gates on held-out data met by keeping layers in FP32 (budget.py)
 
     def variant_name(self) -> str:
         return "fp16" if self.precision == "fp16" else f"int8-{self.target}"
@@ -76,7 +78,7 @@ class QuantizeConfig:
             raise ResdeployError(f"unknown precision '{self.precision}'; choose from: {', '.join(PRECISIONS)}")
         if self.target not in ("cpu", "trt"):
             raise ResdeployError(f"unknown target '{self.target}'; choose from: cpu, trt")
-        if self.method not in METHODS:
+        if self.method is not None and self.method not in METHODS:
             raise ResdeployError(f"unknown calibration method '{self.method}'; choose from: {', '.join(METHODS)}")
         if not 0.0 < self.percentile <= 100.0:
             raise ResdeployError(f"--percentile must be in (0, 100], got {self.percentile}")
@@ -108,6 +110,11 @@ class QuantizeConfig:
                                      hint="a small licence-clean sample set ships in calibration/sample")
         elif self.ranges:
             raise ResdeployError("--ranges applies to --precision int8 only")
+        if self.budget is not None:
+            if self.precision != "int8":
+                raise ResdeployError("an accuracy budget (--val-data with --max-top1-drop, ...) applies to "
+                                     "--precision int8 only")
+            self.budget.check()
 
 
 @dataclass
@@ -240,6 +247,11 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
             info, check_inputs = _make_fp16(src, cfg, work_model, rep)
         else:
             info, ranges, check_inputs = _make_int8(src, cfg, tmp, work_model, rep, saved)
+            if cfg.budget is not None:
+                from resdeploy.precision.budget import apply_budget
+
+                info["accuracy_budget"] = apply_budget(cfg.budget, src=src, calib_data=cfg.calib_data, seed=cfg.seed,
+                                                       work_dir=tmp, int8_path=work_model, info=info, reporter=rep)
         check = _self_check(src.path, work_model, src, check_inputs, cfg.seed, rep)
 
         with atomic_dir(out, force=cfg.force) as staging:
@@ -251,7 +263,17 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
             typed = _manifest(src, cfg, out, staging / "model.onnx", info, check, ranges)
             typed.write(staging)
     rep.info(f"[green]✓[/] wrote {out / 'model.onnx'}")
-    return QuantizeResult(out / "model.onnx", typed.to_dict(), ranges_path, out, src.path)
+    result = QuantizeResult(out / "model.onnx", typed.to_dict(), ranges_path, out, src.path)
+    budget = info.get("accuracy_budget")
+    if budget and not budget["met"]:
+        from resdeploy.errors import GateFailure
+
+        failure = GateFailure(f"accuracy budget not met after {budget['full_validations']} validations; wrote the "
+                              f"closest variant ({len(budget['kept_fp32'])} layer group(s) in FP32, top-1 drop "
+                              f"{budget['top1_drop_points']} points) to {out}", hint="raise --max-trials or the budget")
+        failure.result = result  # type: ignore[attr-defined]
+        raise failure
+    return result
 
 
 def _make_fp16(src: SourceModel, cfg: QuantizeConfig, dst: Path, rep: Reporter) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -327,11 +349,12 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
             keep = len(inputs) // fixed_batch * fixed_batch  # what calibration can feed; recorded honestly
             rep.warn(f"the model takes batches of {fixed_batch}: calibrating on {keep} of {len(inputs)} samples")
             inputs = inputs[:keep]
-        values = int8.calibrate(pre, inputs, method=cfg.method, percentile=cfg.percentile,
+        method = cfg.method or int8.DEFAULT_METHOD[cfg.target]
+        values = int8.calibrate(pre, inputs, method=method, percentile=cfg.percentile,
                                 batch_size=cfg.calib_batch_size, reporter=rep)
-        ranges = CalibrationRanges(model_sha256=src.sha256, method=cfg.method, samples=int(inputs.shape[0]),
+        ranges = CalibrationRanges(model_sha256=src.sha256, method=method, samples=int(inputs.shape[0]),
                                    source=str(cfg.calib_data), seed=cfg.seed,
-                                   percentile=cfg.percentile if cfg.method == "percentile" else None,
+                                   percentile=cfg.percentile if method == "percentile" else None,
                                    ranges=values)
     act = cfg.activation_type or int8.DEFAULT_ACTIVATION[cfg.target]
     with rep.step(f"placing Q/DQ nodes (target {cfg.target}, {act} activations)"):
@@ -394,7 +417,8 @@ def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path
     if ranges is not None:
         calibration = {"method": ranges.method, "percentile": ranges.percentile, "samples": ranges.samples,
                        "source": ranges.source, "seed": ranges.seed, "ranges_file": RANGES_NAME,
-                       "reused_ranges": bool(cfg.ranges)}
+                       "reused_ranges": bool(cfg.ranges),
+                       "method_chosen": "by name" if cfg.method or cfg.ranges else f"default for --target {cfg.target}"}
     manifest = Manifest.for_file(
         model_file, stage="quantize", precision=cfg.precision,
         model=parent.get("model") if isinstance(parent.get("model"), dict) else None,
@@ -402,7 +426,7 @@ def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path
         parent=Lineage.of(src.path, out, sha256=src.sha256, precision="fp32", stage=parent.get("stage")),
     )
     manifest.settings = {"precision": cfg.precision, "target": cfg.target if cfg.precision == "int8" else None,
-                         "method": cfg.method if cfg.precision == "int8" else None, "exclude": list(cfg.exclude),
+                         "method": (ranges.method if ranges is not None else cfg.method) if cfg.precision == "int8" else None, "exclude": list(cfg.exclude),
                          "fp16_io": cfg.fp16_io, "per_channel": cfg.per_channel, "reduce_range": cfg.reduce_range,
                          "activation_type": cfg.activation_type, "seed": cfg.seed}
     manifest.sections = {
@@ -424,4 +448,4 @@ def parent_model_path(candidate: str | os.PathLike[str], manifest: dict[str, Any
     return Lineage.from_dict(parent).resolve(base if base.is_dir() else base.parent)
 
 
-__all__ = ["PRECISIONS", "QuantizeConfig", "QuantizeResult", "parent_model_path", "preprocess_from", "quantize"]
+__all__ = ["PRECISIONS", "Budget", "QuantizeConfig", "QuantizeResult", "parent_model_path", "preprocess_from", "quantize"]

@@ -21,7 +21,7 @@ from resdeploy.errors import ResdeployError
 
 RANGES_SCHEMA = "resdeploy.calibration-ranges/1"
 RANGES_NAME = "calibration_ranges.json"
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = ("avgminmax", "minmax", "entropy", "percentile")
 
 
 @dataclass
@@ -73,7 +73,7 @@ class CalibrationRanges:
         """As ``onnxruntime.quantization.calibrate.TensorsData`` (what its quantizers consume)."""
         from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+        method = {"minmax": CalibrationMethod.MinMax, "avgminmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[self.method]
         data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in self.ranges.items()}
         return TensorsData(method, data)

@@ -43,7 +43,9 @@ def test_int8_trt_json_then_rebuild_from_ranges(setup: dict[str, Path]) -> None:
     out_dir = setup["fp32"].parent.parent / "int8-trt"
     assert res["output_dir"] == str(out_dir) and (out_dir / "calibration_ranges.json").exists()
     cal = res["manifest"]["calibration"]
-    assert (cal["method"], cal["samples"], cal["seed"], cal["source"]) == ("minmax", 4, 3, str(setup["imgs"]))
+    from resdeploy.precision.int8 import DEFAULT_METHOD
+
+    assert (cal["method"], cal["samples"], cal["seed"], cal["source"]) == (DEFAULT_METHOD["trt"], 4, 3, str(setup["imgs"]))
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["stage"] == "quantize" and manifest["precision"] == "int8" and manifest["target"] == "trt"
 

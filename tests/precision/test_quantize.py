@@ -108,9 +108,12 @@ def test_ranges_saved_keyed_by_sha_and_rebuild_identical_model(fp32: Path, int8_
 
     saved = json.loads(Path(int8_trt.ranges_path).read_text())
     assert saved["model_sha256"] == sha256_file(fp32)
-    assert saved["method"] == "minmax" and saved["samples"] == 8 and saved["seed"] == 0
+    from resdeploy.precision.int8 import DEFAULT_METHOD
+
+    assert saved["method"] == DEFAULT_METHOD["trt"] and saved["samples"] == 8 and saved["seed"] == 0
     cal = int8_trt.manifest["calibration"]
-    assert cal["samples"] == 8 and cal["source"].endswith(Path(cal["source"]).name) and cal["method"] == "minmax"
+    assert cal["samples"] == 8 and cal["source"].endswith(Path(cal["source"]).name) and cal["method"] == DEFAULT_METHOD["trt"]
+    assert cal["method_chosen"] == "default for --target trt"
     again = quantize(fp32, precision="int8", target="trt", ranges=str(int8_trt.ranges_path),
                      output=str(tmp_path / "again"))
     assert sha256_file(again.model_path) == sha256_file(int8_trt.model_path)
@@ -215,7 +218,9 @@ def test_bad_inputs_are_one_line_errors(fp32: Path, int8_trt, images: Path, tmp_
     assert not (tmp_path / "w").exists()
     with pytest.raises(ResdeployError, match="unknown precision"):
         quantize(fp32, precision="int4")
-    assert CalibrationRanges.load(int8_trt.ranges_path).method == "minmax"
+    from resdeploy.precision.int8 import DEFAULT_METHOD
+
+    assert CalibrationRanges.load(int8_trt.ranges_path).method == DEFAULT_METHOD["trt"]
 
 
 def test_setting_errors_come_before_calibration(fp32: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

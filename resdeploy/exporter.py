@@ -158,6 +158,12 @@ def export(
     cfg = config or ExportConfig()
     cfg.validate()
     rep = reporter or QUIET
+    trained = None
+    if weights is not None:  # a `resdeploy train` output: its weights, input size and class names
+        from resdeploy.training import export_config_for, trained_weights
+
+        weights, trained = trained_weights(weights)
+        cfg = export_config_for(cfg, model, trained)
     spec = _resolve_spec(model, cfg, weights=weights, num_classes=num_classes)
     out = Path(output_dir) if output_dir is not None else default_output_dir(spec.name)
     if out.exists() and not cfg.force:
@@ -198,6 +204,11 @@ def export(
         timings = {k: rep.timings[k] for k in steps if k in rep.timings}
         manifest = _manifest(spec, init, weights_desc, onnx_path, external, graph, parity, cfg, exporter,
                              fixed_batch, timings)
+        if trained is not None:
+            from resdeploy.training import export_facts
+
+            manifest["classes"] = trained["classes"]
+            manifest["training"] = export_facts(trained)
         artifacts.write_manifest(tmp, manifest)
         manifest = artifacts.read_manifest(tmp, required=True) or manifest
 

@@ -209,8 +209,8 @@ def key_facts(manifest: dict[str, Any]) -> dict[str, Any]:
     parity = manifest.get("parity")
     if isinstance(parity, dict) and "passed" in parity:
         facts["parity_passed"] = parity["passed"]
-    training = manifest.get("training") or ({"val_top1": manifest["val"]["top1"]}
-                                            if manifest.get("stage") == "train" else None)
+    training = manifest.get("training") if manifest.get("stage") == "export" else (
+        {"val_top1": manifest["val"]["top1"]} if manifest.get("stage") == "train" else None)
     if isinstance(training, dict):
         facts["trained_val_top1"] = training.get("val_top1")
     return {k: v for k, v in facts.items() if v is not None}
@@ -257,8 +257,10 @@ def _engines_for_onnx(p: Path, manifest: dict[str, Any] | None) -> list[dict[str
         elif name == "torch":
             spec = (manifest or {}).get("model", {}).get("spec") if manifest else None
             row["can_run"] = isinstance(spec, dict)
-            row["note"] = ("rebuilds the FP32 PyTorch model from the manifest" if row["can_run"]
-                           else "needs a manifest with the model spec (from `resdeploy export`)")
+            precision = (manifest or {}).get("precision", "fp32")
+            row["note"] = ("rebuilds the FP32 PyTorch model from the manifest"
+                           + ("" if precision == "fp32" else f" (the parent, not this {precision} graph)")
+                           if row["can_run"] else "needs a manifest with the model spec (from `resdeploy export`)")
         elif name == "trt":
             row["note"] = "after `resdeploy build` (a plan per GPU and TensorRT version)"
         out.append(row)
@@ -301,10 +303,18 @@ def _inspect_plan(p: Path, check_engines: bool) -> InspectResult:
     else:
         result.unreadable.append("the plan's layers: inspect reads the metadata only; use "
                                  "`trtexec --loadEngine=... --dumpLayerInfo` for layer information")
+    if check_engines:
+        result.engines = [{"engine": "trt", "installed": bool(status["available"]), "can_run": False,
+                           "note": "only TensorRT runs a plan, on the GPU and TensorRT version that built it"
+                           + ("" if status["available"] else "; TensorRT is not installed here")}]
     try:
         meta = read_metadata(p)
     except ResdeployError as exc:
         result.unreadable.append(f"{metadata_path_for(p).name}: {exc}")
+        beside = _manifest(p)  # an artifact folder's manifest.json next to the plan still says where it came from
+        if beside is not None:
+            result.lineage = lineage(p, beside)
+            result.classes = beside.get("classes")
         return result
     result.precision = meta.precision
     result.inputs = [TensorInfo(meta.input_name, ["batch", *meta.input_shape], meta.input_dtype, "NCHW")]
@@ -318,10 +328,6 @@ def _inspect_plan(p: Path, check_engines: bool) -> InspectResult:
         result.classes = (m or {}).get("classes")
     else:
         result.lineage.append({"path": str(onnx_path), "missing": True})
-    if check_engines:
-        result.engines = [{"engine": "trt", "installed": bool(status["available"]), "can_run": False,
-                           "note": "only TensorRT runs a plan, on the GPU and TensorRT version that built it"
-                           + ("" if status["available"] else "; TensorRT is not installed here")}]
     return result
 
 

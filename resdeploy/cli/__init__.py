@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 # Command modules, each with a ``register(app)`` function. Order is the order in --help.
-COMMAND_MODULES = ["models", "train", "export", "quantize", "build", "bench", "validate", "report", "info"]
+COMMAND_MODULES = ["models", "train", "export", "quantize", "build", "bench", "validate", "report", "info", "inspect"]
 
 
 @app.callback()

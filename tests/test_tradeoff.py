@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -105,6 +106,8 @@ window.addEventListener('load', function () {
 def test_report_renders_in_headless_chromium(merged_report: dict, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
+        if os.environ.get("RESDEPLOY_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is not installed, and RESDEPLOY_REQUIRE_BROWSER=1 (CI) needs it")
         pytest.skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
     page = tmp_path / "page.html"
     page.write_text(Path(merged_report["html"]).read_text().replace("<head>", "<head>" + _PROBE, 1))

@@ -35,6 +35,15 @@ class Reporter:
     quiet: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def for_command(cls, quiet: bool, json_out: bool) -> Reporter:
+        """A command's reporter: ``--json`` keeps progress (on stderr) for a person at a terminal.
+
+        stdout carries the JSON either way; only when stderr is not a terminal too (a script
+        capturing both) does ``--json`` silence the progress lines.
+        """
+        return cls(quiet=quiet or (json_out and not stderr.is_terminal))
+
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Time a named step and print it when done, so long work shows where time goes."""

@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
                 raise ResdeployError(f"--output {output} is a directory; pass a file path such as "
                                      f"{Path(output) / 'result.json'}")
             check_writable_dir(Path(output).resolve().parent)
-        rep = Reporter(quiet=quiet or json_out)
+        rep = Reporter.for_command(quiet, json_out)
         result = bench(cfg, reporter=rep)
         if output:
             result.save(output)
@@ -104,6 +104,12 @@ def register(app: typer.Typer) -> None:
             emit_json(result.to_dict())
         else:
             print_table(result)
+        missed = [r for r in result.runs if (r.scenario_summary or {}).get("slo_met") is False]
+        if missed:  # a server run that measured and missed its SLO is a failed gate, like validate's
+            from resdeploy.errors import GateFailure
+
+            raise GateFailure(f"server scenario missed the p99 SLO of {slo_ms:g} ms: "
+                              + ", ".join(f"{r.engine} batch {r.batch} p99 {r.latency.p99_ms:.2f} ms" for r in missed))
 
 
 def print_table(result) -> None:  # noqa: ANN001 - BenchResult, imported lazily

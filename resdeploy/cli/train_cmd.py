@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
                           epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, input_size=input_size,
                           weight_decay=weight_decay, flip=flip, crop_padding=crop_padding, from_weights=from_weights,
                           threads=threads, force=force)
-        result = train(cfg, reporter=Reporter(quiet=quiet or json_out))
+        result = train(cfg, reporter=Reporter.for_command(quiet, json_out))
         if json_out:
             from resdeploy.cli.common import emit_json
 

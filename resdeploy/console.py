@@ -45,14 +45,18 @@ class Reporter:
         return cls(quiet=quiet or (json_out and not stderr.is_terminal))
 
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        """Time a named step and print it when done, so long work shows where time goes."""
+    def step(self, name: str) -> Iterator[Callable[[str], None]]:
+        """Time a named step and print it when done, so long work shows where time goes.
+
+        Yields ``update(text)``: text shown after the step's name while it runs (iterations
+        done, time left), a no-op when quiet.
+        """
         t0 = time.perf_counter()
         if not self.quiet:
-            with stderr.status(f"{name}…"):
-                yield
+            with stderr.status(f"{name}…") as status:
+                yield lambda text: status.update(f"{name}… {text}")
         else:
-            yield
+            yield lambda text: None
         self._done(name, time.perf_counter() - t0)
 
     def _done(self, name: str, seconds: float) -> None:

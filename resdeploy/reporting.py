@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +139,7 @@ class Row:
     speedup: float | None = None
     summary: dict[str, Any] | None = None
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    extra_percentiles: dict[str, float] = field(default_factory=dict)  # bench --percentile 99.9: {"p99.9": ms}
 
     @property
     def series(self) -> str:
@@ -189,6 +191,7 @@ def rows_from(results: Sequence[tuple[str, dict[str, Any]]]) -> list[Row]:
                 tail_reliable=bool(s.get("tail_reliable", True)),
                 emulation=(emu or {}).get("note") if emu else None, file=Path(source).name,
                 summary=run.get("scenario_summary"), latencies_ms=list(run.get("latencies_ms") or []),
+                extra_percentiles={str(k): float(v) for k, v in (s.get("extra_percentiles") or {}).items()},
             ))
     _disambiguate_hosts(out)
     _disambiguate_files(out)
@@ -284,6 +287,11 @@ NUMERIC = ("batch", "p50", "p90", "p99", "mean", "img/s", "speed-up")
 CAPTION = "latency per batch in ms; speed-up = throughput / baseline throughput at the same batch"
 
 
+def is_numeric(column: str) -> bool:
+    """The fixed numeric columns, and extra percentiles such as 'p99.9' (bench --percentile)."""
+    return column in NUMERIC or re.fullmatch(r"p\d+(\.\d+)?", column) is not None
+
+
 def _fmt_ms(v: float) -> str:
     return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
 
@@ -301,7 +309,9 @@ def columns_for(rows: Sequence[Row]) -> list[str]:
         cols.append("model")
     if len({r.scenario for r in rows}) > 1:  # a server run's latency includes queueing: never mix them up
         cols.append("scenario")
-    return cols + ["engine", "precision", *NUMERIC]
+    extra = list(dict.fromkeys(k for r in rows for k in r.extra_percentiles))
+    numeric = list(NUMERIC)
+    return cols + ["engine", "precision", *numeric[:4], *extra, *numeric[4:]]
 
 
 def row_cells(r: Row, columns: Sequence[str]) -> list[str]:
@@ -310,6 +320,9 @@ def row_cells(r: Row, columns: Sequence[str]) -> list[str]:
             "precision": r.precision, "batch": str(r.batch), "p50": _fmt_ms(r.p50_ms), "p90": _fmt_ms(r.p90_ms),
             "p99": p99, "mean": _fmt_ms(r.mean_ms), "img/s": _fmt_rate(r.throughput),
             "speed-up": "–" if r.speedup is None else f"{r.speedup:.2f}×"}
+    for key in columns:
+        if key not in cell:  # an extra percentile (bench --percentile), absent from rows measured without it
+            cell[key] = _fmt_ms(r.extra_percentiles[key]) if key in r.extra_percentiles else "–"
     if r.emulation and "machine" not in columns:  # the † must show on the row even without a machine column
         cell["engine"] += " †"
     return [cell[c] for c in columns]
@@ -354,7 +367,7 @@ def rich_table(rows: Sequence[Row], *, title: str | None = None) -> Any:
     for i, col in enumerate(columns):
         # Never truncate a cell: the widest value (or header) sets the column's width.
         width = max([len(col)] + [len(c[i]) for c in body])
-        table.add_column(col, justify="right" if col in NUMERIC else "left", no_wrap=True, min_width=width)
+        table.add_column(col, justify="right" if is_numeric(col) else "left", no_wrap=True, min_width=width)
     for cells in body:
         table.add_row(*(escape(c) for c in cells))  # names from result files are text, not rich markup
     return table
@@ -369,7 +382,7 @@ def machine_legend(rows: Sequence[Row]) -> list[str]:
 def markdown_table(rows: Sequence[Row]) -> str:
     columns = columns_for(rows)
     lines = [f"_{CAPTION}_", "", "| " + " | ".join(columns) + " |",
-             "|" + "|".join("---:" if c in NUMERIC else "---" for c in columns) + "|"]
+             "|" + "|".join("---:" if is_numeric(c) else "---" for c in columns) + "|"]
     lines += ["| " + " | ".join(row_cells(r, columns)) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -530,12 +543,13 @@ def render_html(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, Any]
                 plots: dict[str, bytes], title: str, *, tradeoff_table: str = "") -> str:
     e = html.escape
     columns = columns_for(rows)
-    head = "".join(f"<th>{e(HTML_UNITS.get(c, c))}</th>" for c in columns)
+    head = "".join(f"<th>{e(HTML_UNITS.get(c, c + ' (ms)' if is_numeric(c) and c != 'batch' else c))}</th>"
+                   for c in columns)
     body = []
     for r in rows:
         cells = row_cells(r, columns)
         body.append("<tr>" + "".join(
-            f"<td{' class=n' if col in NUMERIC else ''}>{e(c)}</td>" for col, c in zip(columns, cells, strict=True))
+            f"<td{' class=n' if is_numeric(col) else ''}>{e(c)}</td>" for col, c in zip(columns, cells, strict=True))
             + "</tr>")
     notes = "".join(f"<p class=note>{e(n)}</p>" for n in footnotes(rows))
     imgs = "".join(

@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
         ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
         input_size: int = typer.Option(None, "--input-size", help="H=W for models with dynamic spatial axes."),
         seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
+        data: str = typer.Option(None, "--data", metavar="FOLDER_OR_NPY", help="Time real inputs: an image folder or .npy/.npz, preprocessed as the manifest records (default: random)."),
+        percentile: list[float] = typer.Option([], "--percentile", parser=finite_float, metavar="Q", help="Also report this latency percentile, e.g. 99.9 (repeatable)."),
         json_out: bool = typer.Option(False, "--json", help="Print the full result JSON on stdout."),
         output: str = typer.Option(None, "--output", "-o", help="Write the result JSON to this file."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -77,7 +79,7 @@ def register(app: typer.Typer) -> None:
             batches=parse_int_list(batch, "--batch") if batch is not None else None, threads=threads,
             cpus=cpu_list, warmup_iterations=warmup, warmup_seconds=warmup_seconds, iterations=iterations,
             duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
-            input_size=input_size, seed=seed,
+            input_size=input_size, seed=seed, data=data, percentiles=list(percentile),
         )
         cfg.validate()
         if output:

@@ -76,3 +76,34 @@ def test_server_scenario_with_a_missed_slo_exits_1(tiny_onnx: tuple[Path, object
     assert "missed the p99 SLO" in err
     run = json.loads(out.read_text())["runs"][0]
     assert run["scenario_summary"]["slo_met"] is False  # the result is written before the exit
+
+
+def test_bench_progress_says_iterations_done_and_time_left() -> None:
+    from resdeploy.benchmark import loop_progress
+
+    shown: list[str] = []
+    show = loop_progress(shown.append, iterations=100, seconds=5.0)
+    show(10, 1.0)  # the duration still needs 4 s, the iterations 9 s at this rate
+    show(100, 6.0)
+    assert shown == ["10 iterations, 9.0 s left", "100 iterations, 0.0 s left"]
+
+
+def test_bench_times_real_data_and_adds_a_percentile(tiny_onnx: tuple[Path, object], tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    model, _ = tiny_onnx
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    code, out, err = run_cli("bench", str(model), "--data", str(tmp_path), "--input-size", "32", "--batch", "2",
+                             "--percentile", "99.9", "--duration", "0", "--iterations", "30", "--warmup", "1",
+                             "--json")
+    assert code == 0, err
+    run = json.loads(out)["runs"][0]
+    assert run["scenario_summary"]["inputs"] == {"source": str(tmp_path), "samples": 3, "skipped": 0,
+                                                 "reused": True}
+    s = run["stats"]
+    assert s["p99_ms"] <= s["extra_percentiles"]["p99.9"] <= s["max_ms"]
+    code, _, err = run_cli("bench", str(model), "--data", str(tmp_path / "missing"), "--input-size", "32")
+    assert code == 2 and "not found" in err

@@ -109,7 +109,7 @@ def trained_weights(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] 
     if p.is_dir():
         manifest = artifacts.read_manifest(p)
         if manifest is None or manifest.get("stage") != STAGE:
-            raise ResdeployError(f"{p} is a folder but not the output of `resdeploy train`",
+            raise ResdeployError(f"weights path is not a file: {p} (a folder, but not the output of `resdeploy train`)",
                                  hint=f"pass the weights file, or a folder holding {WEIGHTS_FILE} and its manifest")
         return p / str(manifest["weights"]["file"]), manifest
     if not p.is_file():

@@ -129,6 +129,7 @@ def mark_pareto(pts: Sequence[TradeoffPoint]) -> None:
 def plot(pts: Sequence[TradeoffPoint]) -> bytes:
     """PNG: top-1 drop (points) against images/s, one panel per batch, front joined and labelled."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -150,10 +151,14 @@ def plot(pts: Sequence[TradeoffPoint]) -> bytes:
         if front:
             ax.plot([p.images_per_s for p in front], [p.drop_points for p in front], color="#d62728", lw=1.2,
                     ls="--", zorder=2, label="Pareto front")
-        for p in here:
+        # Labels alternate above and below their points (in x order), so neighbours do not overprint.
+        for k, p in enumerate(sorted(here, key=lambda p: (p.images_per_s, p.drop_points))):
             ax.annotate(f"{p.variant} · {p.engine}", (p.images_per_s, p.drop_points), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
+                        xytext=(0, 7 if k % 2 == 0 else -13), ha="center", fontsize=7)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.margins(x=0.15, y=0.15)
         ax.set_xlabel(f"throughput at batch {batch} (images/s, log)")
         ax.set_ylabel("top-1 drop vs reference (percentage points)")
         ax.set_title(f"Accuracy against speed, batch {batch}")

@@ -135,10 +135,11 @@ def plot(pts: Sequence[TradeoffPoint]) -> bytes:
     import matplotlib.pyplot as plt
 
     batches = sorted({p.batch for p in pts})
-    fig, axes = plt.subplots(1, len(batches), figsize=(10, 4.5), squeeze=False)
+    # One full-width panel per batch, stacked: the points of fast variants sit close together.
+    fig, axes = plt.subplots(len(batches), 1, figsize=(10, 3.8 * len(batches)), squeeze=False)
     machines = list(dict.fromkeys(p.machine for p in pts))
     markers = "osD^v<>P"
-    for ax, batch in zip(axes[0], batches, strict=True):
+    for ax, batch in zip(axes[:, 0], batches, strict=True):
         here = [p for p in pts if p.batch == batch]
         for mi, machine in enumerate(machines):
             ms = [p for p in here if p.machine == machine]
@@ -151,10 +152,11 @@ def plot(pts: Sequence[TradeoffPoint]) -> bytes:
         if front:
             ax.plot([p.images_per_s for p in front], [p.drop_points for p in front], color="#d62728", lw=1.2,
                     ls="--", zorder=2, label="Pareto front")
-        # Labels alternate above and below their points (in x order), so neighbours do not overprint.
+        # Labels take turns at four heights above and below their points (in x order), so neighbours
+        # do not overprint.
         for k, p in enumerate(sorted(here, key=lambda p: (p.images_per_s, p.drop_points))):
             ax.annotate(f"{p.variant} · {p.engine}", (p.images_per_s, p.drop_points), textcoords="offset points",
-                        xytext=(0, 7 if k % 2 == 0 else -13), ha="center", fontsize=7)
+                        xytext=(0, (7, -13, 19, -25)[k % 4]), ha="center", fontsize=7)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

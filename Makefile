@@ -21,8 +21,11 @@ setup: $(STAMP)
 # The whole job on real images (resdeploy/demo.py): train ResNet-20 on scikit-learn's digits,
 # export, FP16, INT8 --target cpu, validate each on held-out digits, bench torch/ORT/OpenVINO
 # at batch 1 and 8, write $(DEMO_DIR)/report.html and print the accuracy/speed table.
+# One thread per engine by default: on a shared machine (CI, other jobs) two spinning OpenMP
+# threads per engine on 2 busy cores were 5-40x slower; `make demo DEMO_THREADS=` for the runtimes' own.
+DEMO_THREADS ?= 1
 demo: setup
-	$(BIN)/python -m resdeploy.demo --output $(DEMO_DIR)
+	$(BIN)/python -m resdeploy.demo --output $(DEMO_DIR) $(if $(DEMO_THREADS),--threads $(DEMO_THREADS))
 
 test: setup
 	$(BIN)/python -m pytest

@@ -107,3 +107,21 @@ def test_bench_times_real_data_and_adds_a_percentile(tiny_onnx: tuple[Path, obje
     assert s["p99_ms"] <= s["extra_percentiles"]["p99.9"] <= s["max_ms"]
     code, _, err = run_cli("bench", str(model), "--data", str(tmp_path / "missing"), "--input-size", "32")
     assert code == 2 and "not found" in err
+
+
+@pytest.mark.parametrize("terminal, json_out, quiet, silent", [
+    (True, True, False, False),   # --json at a terminal: progress stays on stderr
+    (False, True, False, True),   # --json in a script: stdout is the JSON, stderr quiet too
+    (True, False, True, True),    # -q always wins
+    (False, False, False, False),
+])
+def test_json_keeps_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch, terminal: bool, json_out: bool,
+                                           quiet: bool, silent: bool) -> None:
+    import io
+
+    from rich.console import Console
+
+    import resdeploy.console as console
+
+    monkeypatch.setattr(console, "stderr", Console(file=io.StringIO(), force_terminal=terminal))
+    assert console.Reporter.for_command(quiet, json_out).quiet is silent

@@ -411,3 +411,25 @@ def export_config_for(cfg: Any, model: Any, trained: dict[str, Any] | None) -> A
         raise ResdeployError(f"these weights were trained at input size {want['input_size']}, not {cfg.input_size}",
                              hint="leave --input-size out, or retrain at that size")
     return dataclasses.replace(cfg, input_size=want["input_size"])
+
+
+def label_by_class_name(ds: Any, classes: list[str]) -> list[str]:
+    """Label a class-folder data set by the model's class names (from ``train``), not by folder position.
+
+    A validation folder that holds only some of the classes ("digit_3", "digit_7") would
+    otherwise be labelled 0 and 1 by sorted position. Returns warnings for the result; a
+    folder name the model has no class for is an error.
+    """
+    if ds.labels is None or not ds.classes:
+        return []
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({ds.classes[k] for k in set(ds.labels)} - set(index))
+    if unknown:
+        raise ResdeployError(f"class folders {', '.join(unknown[:5])} in {ds.source} are not among the model's "
+                             f"{len(classes)} classes ({', '.join(classes[:5])}{', …' if len(classes) > 5 else ''})",
+                             hint="name the folders as the training folders were named, or pass --labels FILE")
+    mapped = [index[ds.classes[k]] for k in ds.labels]
+    moved = mapped != list(ds.labels)
+    ds.labels = mapped
+    return ["class folders labelled by the model's class names (recorded by `resdeploy train`), "
+            "not by their sorted position"] if moved else []

@@ -137,3 +137,34 @@ def test_export_refuses_trained_weights_for_another_model_or_size(tmp_path: Path
                            "-o", str(tmp_path / "e"))
     assert code == 2 and "trained at input size 8, not 16" in err
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.slow
+def test_validate_labels_folders_by_the_trained_class_names(tmp_path: Path) -> None:
+    import resdeploy
+    from resdeploy.errors import ResdeployError
+    from resdeploy.exporter import ExportConfig
+    from resdeploy.training import train
+
+    data = _write_two_classes(tmp_path / "data")
+    trained = train(_config(data, tmp_path / "t", epochs=2))
+    art = resdeploy.export("resnet20", tmp_path / "a" / "fp32", ExportConfig(), weights=str(trained.output))
+    assert art.manifest["classes"] == ["left", "right"]
+    only_right = tmp_path / "val"
+    (only_right / "right").mkdir(parents=True)
+    for f in sorted((data / "right").iterdir())[:6]:
+        (only_right / "right" / f.name).write_bytes(f.read_bytes())
+    by_name = resdeploy.validate(art.model_path, reference="torch", data=str(only_right))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"left": 0, "right": 1}))
+    by_file = resdeploy.validate(art.model_path, reference="torch", data=str(only_right), labels=str(labels))
+    assert by_name.accuracy == by_file.accuracy  # label 1, as the labels file says, not 0 by position
+    labels.write_text(json.dumps({"left": 1, "right": 0}))
+    by_position = resdeploy.validate(art.model_path, reference="torch", data=str(only_right), labels=str(labels))
+    top1 = by_file.accuracy["candidate"]["top1"]
+    assert top1 == 0.5 or by_position.accuracy["candidate"]["top1"] != top1  # the labels really differ
+    assert any("class names" in w for w in by_name.warnings)
+    (only_right / "up").mkdir()
+    (only_right / "up" / "x.png").write_bytes((data / "left" / "00.png").read_bytes())
+    with pytest.raises(ResdeployError, match="not among the model's 2 classes"):
+        resdeploy.validate(art.model_path, reference="torch", data=str(only_right))

@@ -19,6 +19,7 @@ and carries the class names into the exported artifact.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
@@ -327,7 +328,9 @@ def train(config: TrainConfig, *, reporter: Reporter = QUIET) -> TrainResult:
     }
     with artifacts.atomic_dir(out, force=cfg.force) as tmp:
         state = {k: v.detach().contiguous() for k, v in model.eval().state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"classes": ",".join(classes), "stage": STAGE})
+        # One metadata key: safetensors writes several in a per-process random (hash map) order,
+        # which made the same weights two different files (and sha256s).
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"resdeploy": json.dumps({"stage": STAGE, "classes": classes})})
         manifest["weights"] = {"file": WEIGHTS_FILE, "sha256": artifacts.sha256_file(tmp / WEIGHTS_FILE),
                                "bytes": (tmp / WEIGHTS_FILE).stat().st_size}
         artifacts.write_manifest(tmp, manifest)

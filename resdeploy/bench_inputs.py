@@ -36,11 +36,12 @@ def real_inputs(source: str | os.PathLike[str], model: str, shape: tuple[int, ..
 
     Returns the batches and what the result JSON records about them.
     """
-    from resdeploy.artifacts import read_manifest
     from resdeploy.data import open_data
-    from resdeploy.precision import preprocess_from
+    from resdeploy.resolve import preprocess_from, resolve_artifact
 
-    manifest = read_manifest(model) if os.path.exists(model) else None
+    # the manifest that describes the model (for an engine plan, its ONNX's); none for a zoo name
+    described = resolve_artifact(model, onnx_dir=False, verify=False).describing_manifest()
+    manifest = described.to_dict() if described is not None else None
     batch, per_sample = shape[0], tuple(shape[1:])
     spec = preprocess_from(manifest, input_size=per_sample[-1] if manifest is None else None, what=str(model))
     wanted = batch * count

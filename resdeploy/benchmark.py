@@ -21,25 +21,41 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from resdeploy.artifacts import read_manifest, sha256_file, utc_now
+from resdeploy.artifacts import utc_now
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.resolve import resolve_artifact
 from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
 from resdeploy.scenarios import SCENARIOS, LoopLimits, closed_loop, make_timer, server_loop, warm_up
 from resdeploy.stats import LatencyStats
 
 RESULT_SCHEMA = "resdeploy.bench/1"
 DEFAULT_BATCHES = {"sweep": [1, 8], "single-stream": [1], "offline": [1, 8], "server": [1]}
-# The CLI's runner options and the engines that read them: an option none of the chosen
-# engines reads would be silently ignored (`--engine ort --compile` timing plain ort).
-OPTION_ENGINES = {"compile": ("--compile", {"torch"}), "channels_last": ("--channels-last", {"torch"}),
-                  "cuda_graph": ("--cuda-graph", {"torch", "ort", "trt"}), "ep": ("--ep", {"ort"})}
+# The CLI flag of each runner option, for messages. Which engines read an option is each
+# runner's Options dataclass: an option none of the chosen engines reads would be silently
+# ignored (`--engine ort --compile` timing plain ort), so it is refused.
+OPTION_FLAGS = {"compile": "--compile", "channels_last": "--channels-last", "cuda_graph": "--cuda-graph",
+                "ep": "--ep"}
+
+
+def option_readers(key: str, device: str = "cpu") -> set[str]:
+    """The engines whose runner (on ``device``) reads option ``key``."""
+    from resdeploy.runners import runner_class
+
+    readers = set()
+    for name in RUNNERS:
+        try:
+            if key in runner_class(name, device).Options.names():
+                readers.add(name)
+        except ResdeployError:
+            continue
+    return readers
 
 
 @dataclass
@@ -76,9 +92,13 @@ class BenchConfig:
         return list(self.batches) if self.batches else list(DEFAULT_BATCHES.get(self.scenario, [1]))
 
     def validate(self) -> None:
+        """Kept for callers of earlier releases: ``check``."""
+        self.check()
+
+    def check(self) -> None:
+        """Every bad flag as one line, before anything is loaded."""
         if any(not 0.0 < q < 100.0 for q in self.percentiles):
             raise ResdeployError(f"--percentile takes values between 0 and 100 (exclusive), got {self.percentiles}")
-        """Every bad flag as one line, before anything is loaded."""
         if not self.engines:
             raise ResdeployError("no engine given; choose from: " + ", ".join(RUNNERS))
         for e in self.engines:
@@ -86,8 +106,12 @@ class BenchConfig:
                 raise ResdeployError(f"unknown engine '{e}'; choose from: {', '.join(RUNNERS)}")
         if len(set(self.engines)) != len(self.engines):
             raise ResdeployError(f"an engine is listed twice: {','.join(self.engines)}")
-        for key, (flag, readers) in OPTION_ENGINES.items():
-            if self.options.get(key) is not None and not readers & set(self.engines):
+        for key, flag in OPTION_FLAGS.items():
+            if self.options.get(key) is None:
+                continue
+            # what an engine reads on CUDA is a superset of what it reads on the CPU (ort's cuda_graph)
+            readers = option_readers(key, "cuda")
+            if not readers & set(self.engines):
                 raise ResdeployError(f"{flag} is read by {', '.join(sorted(readers))} only, not by "
                                      f"{', '.join(self.engines)}")
         if self.options.get("cuda_graph") and not self.device.startswith("cuda"):
@@ -283,9 +307,8 @@ def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any
 def _spatial_size(cfg: BenchConfig) -> int:
     if cfg.input_size:
         return int(cfg.input_size)
-    p = Path(cfg.model)
-    manifest = read_manifest(p) if p.exists() else None
-    pre = (manifest or {}).get("preprocess") or {}
+    manifest = resolve_artifact(cfg.model, onnx_dir=False, verify=False).describing_manifest()
+    pre = (manifest.preprocess if manifest else None) or {}
     return int(pre.get("crop") or 224)
 
 
@@ -430,82 +453,37 @@ def _mark_offline_best(runs: list[RunResult]) -> None:
                                   "best_batch": best.batch}
 
 
-_ENGINE_PACKAGES = {
-    "torch": ("torch", "pip install torch"),
-    "ort": ("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu for CUDA)"),
-    "openvino": ("openvino", "pip install openvino"),
-    "trt": ("tensorrt", "pip install tensorrt, on a machine with an NVIDIA GPU"),
-}
-
-
 def _check_installed(engine: str, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
-    """The engine's package (and GPU provider) is there: checked for every engine before any is timed."""
-    options = options or {}
-    import importlib.util
-    import sys
+    """The engine's runtime (and GPU path) is there: asked of each runner before any engine is timed."""
+    from resdeploy.runners import runner_class
 
-    from resdeploy.errors import MissingDependencyError
-
-    module, install = _ENGINE_PACKAGES.get(engine, (None, ""))
-    # find_spec raises ValueError for an imported module without __spec__: imported is installed.
-    if module and module not in sys.modules and importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(f"engine '{engine}' (the '{module}' package)", install)
-    if engine == "ort" and (device.startswith("cuda") or options.get("ep")):
-        # A missing provider would otherwise surface only when this engine's turn comes.
-        import onnxruntime
-
-        from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS
-
-        ep = str(options.get("ep") or "cuda").lower()
-        name = ORT_EPS.get(ep)
-        if name and name not in onnxruntime.get_available_providers():
-            raise MissingDependencyError(f"ONNX Runtime's {name}", _EP_INSTALL.get(ep, "pip install onnxruntime"))
-    if engine == "torch" and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MissingDependencyError("CUDA for the torch engine",
-                                         "install a CUDA build of PyTorch on a machine with an NVIDIA GPU")
-    if engine == "trt":
-        # tensorrt-stubs makes `tensorrt` findable without a runtime: ask the TensorRT loader.
-        try:
-            from resdeploy.trt.loader import require_tensorrt
-        except ImportError:
-            return
-        require_tensorrt()
+    runner_class(engine, device).check_available(device, options or {})
 
 
-def _model_name(model: str) -> str:
-    """resnet50 for a zoo name, an artifact of it or its ONNX file; else the file's name."""
-    p = Path(model)
-    if not p.exists():
-        return model
-    manifest = read_manifest(p) or {}
-    name = (manifest.get("model") or {}).get("name") if isinstance(manifest.get("model"), dict) else None
-    return str(name) if name else (p.stem if p.suffix == ".onnx" else p.name)
+def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | None = None, *,
+          reporter: Reporter | None = None, **overrides: Any) -> BenchResult:
+    """Measure the model ``source`` on every engine and batch size; returns a ``BenchResult``.
 
-
-def _model_sha(model: str) -> str | None:
-    p = Path(model)
-    if p.is_dir():
-        p = p / "model.onnx"
-    return sha256_file(p) if p.is_file() else None
-
-
-def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides: Any) -> BenchResult:
-    """Measure ``config.model`` on every engine and batch size; returns a ``BenchResult``.
-
-    ``bench("artifacts/resnet50", engines=["torch", "ort"], batches=[1, 8])`` works too:
-    a model path plus ``BenchConfig`` fields as keywords.
+    ``bench("artifacts/resnet50", engines=["torch", "ort"], batches=[1, 8])``: a model path plus
+    ``BenchConfig`` fields as keywords; ``bench(path, config)`` takes the settings from ``config``;
+    ``bench(BenchConfig(...))`` (earlier releases) works too.
     """
     from resdeploy.machine import fingerprint
+    from resdeploy.prepare import prepare_runner_config
 
-    if isinstance(config, str | os.PathLike):
-        config = BenchConfig(model=str(config), **overrides)
-    elif overrides:
-        raise TypeError("pass either a BenchConfig or a model path with keyword overrides")
+    reporter = reporter or QUIET
+    if isinstance(source, BenchConfig):
+        if config is not None or overrides:
+            raise TypeError("pass either a BenchConfig or a model path with a config or keyword overrides")
+        config = source
+    elif config is not None:
+        if overrides:
+            raise TypeError("pass either config= or keyword settings, not both")
+        config = replace(config, model=str(source))
+    else:
+        config = BenchConfig(model=str(source), **overrides)
     cfg = config
-    cfg.validate()
+    cfg.check()
     batches = cfg.resolved_batches()
     threads = cfg.effective_threads()
 
@@ -513,25 +491,29 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
     if cfg.input_size:
         options.setdefault("input_size", cfg.input_size)  # torch builds zoo models at this size
 
+    def config_for(engine: str, batch: int) -> RunnerConfig:
+        return RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device, precision=cfg.precision,
+                            threads=threads, batch_size=batch, options=dict(options))
+
     def runner_for(engine: str, batch: int) -> Runner:
-        return create_runner(RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device,
-                                          precision=cfg.precision, threads=threads, batch_size=batch,
-                                          options=dict(options)))
+        # what the runner is given is made first (a TensorRT plan is built and cached here, not by the runner)
+        return create_runner(prepare_runner_config(config_for(engine, batch), reporter))
 
     # Construct (not load) one runner per engine first, and check each engine's package is
     # installed: a bad pair or a missing runtime fails before minutes of timing the others.
     for engine in cfg.engines:
         _check_installed(engine, cfg.device, options)
-        runner_for(engine, batches[0])
+        create_runner(config_for(engine, batches[0]))  # constructs only: checks the model and options
     if cfg.data:
         from resdeploy.bench_inputs import check_data
 
         check_data(cfg.data)
 
+    art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
     emulation = emulation_record(cfg, machine)
-    sha = _model_sha(cfg.model)
-    model_name = _model_name(cfg.model)
+    sha = art.sha256
+    model_name = art.name
     runs: list[RunResult] = []
     with pinned(cfg.cpus):
         for engine in cfg.engines:

@@ -19,6 +19,7 @@ from typing import Any
 
 from resdeploy import artifacts
 from resdeploy.errors import ResdeployError
+from resdeploy.resolve import Artifact, resolve_artifact
 
 QUANTIZABLE = ("Conv", "Gemm", "MatMul", "Add")
 _MAX_NAMES = 8
@@ -65,9 +66,11 @@ class InspectResult:
 
 # --- entry point ------------------------------------------------------------------------------
 def inspect(path: str | os.PathLike[str], *, check_engines: bool = True) -> InspectResult:
-    """Describe an ONNX file, an artifact directory, a TensorRT plan, or a ``train`` output."""
-    from resdeploy.trt.compat import is_engine_file
+    """Describe an ONNX file, an artifact directory, a TensorRT plan, or a ``train`` output.
 
+    The file is found by ``resolve.resolve_artifact`` like every other command's, but not
+    checked against its manifest's record: inspect describes what is there.
+    """
     p = Path(path)
     if not p.exists():
         raise ResdeployError(f"no such file or folder: {p}")
@@ -75,33 +78,30 @@ def inspect(path: str | os.PathLike[str], *, check_engines: bool = True) -> Insp
         manifest = artifacts.read_manifest(p)
         if manifest is not None and manifest.get("stage") == "train":
             return _inspect_weights(p, manifest)
-        p = artifacts.resolve_model_file(p)
-    if is_engine_file(p):
-        return _inspect_plan(p, check_engines)
-    if p.suffix.lower() != ".onnx":
-        raise ResdeployError(f"cannot inspect {p}: expected a .onnx file, an artifact folder or a .plan/.engine file")
-    return _inspect_onnx(p, check_engines)
+    art = resolve_artifact(p, zoo=False, verify=False)
+    assert art.path is not None
+    if art.kind == "engine":
+        return _inspect_plan(art, check_engines)
+    if art.path.suffix.lower() != ".onnx":
+        raise ResdeployError(f"cannot inspect {art.path}: expected a .onnx file, an artifact folder "
+                             "or a .plan/.engine file")
+    return _inspect_onnx(art, check_engines)
 
 
 # --- ONNX -------------------------------------------------------------------------------------
-def _inspect_onnx(p: Path, check_engines: bool) -> InspectResult:
-    import onnx
-
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends: the file is not ONNX
-        raise ResdeployError(f"cannot read {p} as ONNX: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
-            from None
-    manifest = _manifest(p)
+def _inspect_onnx(art: Artifact, check_engines: bool) -> InspectResult:
+    assert art.path is not None
+    p = art.path
+    model = artifacts.load_onnx(p)  # one line when the file is not ONNX
+    graph = artifacts.GraphSummary.of_proto(model)  # measured from the file: the one graph-precision rule
+    manifest = art.manifest.to_dict() if art.manifest is not None else None
     layout = (manifest or {}).get("preprocess", {}).get("layout") if manifest else None
-    inits = {i.name for i in model.graph.initializer}
-    ops = Counter(n.op_type for n in model.graph.node)
+    ops = Counter(graph.ops)
     result = InspectResult(
-        path=str(p), kind="onnx", file_bytes=_size_with_external(p, model), precision=_graph_precision(model),
-        opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-        inputs=[_tensor(v, layout) for v in model.graph.input if v.name not in inits],
-        outputs=[_tensor(v, None) for v in model.graph.output],
-        op_counts=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))), nodes=len(model.graph.node),
+        path=str(p), kind="onnx", file_bytes=_size_with_external(p, model), precision=graph.precision,
+        opset=graph.opset, inputs=[_tensor(t, layout) for t in graph.inputs],
+        outputs=[_tensor(t, None) for t in graph.outputs],
+        op_counts=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))), nodes=graph.nodes,
         classes=(manifest or {}).get("classes"),
     )
     if ops.get("QuantizeLinear") or ops.get("DequantizeLinear"):
@@ -112,22 +112,12 @@ def _inspect_onnx(p: Path, check_engines: bool) -> InspectResult:
     return result
 
 
-def _graph_precision(model: Any) -> str:
-    from resdeploy.trt.build import graph_precision
-
-    return graph_precision(model)
-
-
-def _tensor(value: Any, layout: str | None) -> TensorInfo:
-    from onnx import helper
-
-    t = value.type.tensor_type
-    shape: list[int | str] = [d.dim_param if d.dim_param else int(d.dim_value) if d.HasField("dim_value") else "?"
-                              for d in t.shape.dim]
-    dtype = helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+def _tensor(t: artifacts.TensorInfo, layout: str | None) -> TensorInfo:
+    """A graph tensor (``artifacts.tensor_info``) with its layout: the manifest's, else guessed from the channels."""
+    shape = list(t.shape)
     if layout is None and len(shape) == 4:
         layout = "NCHW" if shape[1] in (1, 3) else "NHWC" if shape[3] in (1, 3) else None
-    return TensorInfo(value.name, shape, dtype, layout if len(shape) == 4 else None)
+    return TensorInfo(t.name, shape, t.dtype, layout if len(shape) == 4 else None)
 
 
 def _size_with_external(p: Path, model: Any) -> int:
@@ -291,10 +281,12 @@ def _openvino_read(p: Path) -> None:
 
 
 # --- TensorRT plans and training outputs ------------------------------------------------------
-def _inspect_plan(p: Path, check_engines: bool) -> InspectResult:
-    from resdeploy.trt.compat import metadata_path_for, read_metadata
+def _inspect_plan(art: Artifact, check_engines: bool) -> InspectResult:
+    from resdeploy.trt.compat import metadata_path_for
     from resdeploy.trt.loader import tensorrt_status
 
+    assert art.path is not None
+    p = art.path
     result = InspectResult(path=str(p), kind="tensorrt-plan", file_bytes=p.stat().st_size, precision=None)
     status = tensorrt_status()
     if not status["available"]:
@@ -308,11 +300,15 @@ def _inspect_plan(p: Path, check_engines: bool) -> InspectResult:
                            "note": "only TensorRT runs a plan, on the GPU and TensorRT version that built it"
                            + ("" if status["available"] else "; TensorRT is not installed here")}]
     try:
-        meta = read_metadata(p)
+        meta = art.engine_metadata()
     except ResdeployError as exc:
         result.unreadable.append(f"{metadata_path_for(p).name}: {exc}")
-        beside = _manifest(p)  # an artifact folder's manifest.json next to the plan still says where it came from
-        if beside is not None:
+        try:  # an artifact folder's manifest.json next to the plan still says where it came from
+            described = art.describing_manifest()
+        except ResdeployError:
+            described = None
+        if described is not None:
+            beside = described.to_dict()
             result.lineage = lineage(p, beside)
             result.classes = beside.get("classes")
         return result

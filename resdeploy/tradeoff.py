@@ -196,15 +196,14 @@ def html_table(pts: Sequence[TradeoffPoint]) -> str:
 
 def split_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str | os.PathLike[str]], list[Accuracy]]:
     """Bench result files (left for ``reporting.load_results``) and the validate results among ``paths``."""
-    import json
+    from resdeploy.artifacts import read_json
 
     bench: list[str | os.PathLike[str]] = []
     accuracies: list[Accuracy] = []
     for p in paths:
         try:
-            with open(p, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
+            data = read_json(p)
+        except ResdeployError:
             bench.append(p)  # load_results says what is wrong with it, in its words
             continue
         if is_validate_result(data):

@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
             duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
             input_size=input_size, seed=seed, data=data, percentiles=list(percentile),
         )
-        cfg.validate()
+        cfg.check()
         if output:
             from pathlib import Path
 

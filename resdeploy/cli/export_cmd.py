@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
                                         min_cosine=min_cosine, min_top1_agreement=min_top1_agreement),
         )
         try:
-            result = export(model, output, cfg, weights=weights, num_classes=num_classes,
+            result = export(model, cfg, output_dir=output, weights=weights, num_classes=num_classes,
                             reporter=Reporter.for_command(quiet, json_out))
         except GateFailure as exc:
             failed = getattr(exc, "result", None)

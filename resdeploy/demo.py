@@ -83,6 +83,7 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
     from resdeploy.datasets import write_digits
     from resdeploy.exporter import ExportConfig
     from resdeploy.machine import cpu_flags, int8_cpu_advice
+    from resdeploy.reporting import ReportConfig
     from resdeploy.training import TrainConfig, train
 
     cfg = config or DemoConfig()
@@ -104,7 +105,8 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
                                 threads=cfg.threads), reporter=reporter)
     art = out / MODEL
     paths: dict[str, Path] = {}
-    fp32 = resdeploy.export(MODEL, art / "fp32", ExportConfig(), weights=str(trained.output), reporter=reporter)
+    fp32 = resdeploy.export(MODEL, ExportConfig(), output_dir=art / "fp32", weights=str(trained.output),
+                            reporter=reporter)
     paths["fp32"] = Path(fp32.model_path)
     with reporter.step("quantize fp16"):
         paths["fp16"] = Path(resdeploy.quantize(paths["fp32"], precision="fp16").model_path)
@@ -140,8 +142,8 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
 
     report_path = out / "report.html"
     with reporter.step("report"):
-        resdeploy.report([*bench_files, *sorted(results.glob("validate-*.json"))], report_path,
-                         title="resdeploy demo: ResNet-20 on handwritten digits")
+        resdeploy.report([*bench_files, *sorted(results.glob("validate-*.json"))],
+                         ReportConfig(output=str(report_path), title="resdeploy demo: ResNet-20 on handwritten digits"))
     rows = _rows(runs, top1, cfg.batches)
     result = DemoResult(rows, report_path, round(time.perf_counter() - t_start, 1), dict(reporter.timings),
                         max(cfg.batches))

@@ -46,6 +46,7 @@ _API: dict[str, str] = {
     "RunnerConfig": "resdeploy.runners.base:RunnerConfig",
     "PreprocessSpec": "resdeploy.preprocess:PreprocessSpec",
     "parity_metrics": "resdeploy.compare:parity_metrics",
+    "sweep": "resdeploy.scale.sweep:sweep",
     "compare_runners": "resdeploy.compare:compare_runners",
     "Gate": "resdeploy.compare:Gate",
     "Manifest": "resdeploy.artifacts:Manifest",

@@ -30,6 +30,7 @@ import numpy as np
 from resdeploy.artifacts import utc_now
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.preprocess_graph import is_raw_image_input
 from resdeploy.resolve import resolve_artifact
 from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
 from resdeploy.scenarios import SCENARIOS, LoopLimits, closed_loop, make_timer, server_loop, warm_up
@@ -307,9 +308,13 @@ def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any
 def _spatial_size(cfg: BenchConfig) -> int:
     if cfg.input_size:
         return int(cfg.input_size)
+    return int(_recorded_preprocess(cfg).get("crop") or 224)
+
+
+def _recorded_preprocess(cfg: BenchConfig) -> dict[str, Any]:
+    """The preprocessing the model's manifest records (empty without one)."""
     manifest = resolve_artifact(cfg.model, onnx_dir=False, verify=False).describing_manifest()
-    pre = (manifest.preprocess if manifest else None) or {}
-    return int(pre.get("crop") or 224)
+    return (manifest.preprocess if manifest else None) or {}
 
 
 def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
@@ -324,15 +329,24 @@ def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]
             hint=f"use --batch {dims[0]}, or export with a dynamic batch axis",
         )
     size = _spatial_size(cfg)
+    if is_raw_image_input(meta.dtype, dims):  # preprocessing in the graph: decoded images, at the resize size
+        return (batch, *(d if isinstance(d, int) and d > 0 else _raw_image_size(cfg, size) for d in dims[1:3]), 3)
     out = [batch]
     for d in dims[1:]:
         out.append(d if isinstance(d, int) and d > 0 else (3 if len(out) == 1 else size))
     return tuple(out)
 
 
-def make_inputs(shape: tuple[int, ...], count: int, seed: int) -> list[np.ndarray]:
-    """Several distinct random batches (standard normal, like normalised images), float32."""
+def _raw_image_size(cfg: BenchConfig, crop: int) -> int:
+    """The side of the decoded images a model with in-graph preprocessing is fed: its resize size."""
+    return int(_recorded_preprocess(cfg).get("resize") or crop)
+
+
+def make_inputs(shape: tuple[int, ...], count: int, seed: int, dtype: str = "float32") -> list[np.ndarray]:
+    """Several distinct random batches: standard normal (like normalised images), or uint8 pixels for raw images."""
     rng = np.random.default_rng(seed)
+    if dtype == "uint8":
+        return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(count)]
     return [rng.standard_normal(shape, dtype=np.float32) for _ in range(count)]
 
 
@@ -350,9 +364,12 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
     if cfg.data:
         from resdeploy.bench_inputs import real_inputs
 
+        if runner.input_meta().dtype == "uint8":  # real_inputs gives preprocessed float tensors
+            raise ResdeployError(f"bench --data: {cfg.model} takes raw uint8 images (preprocessing in the graph); "
+                                 "--data supports models that take preprocessed float tensors")
         host, data_record = real_inputs(cfg.data, str(cfg.model), shape, cfg.buffers, cfg.seed + batch)
     else:
-        host = make_inputs(shape, cfg.buffers, cfg.seed + batch)
+        host = make_inputs(shape, cfg.buffers, cfg.seed + batch, dtype=runner.input_meta().dtype)
     on_gpu = not runner.device.startswith("cpu")
     transfers = cfg.transfers if on_gpu else None
     n = len(host)

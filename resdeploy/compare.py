@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -205,6 +205,18 @@ class RunComparison:
     def samples(self) -> int:
         return int(self.reference.shape[0])
 
+    @classmethod
+    def join(cls, parts: Sequence[RunComparison]) -> RunComparison:
+        """Comparisons of consecutive batches as one, in the given order (``validate --ray``'s shards)."""
+        if not parts:
+            raise ResdeployError("nothing to compare: no batches")
+        labelled = [p.labels is not None for p in parts]
+        if any(labelled) and not all(labelled):
+            raise ValueError("cannot join labelled and unlabelled comparisons")
+        return cls(np.concatenate([p.reference for p in parts]), np.concatenate([p.candidate for p in parts]),
+                   np.concatenate([p.labels for p in parts if p.labels is not None]) if all(labelled) else None,
+                   [n for p in parts for n in p.batch_sizes], [t for p in parts for t in p.candidate_seconds])
+
     def metrics(self) -> ParityMetrics:
         return parity_metrics(self.reference, self.candidate)
 
@@ -252,56 +264,75 @@ Side = Any  # a RunnerConfig, a Runner, or a callable batch -> logits (PyTorch's
 
 def compare_runners(reference: Side, candidate: Side, batches: Iterable[Any], *,
                     on_first: Callable[[np.ndarray], None] | None = None,
-                    candidate_error: Callable[[ResdeployError], BaseException] | None = None) -> RunComparison:
+                    candidate_error: Callable[[ResdeployError], BaseException] | None = None,
+                    candidate_inputs: Callable[[Any], Any] | None = None) -> RunComparison:
     """Run ``reference`` and ``candidate`` on each batch (an array, or an object with ``inputs``/``labels``).
 
     Runners are loaded (reference first) and closed here. ``on_first`` sees the first
     reference outputs before the rest run (validate checks the labels against the class
     count there); ``candidate_error`` turns an error of the candidate into another one.
+    ``candidate_inputs`` maps a batch to what the candidate is fed instead of the
+    reference's inputs (validate: the decoded images, for a model with its preprocessing
+    in the graph); the samples must be the same ones, in the same order.
     """
+    with contextlib.ExitStack() as stack:
+        ref = _activate(reference, stack)
+        try:
+            cand = _activate(candidate, stack)
+        except ResdeployError as exc:
+            if candidate_error is None:
+                raise
+            raise candidate_error(exc) from None
+        return compare_batches(ref, cand, batches, on_first=on_first, candidate_error=candidate_error,
+                               candidate_inputs=candidate_inputs)
+
+
+def compare_batches(reference: Side, candidate: Side, batches: Iterable[Any], *,
+                    on_first: Callable[[np.ndarray], None] | None = None,
+                    candidate_error: Callable[[ResdeployError], BaseException] | None = None,
+                    candidate_inputs: Callable[[Any], Any] | None = None) -> RunComparison:
+    """``compare_runners`` on sides the caller has loaded and keeps open: loaded runners or callables.
+
+    The one per-batch comparison step: ``compare_runners`` calls it after loading, and
+    ``validate --ray``'s workers call it on each shard with the runners they keep for the
+    next one, so both give the same per-sample outputs for the same batch.
+    """
+    ref_run, cand_run = _as_function(reference), _as_function(candidate)
     refs: list[np.ndarray] = []
     cands: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     sizes: list[int] = []
     seconds: list[float] = []
-    with contextlib.ExitStack() as stack:
-        ref_run = _activate(reference, stack)
+    for batch in batches:
+        x = getattr(batch, "inputs", batch)
+        y = getattr(batch, "labels", None)
+        r = ref_run(x)
+        t0 = time.perf_counter()
         try:
-            cand_run = _activate(candidate, stack)
+            c = cand_run(x if candidate_inputs is None else candidate_inputs(batch))
         except ResdeployError as exc:
             if candidate_error is None:
                 raise
             raise candidate_error(exc) from None
-        for batch in batches:
-            x = getattr(batch, "inputs", batch)
-            y = getattr(batch, "labels", None)
-            r = ref_run(x)
-            t0 = time.perf_counter()
-            try:
-                c = cand_run(x)
-            except ResdeployError as exc:
-                if candidate_error is None:
-                    raise
-                raise candidate_error(exc) from None
-            seconds.append(time.perf_counter() - t0)
-            if r.shape != c.shape:
-                raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
-                                     "they are not the same model")
-            if not refs and on_first is not None:
-                on_first(r)
-            refs.append(r)
-            cands.append(c)
-            sizes.append(len(r))
-            if y is not None:
-                labels.append(np.asarray(y))
+        seconds.append(time.perf_counter() - t0)
+        if r.shape != c.shape:
+            raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
+                                 "they are not the same model")
+        if not refs and on_first is not None:
+            on_first(r)
+        refs.append(r)
+        cands.append(c)
+        sizes.append(len(r))
+        if y is not None:
+            labels.append(np.asarray(y))
     if not refs:
         raise ResdeployError("nothing to compare: no batches")
     return RunComparison(np.concatenate(refs), np.concatenate(cands), np.concatenate(labels) if labels else None,
                          sizes, seconds)
 
 
-def _activate(side: Side, stack: contextlib.ExitStack) -> Callable[[np.ndarray], np.ndarray]:
-    """A batch -> float32 [batch, outputs] function for one side, its runner entered on ``stack``."""
+def _activate(side: Side, stack: contextlib.ExitStack) -> Side:
+    """One side made ready: a RunnerConfig's runner created, a runner entered on ``stack``."""
     from resdeploy.runners.base import Runner, RunnerConfig
 
     if isinstance(side, RunnerConfig):
@@ -309,7 +340,16 @@ def _activate(side: Side, stack: contextlib.ExitStack) -> Callable[[np.ndarray],
 
         side = create_runner(side)
     if isinstance(side, Runner):
-        runner = stack.enter_context(side)
+        stack.enter_context(side)
+    return side
+
+
+def _as_function(side: Side) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch -> float32 [batch, outputs] function for a loaded runner or a callable."""
+    from resdeploy.runners.base import Runner
+
+    if isinstance(side, Runner):
+        runner = side
         return lambda x: infer_batched(runner, x)
     if callable(side):
         return lambda x: np.asarray(side(x), dtype=np.float32).reshape(len(x), -1)

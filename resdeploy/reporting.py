@@ -24,6 +24,7 @@ from resdeploy.errors import ResdeployError
 from resdeploy.tradeoff import cpu_features
 
 REPORT_SCHEMA = "resdeploy.report/1"
+FLEET_SCHEMA = "resdeploy.fleet/1"  # `bench --ray --nodes`: one bench result per node, in one file
 BASELINE_KEYS = ("engine", "model", "machine", "device", "precision", "host", "file")
 
 
@@ -98,7 +99,20 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dic
         if real in seen:  # its rows would appear twice, indistinguishable
             raise ResdeployError(f"{p} is given twice")
         seen.add(real)
-    return [(str(p), check_result(read_json(p), str(p))) for p in paths]
+    out: list[tuple[str, dict[str, Any]]] = []
+    for p in paths:
+        data = read_json(p)
+        if isinstance(data, dict) and data.get("schema") == FLEET_SCHEMA:
+            nodes = data.get("results")
+            if not isinstance(nodes, list) or not nodes:
+                raise ResdeployError(f"{p} holds no node results")
+            for i, r in enumerate(nodes):  # one source per node: its rows keep its machine
+                host = (r.get("node") or {}).get("host") if isinstance(r, dict) else None
+                name = f"{p}#{i}" + (f" ({host})" if host else "")
+                out.append((name, check_result(r, name)))
+        else:
+            out.append((str(p), check_result(data, str(p))))
+    return out
 
 
 # --- rows ------------------------------------------------------------------------------------------

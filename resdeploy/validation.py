@@ -13,8 +13,10 @@ exactly what it checks.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,11 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from resdeploy.artifacts import atomic_write_text, load_onnx, read_manifest
-from resdeploy.compare import Gate, compare_runners, infer_batched, make_gate
+from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.preprocess import PreprocessSpec
+from resdeploy.preprocess_graph import image_array, is_raw_image_input
 from resdeploy.resolve import preprocess_from, resolve_artifact
 
 MLPERF_TOP1_RATIO = 0.99
@@ -176,15 +179,45 @@ def model_file(path: Path, engine: str, role: str = "candidate") -> Path:
     return art.path
 
 
+def run_local(ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, reporter: Reporter, data_reporter: Reporter,
+              *, on_first: Callable[[np.ndarray], None] | None = None) -> RunComparison:
+    """In-process execution: both runners loaded here, then ``compare.compare_runners`` over the data's batches."""
+    with reporter.step("loading the reference and the candidate"):
+        ref_runner, cand_runner = _create_runners(ref_cfg, cand_cfg)
+    try:
+        meta = cand_runner.input_meta()
+        raw = is_raw_image_input(meta.dtype, meta.shape)  # preprocessing in the candidate's graph
+        if raw and ds.kind != "images":
+            raise ResdeployError("a model with its preprocessing in the graph validates on an image folder (--data DIR)")
+        candidate_side: Any = cand_runner
+        feed: Callable[[Any], Any] | None = None
+        if raw:  # the candidate gets the same samples as decoded images, one per call (their sizes differ)
+            candidate_side = functools.partial(_infer_images, cand_runner)
+            feed = functools.partial(_decoded_images, ds)
+        return compare_runners(ref_runner, candidate_side,
+                               ds.batches(batch_size, data_reporter, description="validating"),
+                               on_first=on_first, candidate_inputs=feed)
+    finally:  # compare_runners closes the runners it is given; a callable side's runner is closed here
+        cand_runner.__exit__(None, None, None)
+        ref_runner.__exit__(None, None, None)
+
+
+# (dataset, reference RunnerConfig, candidate RunnerConfig, batch size, reporter, data reporter, *, on_first)
+# -> the RunComparison of the two over the data, in sample order.
+Executor = Callable[..., RunComparison]
+
+
 def validate(source: str | os.PathLike[str], config: ValidateConfig | None = None, *,
              reporter: Reporter | None = None, reference: str | None = None, data: str | None = None,
-             **kwargs: Any) -> ValidateResult:
+             executor: Executor | None = None, **kwargs: Any) -> ValidateResult:
     """Compare the candidate ``source`` with its reference on ``data`` and apply the gates.
 
     ``reference=``/``data=`` and ``ValidateConfig`` fields by keyword work as in earlier releases.
 
     Bad input raises ``ResdeployError`` (exit 2). A failed gate does not raise: the
-    result says ``passed=False`` (the CLI turns that into exit code 1).
+    result says ``passed=False`` (the CLI turns that into exit code 1). ``executor`` runs
+    the models over the data (default ``run_local``; ``resdeploy.scale`` passes a Ray one):
+    everything before and after it, and so the result, is the same whichever runs.
     """
     from resdeploy.data import open_data
     from resdeploy.runners import RunnerConfig
@@ -238,11 +271,8 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
 
     from resdeploy.prepare import prepare_runner_config
 
-    with rep.step("loading the reference and the candidate"):
-        ref_runner, cand_runner = _create_runners(prepare_runner_config(ref_cfg, rep),
-                                                  prepare_runner_config(cand_cfg, rep))
-    run = compare_runners(ref_runner, cand_runner, ds.batches(cfg.batch_size, data_rep, description="validating"),
-                          on_first=check_labels)
+    ref_cfg, cand_cfg = prepare_runner_config(ref_cfg, rep), prepare_runner_config(cand_cfg, rep)
+    run = (executor or run_local)(ds, ref_cfg, cand_cfg, cfg.batch_size, rep, data_rep, on_first=check_labels)
     ref_all = run.reference
     metrics = run.metrics()
     accuracy = run.accuracy()
@@ -307,6 +337,18 @@ class _Collecting(Reporter):
 def _label_gates(cfg: ValidateConfig) -> list[str]:
     return [n for n, v in (("--max-top1-drop", cfg.max_top1_drop), ("--min-top1-ratio", cfg.min_top1_ratio))
             if v is not None]
+
+
+def _decoded_images(ds: Any, batch: Any) -> list[np.ndarray]:
+    """The batch's image files decoded to uint8 RGB HWC, for a model with in-graph preprocessing."""
+    from resdeploy.preprocess import load_image
+
+    return [image_array(load_image((ds.root / n) if ds.root else Path(n))) for n in batch.names]
+
+
+def _infer_images(runner: Any, images: list[np.ndarray]) -> np.ndarray:
+    """Feed a model with in-graph preprocessing the decoded images, one per call (their sizes differ)."""
+    return np.concatenate([np.asarray(runner.infer(im[None]), dtype=np.float32).reshape(1, -1) for im in images])
 
 
 def _create_runners(ref_cfg: Any, cand_cfg: Any) -> tuple[Any, Any]:
@@ -374,4 +416,5 @@ def write_junit(result: ValidateResult, path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, result.junit_xml())
 
 
-__all__ = ["Gate", "ValidateConfig", "ValidateResult", "check_output_file", "infer_batched", "validate", "write_junit"]
+__all__ = ["Executor", "Gate", "ValidateConfig", "ValidateResult", "check_output_file", "infer_batched", "run_local",
+           "validate", "write_junit"]

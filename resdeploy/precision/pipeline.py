@@ -163,6 +163,10 @@ def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> Source
     manifest = art.manifest.to_dict() if art.manifest else None
     if manifest and str(manifest.get("precision", "fp32")).lower() not in ("fp32", "float32"):
         raise ResdeployError(f"{p} is a {manifest.get('precision')} variant; make variants from the FP32 export")
+    if manifest and manifest.get("preprocess_in_graph"):  # its preprocessing must stay FP32 and uncalibrated
+        raise ResdeployError(f"{p} has its preprocessing in the graph",
+                             hint="quantize the variant it was made from, then `resdeploy package VARIANT "
+                                  "--preprocess-in-graph`")
     spec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean, std=cfg.std,
                            what=str(p), reporter=reporter)
     art_dir = p.parent if manifest is not None else None

@@ -22,11 +22,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The main job on the built-in default: export ResNet-50, check parity against PyTorch,
-# then time PyTorch eager against ONNX Runtime on this CPU, side by side.
+# The whole job on real images (resdeploy/demo.py): train ResNet-20 on scikit-learn's digits,
+# export, FP16, INT8 --target cpu, validate each on held-out digits, bench torch/ORT/OpenVINO
+# at batch 1 and 8, write $(DEMO_DIR)/report.html and print the accuracy/speed table.
+# One thread per engine by default: on a shared machine (CI, other jobs) two spinning OpenMP
+# threads per engine on 2 busy cores were 5-40x slower; `make demo DEMO_THREADS=` for the runtimes' own.
+DEMO_THREADS ?= 1
 demo: setup
-	$(BIN)/resdeploy export resnet50 -o $(DEMO_DIR)/resnet50 --force
-	$(BIN)/resdeploy bench $(DEMO_DIR)/resnet50 --engine torch,ort --batch 1,8
+	$(BIN)/python -m resdeploy.demo --output $(DEMO_DIR) $(if $(DEMO_THREADS),--threads $(DEMO_THREADS))
 
 test: setup
 	$(BIN)/python -m pytest

@@ -5,6 +5,7 @@ The library behind the ``resdeploy`` command. Each pipeline stage is one functio
 ``check()``, results have ``to_dict()`` with a ``schema`` tag)::
 
     import resdeploy
+    run = resdeploy.train(resdeploy.TrainConfig(data="images/train", output="runs/r20"))  # weights + manifest
     art = resdeploy.export("resnet50", output_dir="out/resnet50")  # FP32 ONNX + manifest + parity
     q = resdeploy.quantize(art.model_path, precision="int8", calib_data="calibration/sample")
     report = resdeploy.validate(q.model_path, reference=art.model_path, data="images/")
@@ -28,6 +29,8 @@ _API: dict[str, str] = {
     "create_model": "resdeploy.models.zoo:create_model",
     "list_models": "resdeploy.models.zoo:list_models",
     "ModelSpec": "resdeploy.models.zoo:ModelSpec",
+    "train": "resdeploy.training:train",
+    "TrainConfig": "resdeploy.training:TrainConfig",
     "export": "resdeploy.exporter:export",
     "ExportConfig": "resdeploy.exporter:ExportConfig",
     "quantize": "resdeploy.precision:quantize",

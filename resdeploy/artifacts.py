@@ -423,7 +423,7 @@ class Lineage:
 # Keys the typed fields own; everything else in a manifest is a stage's own section (parity,
 # calibration, quantization, check, exporter, versions, timings, target, dynamic_axes, engine...).
 _TYPED_KEYS = ("schema", "created", "stage", "precision", "model", "preprocess", "artifact", "inputs", "outputs",
-               "opset", "graph", "parent", "settings", "node_modules")
+               "opset", "graph", "parent", "settings", "node_modules", "classes")
 
 
 @dataclass
@@ -441,6 +441,7 @@ class Manifest:
     graph: GraphSummary | None = None
     model: dict[str, Any] | None = None  # the model spec (name, source, weights, init): what to rebuild
     preprocess: dict[str, Any] | None = None
+    classes: list[str] | None = None  # output index -> class name, when known (a `resdeploy train` model)
     parent: Lineage | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)
@@ -467,6 +468,8 @@ class Manifest:
             d["model"] = self.model
         if self.preprocess is not None:
             d["preprocess"] = self.preprocess
+        if self.classes is not None:
+            d["classes"] = list(self.classes)
         if self.artifact is not None:
             d["artifact"] = self.artifact.to_dict()
         if self.graph is not None:
@@ -503,6 +506,7 @@ class Manifest:
                    graph=graph,
                    model=d.get("model") if isinstance(d.get("model"), dict) else None,
                    preprocess=d.get("preprocess") if isinstance(d.get("preprocess"), dict) else None,
+                   classes=[str(c) for c in d["classes"]] if isinstance(d.get("classes"), list) else None,
                    parent=Lineage.from_dict(parent) if isinstance(parent, dict) else None,
                    settings=dict(d.get("settings") or {}),
                    node_modules={str(k): str(v) for k, v in mods.items()} if isinstance(mods, dict) else None,

@@ -86,6 +86,8 @@ class BenchConfig:
     buffers: int = 4
     seed: int = 0
     keep_latencies: bool = True
+    data: str | None = None  # time real inputs (image folder or .npy/.npz) instead of random ones
+    percentiles: list[float] = field(default_factory=list)  # extra latency percentiles, e.g. [99.9]
 
     def resolved_batches(self) -> list[int]:
         return list(self.batches) if self.batches else list(DEFAULT_BATCHES.get(self.scenario, [1]))
@@ -96,6 +98,8 @@ class BenchConfig:
 
     def check(self) -> None:
         """Every bad flag as one line, before anything is loaded."""
+        if any(not 0.0 < q < 100.0 for q in self.percentiles):
+            raise ResdeployError(f"--percentile takes values between 0 and 100 (exclusive), got {self.percentiles}")
         if not self.engines:
             raise ResdeployError("no engine given; choose from: " + ", ".join(RUNNERS))
         for e in self.engines:
@@ -348,7 +352,7 @@ def make_inputs(shape: tuple[int, ...], count: int, seed: int, dtype: str = "flo
 
 # --- the measurement ---------------------------------------------------------------------------------
 def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str, Any] | None = None,
-            reset_peaks: bool = True) -> RunResult:
+            reset_peaks: bool = True, progress: Any = None) -> RunResult:
     """Warm up, sanity-check and time one loaded runner at one batch size.
 
     With ``reset_peaks`` the memory peaks are reset after warm-up and cover the timed
@@ -356,7 +360,16 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
     peaks include the load.
     """
     shape = input_shape(runner, batch, cfg)
-    host = make_inputs(shape, cfg.buffers, cfg.seed + batch, dtype=runner.input_meta().dtype)
+    data_record = None
+    if cfg.data:
+        from resdeploy.bench_inputs import real_inputs
+
+        if runner.input_meta().dtype == "uint8":  # real_inputs gives preprocessed float tensors
+            raise ResdeployError(f"bench --data: {cfg.model} takes raw uint8 images (preprocessing in the graph); "
+                                 "--data supports models that take preprocessed float tensors")
+        host, data_record = real_inputs(cfg.data, str(cfg.model), shape, cfg.buffers, cfg.seed + batch)
+    else:
+        host = make_inputs(shape, cfg.buffers, cfg.seed + batch, dtype=runner.input_meta().dtype)
     on_gpu = not runner.device.startswith("cpu")
     transfers = cfg.transfers if on_gpu else None
     n = len(host)
@@ -393,9 +406,14 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
         summary["slo_ms"] = cfg.slo_ms
     else:
         timer = make_timer(runner.device, runner.synchronize)
-        lat, wall = closed_loop(run, timer, limits)
+        lat, wall = closed_loop(run, timer, limits, progress=progress)
         timer_kind = timer.kind
     stats = LatencyStats.from_latencies(lat, images=batch * len(lat), wall_seconds=wall)
+    stats_dict = stats.to_dict()
+    if cfg.percentiles:  # --percentile 99.9: the same method as p50..p99 (linear interpolation)
+        stats_dict["extra_percentiles"] = {f"p{q:g}": float(np.percentile(lat, q)) for q in cfg.percentiles}
+    if data_record is not None:
+        summary = {**(summary or {}), "inputs": data_record}
     if cfg.scenario == "server" and summary is not None:
         summary["p99_ms"] = stats.p99_ms
         summary["slo_met"] = None if cfg.slo_ms is None else bool(stats.p99_ms <= cfg.slo_ms and
@@ -414,7 +432,7 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
         scenario=cfg.scenario,
         runner=desc,
         setup_seconds=dict(runner.setup_seconds),
-        stats=stats.to_dict(),
+        stats=stats_dict,
         throughput=stats.throughput,
         latencies_ms=[round(float(v), 5) for v in lat] if cfg.keep_latencies else [],
         peak_rss_mb=peak_rss,
@@ -426,6 +444,20 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
         input_shape=list(shape),
         scenario_summary=summary,
     )
+
+
+def loop_progress(update: Any, iterations: int, seconds: float) -> Any:
+    """A closed loop's progress as text for the step's status line: iterations done, time left.
+
+    Time left is the larger of what the duration minimum still needs and what the
+    iteration minimum needs at the rate so far.
+    """
+    def show(done: int, elapsed: float) -> None:
+        rate = elapsed / max(done, 1)
+        left = max(seconds - elapsed, (iterations - done) * rate, 0.0)
+        update(f"{done} iterations, {left:.1f} s left")
+
+    return show
 
 
 def _mark_offline_best(runs: list[RunResult]) -> None:
@@ -489,6 +521,10 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
     for engine in cfg.engines:
         _check_installed(engine, cfg.device, options)
         create_runner(config_for(engine, batches[0]))  # constructs only: checks the model and options
+    if cfg.data:
+        from resdeploy.bench_inputs import check_data
+
+        check_data(cfg.data)
 
     art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
@@ -504,9 +540,10 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
                 # a deployment of it needs, transient load-time copies included.
                 _reset_peak_rss()
                 _reset_peak_gpu(cfg.device)
-                with reporter.step(f"{engine} batch {batch}"):
+                with reporter.step(f"{engine} batch {batch}") as update:
                     with runner:
-                        run = measure(runner, cfg, batch, emulation=emulation, reset_peaks=False)
+                        run = measure(runner, cfg, batch, emulation=emulation, reset_peaks=False,
+                                      progress=loop_progress(update, cfg.iterations, cfg.duration))
                 run.model_sha256 = sha
                 run.model_name = model_name
                 runs.append(run)

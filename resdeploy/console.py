@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 T = TypeVar("T")
 
@@ -28,15 +35,28 @@ class Reporter:
     quiet: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def for_command(cls, quiet: bool, json_out: bool) -> Reporter:
+        """A command's reporter: ``--json`` keeps progress (on stderr) for a person at a terminal.
+
+        stdout carries the JSON either way; only when stderr is not a terminal too (a script
+        capturing both) does ``--json`` silence the progress lines.
+        """
+        return cls(quiet=quiet or (json_out and not stderr.is_terminal))
+
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        """Time a named step and print it when done, so long work shows where time goes."""
+    def step(self, name: str) -> Iterator[Callable[[str], None]]:
+        """Time a named step and print it when done, so long work shows where time goes.
+
+        Yields ``update(text)``: text shown after the step's name while it runs (iterations
+        done, time left), a no-op when quiet.
+        """
         t0 = time.perf_counter()
         if not self.quiet:
-            with stderr.status(f"{name}…"):
-                yield
+            with stderr.status(f"{name}…") as status:
+                yield lambda text: status.update(f"{name}… {text}")
         else:
-            yield
+            yield lambda text: None
         self._done(name, time.perf_counter() - t0)
 
     def _done(self, name: str, seconds: float) -> None:
@@ -51,22 +71,28 @@ class Reporter:
         # Warnings are shown even when quiet: they change what a result means.
         stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
 
-    def track(self, items: Iterable[T], total: int | None, description: str, *, timed: bool = False) -> Iterator[T]:
+    def track(self, items: Iterable[T], total: int | None, description: str, *, timed: bool = False,
+              status: Callable[[], str] | None = None) -> Iterator[T]:
         """Iterate with a progress bar (silent when quiet or when stderr is not a terminal).
 
         ``timed``: a step in its own right; when the items are done it is timed and reported
         like ``step`` (a step's spinner and a progress bar cannot be shown at once).
+        ``status``: called after each item; its text follows the bar (a running loss, say),
+        and the bar then shows the time left too.
         """
         t0 = time.perf_counter()
         if self.quiet or not stderr.is_terminal:
             yield from items
         else:
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=stderr, transient=True) as progress:
-                task = progress.add_task(description, total=total)
+            columns: tuple[object, ...] = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                           TimeElapsedColumn())
+            if status is not None:
+                columns += (TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+            with Progress(*columns, console=stderr, transient=True) as progress:  # type: ignore[arg-type]
+                task = progress.add_task(description, total=total, status="")
                 for item in items:
                     yield item
-                    progress.advance(task)
+                    progress.update(task, advance=1, status=status() if status is not None else "")
         if timed:
             self._done(description, time.perf_counter() - t0)
 

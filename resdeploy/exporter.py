@@ -171,6 +171,12 @@ def export(
     cfg = config or ExportConfig()
     cfg.check()
     rep = reporter or QUIET
+    trained = None
+    if weights is not None:  # a `resdeploy train` output: its weights, input size and class names
+        from resdeploy.training import export_config_for, trained_weights
+
+        weights, trained = trained_weights(weights)
+        cfg = export_config_for(cfg, model, trained)
     spec = _resolve_spec(model, cfg, weights=weights, num_classes=num_classes)
     out = Path(output_dir) if output_dir is not None else default_output_dir(spec.name)
     if out.exists() and not cfg.force:
@@ -210,6 +216,11 @@ def export(
         steps = ("build model", "export onnx", "check graph", parity_step)
         timings = {k: rep.timings[k] for k in steps if k in rep.timings}
         typed = _manifest(spec, init, weights_desc, onnx_path, external, parity, cfg, exporter, fixed_batch, timings)
+        if trained is not None:  # a `resdeploy train` model: its class names, and how it was trained
+            from resdeploy.training import export_facts
+
+            typed.classes = list(trained["classes"])
+            typed.sections["training"] = export_facts(trained)
         typed.write(tmp)
         manifest = typed.to_dict()
 

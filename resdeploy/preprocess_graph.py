@@ -317,10 +317,11 @@ def embed_preprocessing(variant: str | os.PathLike[str], output: str | os.PathLi
         path = tmp / "model.onnx"
         onnx.save(merged, str(path))
         # Its own file and graph, measured; the variant it was made from by lineage (its directory,
-        # which validate takes as the reference); the model spec and how its weights were made carried over.
+        # which validate takes as the reference); the model spec, class names and how its weights were made carried over.
         typed = Manifest.for_file(
             path, stage="preprocess-in-graph", precision=manifest.precision if manifest else None,
             model=manifest.model if manifest else None, preprocess=spec.to_dict(),
+            classes=manifest.classes if manifest else None,  # the same outputs: the same class names
             parent=Lineage.of(src.parent, out, sha256=src_sha, precision=art.precision,
                               stage=manifest.stage if manifest else None),
         )

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from resdeploy.benchmark import RESULT_SCHEMA  # the one schema this version writes and reads
 from resdeploy.errors import ResdeployError
+from resdeploy.tradeoff import cpu_features
 
 REPORT_SCHEMA = "resdeploy.report/1"
 FLEET_SCHEMA = "resdeploy.fleet/1"  # `bench --ray --nodes`: one bench result per node, in one file
@@ -151,6 +153,7 @@ class Row:
     speedup: float | None = None
     summary: dict[str, Any] | None = None
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    extra_percentiles: dict[str, float] = field(default_factory=dict)  # bench --percentile 99.9: {"p99.9": ms}
 
     @property
     def series(self) -> str:
@@ -202,6 +205,7 @@ def rows_from(results: Sequence[tuple[str, dict[str, Any]]]) -> list[Row]:
                 tail_reliable=bool(s.get("tail_reliable", True)),
                 emulation=(emu or {}).get("note") if emu else None, file=Path(source).name,
                 summary=run.get("scenario_summary"), latencies_ms=list(run.get("latencies_ms") or []),
+                extra_percentiles={str(k): float(v) for k, v in (s.get("extra_percentiles") or {}).items()},
             ))
     _disambiguate_hosts(out)
     _disambiguate_files(out)
@@ -297,6 +301,11 @@ NUMERIC = ("batch", "p50", "p90", "p99", "mean", "img/s", "speed-up")
 CAPTION = "latency per batch in ms; speed-up = throughput / baseline throughput at the same batch"
 
 
+def is_numeric(column: str) -> bool:
+    """The fixed numeric columns, and extra percentiles such as 'p99.9' (bench --percentile)."""
+    return column in NUMERIC or re.fullmatch(r"p\d+(\.\d+)?", column) is not None
+
+
 def _fmt_ms(v: float) -> str:
     return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
 
@@ -314,7 +323,9 @@ def columns_for(rows: Sequence[Row]) -> list[str]:
         cols.append("model")
     if len({r.scenario for r in rows}) > 1:  # a server run's latency includes queueing: never mix them up
         cols.append("scenario")
-    return cols + ["engine", "precision", *NUMERIC]
+    extra = list(dict.fromkeys(k for r in rows for k in r.extra_percentiles))
+    numeric = list(NUMERIC)
+    return cols + ["engine", "precision", *numeric[:4], *extra, *numeric[4:]]
 
 
 def row_cells(r: Row, columns: Sequence[str]) -> list[str]:
@@ -323,6 +334,9 @@ def row_cells(r: Row, columns: Sequence[str]) -> list[str]:
             "precision": r.precision, "batch": str(r.batch), "p50": _fmt_ms(r.p50_ms), "p90": _fmt_ms(r.p90_ms),
             "p99": p99, "mean": _fmt_ms(r.mean_ms), "img/s": _fmt_rate(r.throughput),
             "speed-up": "–" if r.speedup is None else f"{r.speedup:.2f}×"}
+    for key in columns:
+        if key not in cell:  # an extra percentile (bench --percentile), absent from rows measured without it
+            cell[key] = _fmt_ms(r.extra_percentiles[key]) if key in r.extra_percentiles else "–"
     if r.emulation and "machine" not in columns:  # the † must show on the row even without a machine column
         cell["engine"] += " †"
     return [cell[c] for c in columns]
@@ -367,7 +381,7 @@ def rich_table(rows: Sequence[Row], *, title: str | None = None) -> Any:
     for i, col in enumerate(columns):
         # Never truncate a cell: the widest value (or header) sets the column's width.
         width = max([len(col)] + [len(c[i]) for c in body])
-        table.add_column(col, justify="right" if col in NUMERIC else "left", no_wrap=True, min_width=width)
+        table.add_column(col, justify="right" if is_numeric(col) else "left", no_wrap=True, min_width=width)
     for cells in body:
         table.add_row(*(escape(c) for c in cells))  # names from result files are text, not rich markup
     return table
@@ -382,7 +396,7 @@ def machine_legend(rows: Sequence[Row]) -> list[str]:
 def markdown_table(rows: Sequence[Row]) -> str:
     columns = columns_for(rows)
     lines = [f"_{CAPTION}_", "", "| " + " | ".join(columns) + " |",
-             "|" + "|".join("---:" if c in NUMERIC else "---" for c in columns) + "|"]
+             "|" + "|".join("---:" if is_numeric(c) else "---" for c in columns) + "|"]
     lines += ["| " + " | ".join(row_cells(r, columns)) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -415,8 +429,10 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
         # Below the axes, never over the data (a legend inside hid bars and curves).
         handles, labels = ax.get_legend_handles_labels()
         if handles:
+            # At most 6 rows: a one-column list of many series was taller than the plot itself.
+            ncol = len(labels) if len(labels) <= 3 else max(2, -(-len(labels) // 6))
             ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-                      ncol=1 if len(labels) > 4 else len(labels) or 1, frameon=False)
+                      ncol=min(ncol, 3), frameon=False)
 
     def plain_log_axis(axis: Any) -> None:
         # Log scales label ticks 2^0 or 4x10^0 by default: print plain numbers (1, 8, 0.5 ms).
@@ -426,7 +442,7 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
             lambda v, _pos: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""))
 
     batches = sorted({r.batch for r in rows})  # x axis of the first two plots; the CDF is drawn at the smallest
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     for name, rs in series.items():
         rs = sorted(rs, key=lambda r: r.batch)
         ax.plot([r.batch for r in rs], [r.p50_ms for r in rs], marker="o", label=name)
@@ -443,7 +459,7 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
     plots["latency_vs_batch"] = png(fig)
 
     names = list(series)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / max(len(names), 1)
     x = np.arange(len(batches))
     for i, name in enumerate(names):
@@ -457,7 +473,7 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
     legend_below(ax)
     plots["throughput"] = png(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     smallest = min(batches) if batches else 1
     for name, rs in series.items():
         for r in rs:
@@ -491,9 +507,20 @@ def _machine_details(results: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
             "gpu": ", ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in gpus) or "—",
             "cuda": str((m.get("cuda") or {}).get("torch_cuda") or "—"),
             "os": str(m.get("os", "")),
+            "cpu flags": cpu_features(cpu.get("flags") or []),
+            "threads": _threads(data),
             "libraries": ", ".join(f"{k} {v}" for k, v in sorted(libs.items())),
         })
     return out
+
+
+def _threads(data: dict[str, Any]) -> str:
+    """The intra-op threads the engines were given (--threads), and the thread variables set."""
+    cfg = data.get("config") or {}
+    threads = cfg.get("threads_effective", cfg.get("threads"))
+    env = (data.get("machine") or {}).get("env") or {}
+    text = str(threads) if threads else "runtime default"
+    return text + "".join(f", {k}={v}" for k, v in sorted(env.items()) if k.endswith("THREADS"))
 
 
 METHOD = ("Each engine ran one runner per batch size on random inputs rotated over several buffers, "
@@ -509,39 +536,48 @@ def render_markdown(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, 
     parts += [("\\" + n if n.startswith("*") else n) + "  " for n in footnotes(rows)] + [""]
     for name, rel in plot_files.items():
         parts += [f"![{name.replace('_', ' ')}]({rel})", ""]
-    parts += ["## Machines", "", "| file | created | host | cpu | gpu | cuda | libraries |",
-              "|---|---|---|---|---|---|---|"]
-    parts += [f"| {d['file']} | {d['created']} | {d['host']} | {d['cpu']} | {d['gpu']} | {d['cuda']} | "
-              f"{d['libraries']} |" for d in _machine_details(results)]
+    parts += ["## Machines", "", "| file | created | host | cpu | cpu flags | threads | gpu | cuda | libraries |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    parts += [f"| {d['file']} | {d['created']} | {d['host']} | {d['cpu']} | {d['cpu flags']} | {d['threads']} | "
+              f"{d['gpu']} | {d['cuda']} | {d['libraries']} |" for d in _machine_details(results)]
     return "\n".join(parts) + "\n"
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.3rem .6rem}
-th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;margin:.5rem 0}
+th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}img{width:100%;height:auto;margin:.5rem 0}
 .note{color:#555;font-size:.85rem}"""
 
 
+HTML_UNITS = {"p50": "p50 (ms)", "p90": "p90 (ms)", "p99": "p99 (ms)", "mean": "mean (ms)",
+              "img/s": "throughput (images/s)", "speed-up": "speed-up (×)"}
+
+
 def render_html(rows: Sequence[Row], results: Sequence[tuple[str, dict[str, Any]]], baseline: str,
-                plots: dict[str, bytes], title: str) -> str:
+                plots: dict[str, bytes], title: str, *, tradeoff_table: str = "") -> str:
     e = html.escape
     columns = columns_for(rows)
-    head = "".join(f"<th>{e(c)}</th>" for c in columns)
+    head = "".join(f"<th>{e(HTML_UNITS.get(c, c + ' (ms)' if is_numeric(c) and c != 'batch' else c))}</th>"
+                   for c in columns)
     body = []
     for r in rows:
         cells = row_cells(r, columns)
         body.append("<tr>" + "".join(
-            f"<td{' class=n' if col in NUMERIC else ''}>{e(c)}</td>" for col, c in zip(columns, cells, strict=True))
+            f"<td{' class=n' if is_numeric(col) else ''}>{e(c)}</td>" for col, c in zip(columns, cells, strict=True))
             + "</tr>")
     notes = "".join(f"<p class=note>{e(n)}</p>" for n in footnotes(rows))
     imgs = "".join(
         f'<h3>{e(name.replace("_", " "))}</h3><img alt="{e(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode()}">' for name, data in plots.items())
-    keys = ("file", "created", "host", "cpu", "gpu", "cuda", "os", "libraries")
+    keys = ("file", "created", "host", "cpu", "cpu flags", "threads", "gpu", "cuda", "os", "libraries")
     mhead = "".join(f"<th>{k}</th>" for k in keys)
     mrows = "".join("<tr>" + "".join(f"<td>{e(d[k])}</td>" for k in keys) + "</tr>" for d in _machine_details(results))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(title)}</title><style>{_CSS}</style>"
             f"</head><body><h1>{e(title)}</h1><p>{e(METHOD)}</p><p>Baseline for speed-ups: <b>{e(baseline)}</b>.</p>"
+            + (f"<h2>Accuracy against speed</h2><p class=note>Each point is a variant on an engine: its top-1 "
+               f"drop from its reference against its throughput. Bold rows and red points are the Pareto front: "
+               f"nothing else is both faster and at least as accurate.</p>{tradeoff_table}" if tradeoff_table else "")
+            + f"<h2>Latency and throughput</h2><p class=note>Latency per batch in milliseconds.</p>"
             f"<table><tr>{head}</tr>{''.join(body)}</table>{notes}<h2>Plots</h2>{imgs}"
             f"<h2>Machines</h2><table><tr>{mhead}</tr>{mrows}</table></body></html>\n")
 
@@ -552,10 +588,12 @@ class ReportResult:
     baseline: str
     output: Path | None
     sources: list[str]
+    tradeoff: list[Any] = field(default_factory=list)  # tradeoff.TradeoffPoint: bench rows with an accuracy
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": REPORT_SCHEMA, "baseline": self.baseline, "output": str(self.output) if self.output else None,
-                "sources": self.sources, "rows": [r.to_dict() for r in self.rows]}
+                "sources": self.sources, "rows": [r.to_dict() for r in self.rows],
+                "tradeoff": [p.to_dict() for p in self.tradeoff]}
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:
@@ -612,19 +650,27 @@ def report(source: Sequence[str | os.PathLike[str]], config: ReportConfig | str 
     cfg.check()
     paths, baseline, title = source, cfg.baseline, cfg.title
     out = Path(cfg.output) if cfg.output is not None else None
+    from resdeploy import tradeoff
+
     paths, layer_reports = _split_layer_reports(paths)
-    results = load_results(paths)
+    bench_paths, accuracies = tradeoff.split_paths(paths)  # validate results join the bench rows they measured
+    results = load_results(bench_paths)
     rows = rows_from(results)
     base = apply_speedups(rows, baseline)
     rows = sort_rows(rows)
+    points = tradeoff.points(rows, results, accuracies)
     if out is not None:
         plots = make_plots(rows)
         plots.update(_layer_plots(layer_reports))
+        if points:
+            plots = {"accuracy_vs_speed": tradeoff.plot(points), **plots}
         if out.suffix.lower() == ".md":
             _write_markdown(out, plots, rows, results, base, title)
         else:
-            atomic_write_text(out, render_html(rows, results, base, plots, title))
-    return ReportResult(rows=rows, baseline=base, output=out, sources=[s for s, _ in results])
+            atomic_write_text(out, render_html(rows, results, base, plots, title,
+                                               tradeoff_table=tradeoff.html_table(points) if points else ""))
+    return ReportResult(rows=rows, baseline=base, output=out, sources=[s for s, _ in results] +
+                        [a.source for a in accuracies], tradeoff=points)
 
 
 def _split_layer_reports(paths: Sequence[str | os.PathLike[str]]

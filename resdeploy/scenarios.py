@@ -99,20 +99,27 @@ def make_timer(device: str, synchronize: Callable[[], None]) -> Timer:
     return Timer(synchronize)
 
 
-def closed_loop(run: Callable[[int], Any], timer: Timer, limits: LoopLimits) -> tuple[np.ndarray, float]:
+def closed_loop(run: Callable[[int], Any], timer: Timer, limits: LoopLimits,
+                progress: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, float]:
     """Back-to-back inferences; returns per-inference latencies (ms) and the wall time (s).
 
     ``run(i)`` performs inference ``i`` (the caller rotates input buffers by ``i``).
     Wall time spans the first start to the last end, so throughput includes the
-    loop's own overhead, as a serving loop would.
+    loop's own overhead, as a serving loop would. ``progress(done, elapsed)`` is called
+    at most every 0.25 s (outside the timed calls).
     """
     lat: list[float] = []
     t_start = time.perf_counter()
+    shown = t_start
     i = 0
     while True:
         lat.append(timer.time_ms(functools.partial(run, i)))
         i += 1
-        elapsed = time.perf_counter() - t_start
+        now = time.perf_counter()
+        elapsed = now - t_start
+        if progress is not None and now - shown >= 0.25:
+            progress(i, elapsed)
+            shown = now
         if i >= limits.iterations and elapsed >= limits.seconds:
             break
     return np.asarray(lat, dtype=np.float64), time.perf_counter() - t_start

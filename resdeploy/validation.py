@@ -252,6 +252,10 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     # The data's warnings (skipped files, empty classes) qualify the result: into it, printed once by the CLI.
     data_rep = _Collecting(quiet=rep.quiet, sink=warnings)
     ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=data_rep)
+    if cfg.labels is None and isinstance((manifest or {}).get("classes"), list):
+        from resdeploy.training import label_by_class_name  # the class names `train` recorded
+
+        warnings.extend(label_by_class_name(ds, (manifest or {})["classes"]))
     needs_labels = _label_gates(cfg)
     if needs_labels and not ds.labelled:  # before running both models over the whole data set
         raise ResdeployError(f"{', '.join(needs_labels)} need{'s' if len(needs_labels) == 1 else ''} labelled data: "

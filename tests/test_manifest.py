@@ -226,3 +226,14 @@ def test_quantize_of_a_foreign_onnx_records_its_own_file(tiny_onnx: tuple[Path, 
     assert m["artifact"]["sha256"] == artifacts.sha256_file(res.model_path)
     assert m["artifact"]["bytes"] == res.model_path.stat().st_size
     assert m["inputs"][0]["dtype"] == "float16" and m["parent"]["sha256"] == artifacts.sha256_file(tiny_onnx[0])
+
+
+def test_class_names_are_a_typed_field_that_round_trips(tiny_onnx: tuple[Path, object], tmp_path: Path) -> None:
+    path, _ = tiny_onnx
+    m = artifacts.Manifest.for_file(path, stage="export", classes=["cat", "dog"])
+    m.write(tmp_path)
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert on_disk["classes"] == ["cat", "dog"]
+    back = artifacts.Manifest.from_dict(on_disk)
+    assert back.classes == ["cat", "dog"] and "classes" not in back.sections
+    assert artifacts.Manifest.from_dict({**on_disk, "classes": None}).classes is None

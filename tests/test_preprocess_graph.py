@@ -216,3 +216,19 @@ def test_openvino_resizes_without_antialias(tmp_path: Path) -> None:
     print(f"OpenVINO vs Python preprocessing on a 500x375 photo: max |diff| {vs_python:.3f}")
     np.testing.assert_allclose(got, no_antialias, atol=1e-4)
     assert vs_python > pg.PARITY_BOUND
+
+
+def test_embed_carries_the_class_names(tiny_artifact: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from resdeploy import artifacts
+
+    src = tmp_path / "named"
+    shutil.copytree(tiny_artifact, src)
+    m = artifacts.load_manifest(src, required=True)
+    assert m is not None
+    m.classes = [f"class {i}" for i in range(10)]
+    m.write(src)
+    res = pg.embed_preprocessing(src, tmp_path / "raw")
+    assert res.manifest["classes"] == m.classes
+    assert artifacts.read_manifest(res.path)["classes"] == m.classes  # type: ignore[index]

@@ -19,19 +19,30 @@ from resdeploy.errors import ResdeployError
 
 app = typer.Typer(
     name="resdeploy",
-    help="ResNets from PyTorch to deployment: export, quantize, build, bench, validate, report.",
+    help="ResNets from PyTorch to deployment: train, export, quantize, build, bench, validate, report, inspect.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 # Command modules, each with a ``register(app)`` function. Order is the order in --help.
-COMMAND_MODULES = ["models", "export", "quantize", "layers", "build", "bench", "validate", "report", "package", "sweep", "info"]
+COMMAND_MODULES = ["models", "train", "export", "quantize", "layers", "build", "bench", "validate", "report", "package",
+                   "sweep", "info", "inspect"]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from resdeploy import __version__
+
+        print(f"resdeploy {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print resdeploy's version and exit."),
 ) -> None:
     if debug:
         os.environ["RESDEPLOY_DEBUG"] = "1"
@@ -89,7 +100,10 @@ def _main(args: list[str], signals: list[int]) -> None:
     try:
         # With standalone_mode=False, click returns the code of a typer.Exit instead of raising;
         # typer turns Ctrl-C inside a command into a silent Exit(130).
-        rc = app(args=args, standalone_mode=False)
+        from resdeploy.cli import conventions
+
+        group = conventions.apply(typer.main.get_command(app))  # help in words, an example per command
+        rc = group.main(args=conventions.check_arguments(group, args), prog_name="resdeploy", standalone_mode=False)
         if rc == 130:
             _exit_interrupted(signals)
         if isinstance(rc, int) and rc != 0:

@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
         ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
         input_size: int = typer.Option(None, "--input-size", help="H=W for models with dynamic spatial axes."),
         seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
+        data: str = typer.Option(None, "--data", metavar="FOLDER_OR_NPY", help="Time real inputs: an image folder or .npy/.npz, preprocessed as the manifest records (default: random)."),
+        percentile: list[float] = typer.Option([], "--percentile", parser=finite_float, metavar="Q", help="Also report this latency percentile, e.g. 99.9 (repeatable)."),
         json_out: bool = typer.Option(False, "--json", help="Print the full result JSON on stdout."),
         output: str = typer.Option(None, "--output", "-o", help="Write the result JSON to this file."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -81,7 +83,7 @@ def register(app: typer.Typer) -> None:
             batches=parse_int_list(batch, "--batch") if batch is not None else None, threads=threads,
             cpus=cpu_list, warmup_iterations=warmup, warmup_seconds=warmup_seconds, iterations=iterations,
             duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
-            input_size=input_size, seed=seed,
+            input_size=input_size, seed=seed, data=data, percentiles=list(percentile),
         )
         cfg.check()
         if output:
@@ -95,7 +97,7 @@ def register(app: typer.Typer) -> None:
                 raise ResdeployError(f"--output {output} is a directory; pass a file path such as "
                                      f"{Path(output) / 'result.json'}")
             check_writable_dir(Path(output).resolve().parent)
-        rep = Reporter(quiet=quiet or json_out)
+        rep = Reporter.for_command(quiet, json_out)
         if nodes is not None and ray is None:
             from resdeploy.errors import ResdeployError
 
@@ -118,6 +120,12 @@ def register(app: typer.Typer) -> None:
             emit_json(result.to_dict())
         else:
             print_table(result)
+        missed = [r for r in result.runs if (r.scenario_summary or {}).get("slo_met") is False]
+        if missed:  # a server run that measured and missed its SLO is a failed gate, like validate's
+            from resdeploy.errors import GateFailure
+
+            raise GateFailure(f"server scenario missed the p99 SLO of {slo_ms:g} ms: "
+                              + ", ".join(f"{r.engine} batch {r.batch} p99 {r.latency.p99_ms:.2f} ms" for r in missed))
 
 
 def print_fleet(fleet, output: str | None, json_out: bool, rep) -> None:  # noqa: ANN001 - lazily imported types

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
             timing_cache=timing_cache, output=output, cache_dir=cache_dir, use_cache=not no_cache, force=force,
             device=device, verbose=verbose, input_size=input_size,
         )
-        result = build(model, config, reporter=Reporter(quiet=quiet or json_out))
+        result = build(model, config, reporter=Reporter.for_command(quiet, json_out))
         if json_out:
             emit_json(result.summary())
             return

@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         )
         try:
             result = export(model, cfg, output_dir=output, weights=weights, num_classes=num_classes,
-                            reporter=Reporter(quiet=quiet or json_out))
+                            reporter=Reporter.for_command(quiet, json_out))
         except GateFailure as exc:
             failed = getattr(exc, "result", None)
             if failed is not None:

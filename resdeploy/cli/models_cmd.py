@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         names = list_models(pattern)
         if not names:
             raise ResdeployError(f"no model matches '{pattern}'", hint="run `resdeploy models` for the full list")
-        rep = Reporter(quiet=quiet or json_out)
+        rep = Reporter.for_command(quiet, json_out)
         rows = [model_stats(n, input_size, num_classes)
                 for n in rep.track(names, total=len(names), description="counting FLOPs")]
         if json_out:

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
             raise ResdeployError("nothing to do: pass --triton REPO and/or --preprocess-in-graph")
         if output and not preprocess_in_graph:
             raise ResdeployError("-o applies to --preprocess-in-graph (the repository is --triton REPO)")
-        reporter = Reporter(quiet=quiet or json_out)
+        reporter = Reporter.for_command(quiet, json_out)
         cfg = TritonConfig(name=name, platform=platform, kind=kind, count=count,
                            gpus=parse_int_list(gpus, "--gpus", minimum=0) if gpus else None,
                            accelerator=accelerator, max_batch_size=max_batch_size, bench=bench, slo_ms=slo_ms,

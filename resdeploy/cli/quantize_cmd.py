@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
             output=output, force=force, budget=budget,
             **preprocess.as_config(),
         )
-        result = quantize(model, config=cfg, reporter=Reporter(quiet=quiet or json_out))
+        result = quantize(model, config=cfg, reporter=Reporter.for_command(quiet, json_out))
         if json_out:
             from resdeploy.cli.common import emit_json
 

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         from resdeploy.scale.sweep import load_spec, sweep
 
         parsed = load_spec(spec, output)
-        rep = Reporter(quiet=quiet or json_out)
+        rep = Reporter.for_command(quiet, json_out)
         result = sweep(parsed, use_ray=ray is not None, ray_address=ray_address(ray), reporter=rep,
                        write_report=not no_report)
         if json_out:

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         )
         if junit:
             check_output_file(junit)  # before the run: a long validation must not end in "cannot write"
-        rep = Reporter(quiet=quiet or json_out)
+        rep = Reporter.for_command(quiet, json_out)
         if ray_workers is not None and ray is None:
             from resdeploy.errors import ResdeployError
 

@@ -409,8 +409,8 @@ def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path
               check: dict[str, Any], ranges: CalibrationRanges | None) -> Manifest:
     """The variant's manifest: its own file and graph, measured; the FP32 parent by lineage only.
 
-    The model spec and preprocessing are carried over (they describe the model and its
-    inputs, which the variant shares); nothing that describes a file is.
+    The model spec, preprocessing and class names are carried over (they describe the
+    model and its inputs, which the variant shares); nothing that describes a file is.
     """
     parent = src.manifest or {}
     calibration = None
@@ -423,6 +423,7 @@ def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path
         model_file, stage="quantize", precision=cfg.precision,
         model=parent.get("model") if isinstance(parent.get("model"), dict) else None,
         preprocess=src.preprocess.to_dict(),
+        classes=[str(c) for c in parent["classes"]] if isinstance(parent.get("classes"), list) else None,
         parent=Lineage.of(src.path, out, sha256=src.sha256, precision="fp32", stage=parent.get("stage")),
     )
     manifest.settings = {"precision": cfg.precision, "target": cfg.target if cfg.precision == "int8" else None,

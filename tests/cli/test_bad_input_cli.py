@@ -89,7 +89,7 @@ def test_usage_errors_are_one_line_naming_help(files: dict[str, str], args: list
     (["validate", "{model}", "--data", "synthetic", "--min-cosine", "inf"], "finite number"),
     (["export", "resnet20", "-o", "{out_dir}", "--max-abs-error", "inf", "--json"], "finite number"),
     (["quantize", "{model}", "--method", "percentile", "--percentile", "nan", "-o", "{out_dir}"], "finite number"),
-    (["bench", "{model}", *FAST, "--duration", "-1", "-o", "{out}"], "must be >= 0"),
+    (["bench", "{model}", "--iterations", "2", "--warmup", "1", "--duration", "-1", "-o", "{out}"], "must be >= 0"),
     (["bench", "{model}", "--iterations", "0", "--duration", "0", "-o", "{out}"], "zero iterations"),
     (["bench", "{model}", *FAST, "--batch", "1,,8", "--json"], "positive integers"),
     (["bench", "{model}", *FAST, "--scenario", "server", "--qps", "0"], "--qps"),

@@ -40,6 +40,7 @@ EXAMPLES: dict[str, str] = {
     "bench": "resdeploy bench artifacts/resnet20/int8-cpu --engine ort --engine openvino --batch 1,8",
     "validate": "resdeploy validate artifacts/resnet20/int8-cpu --data data/val --max-top1-drop 1",
     "report": "resdeploy report results/*.json -o report.html",
+    "layers": "resdeploy layers artifacts/resnet20/int8-cpu --data calibration/sample --plot layers.png",
     "package": "resdeploy package artifacts/resnet20/int8-cpu --triton model_repository",
     "sweep": "resdeploy sweep examples/sweep.toml -o artifacts/sweep",
     "info": "resdeploy info --json",

@@ -495,6 +495,11 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
         _check_installed(engine, cfg.device, options)
         runner_for(engine, batches[0])
 
+    if "ort" in cfg.engines and cfg.device == "cpu":
+        from resdeploy.precision.isa import host_warning_for
+
+        if (isa_warning := host_warning_for(cfg.model)) is not None:
+            reporter.warn(isa_warning)
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
     emulation = emulation_record(cfg, machine)
     sha = _model_sha(cfg.model)

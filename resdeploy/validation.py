@@ -259,6 +259,11 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
     ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
     # Warnings that qualify the result go into it (--json, CI), not only to stderr.
     warnings: list[str] = []
+    if cfg.engine == "ort":
+        from resdeploy.precision.isa import host_warning
+
+        if (isa_warning := host_warning(manifest)) is not None:
+            warnings.append(isa_warning)
     ref_manifest = read_manifest(ref_model) if ref_engine == "ort" else read_manifest(Path(ref_model) / "model.onnx")
     if ref_manifest and isinstance(ref_manifest.get("preprocess"), dict):
         if PreprocessSpec.from_dict(ref_manifest["preprocess"]) != spec:

@@ -32,6 +32,7 @@ from resdeploy.artifacts import (
 )
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.precision.isa import isa_record
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
 from resdeploy.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
@@ -56,7 +57,10 @@ class QuantizeConfig:
     fp16_io: bool = False  # FP16 graph inputs/outputs (default keeps them FP32)
     activation_type: str | None = None  # int8: uint8 | int8; default per target (measured)
     per_channel: bool = True
-    reduce_range: bool = False  # int8 --target cpu: 7-bit weights for x86 CPUs without VNNI
+    # int8 --target cpu: which CPUs the graph must be exact on (precision/isa.py). "portable":
+    # 7-bit weights, exact on every x86 and ARM64 CPU; "vnni": full 8-bit weights, for VNNI/AMX/ARM64 only.
+    cpu: str = "portable"
+    reduce_range: bool = False  # kept for old scripts: 7-bit weights, which --cpu portable already uses
     output: str | None = None  # output directory; default: sibling of the FP32 artifact dir
     force: bool = False
     # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists).
@@ -89,6 +93,15 @@ class QuantizeConfig:
                 raise ResdeployError(f"--activations takes uint8 or int8, got '{self.activation_type}'")
             if self.target == "trt" and self.activation_type != "int8":
                 raise ResdeployError("TensorRT takes signed INT8 activations only; drop --activations or use int8")
+        from resdeploy.precision.isa import CPU_PROFILES
+
+        if self.cpu not in CPU_PROFILES:
+            raise ResdeployError(f"unknown --cpu '{self.cpu}'; choose from: {', '.join(CPU_PROFILES)}")
+        if self.cpu != "portable" and (self.precision != "int8" or self.target != "cpu"):
+            raise ResdeployError("--cpu applies to --precision int8 --target cpu only")
+        if self.reduce_range and self.cpu == "vnni":
+            raise ResdeployError("--reduce-range (7-bit weights) contradicts --cpu vnni (full 8-bit weights); "
+                                 "drop one of them")
         if self.reduce_range:
             if self.precision != "int8":
                 raise ResdeployError("--reduce-range applies to --precision int8 only")
@@ -290,6 +303,7 @@ def quantize(model: str | os.PathLike[str], *, config: QuantizeConfig | None = N
         else:
             info, ranges, check_inputs = _make_int8(src, cfg, tmp, work_model, rep, saved)
         check = _self_check(src.path, work_model, src, check_inputs, cfg.seed, rep)
+        _warn_on_check(check, info, rep)
 
         with atomic_dir(out, force=cfg.force) as staging:
             shutil.copyfile(work_model, staging / "model.onnx")
@@ -384,15 +398,17 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
                                    percentile=cfg.percentile if cfg.method == "percentile" else None,
                                    ranges=values)
     act = cfg.activation_type or int8.DEFAULT_ACTIVATION[cfg.target]
+    seven_bit = cfg.target == "cpu" and (cfg.cpu == "portable" or cfg.reduce_range)
     with rep.step(f"placing Q/DQ nodes (target {cfg.target}, {act} activations)"):
         model = int8.quantize_qdq(pre, dst, ranges, target=cfg.target, activation_type=act,
-                                  per_channel=cfg.per_channel, exclude_nodes=excluded, reduce_range=cfg.reduce_range)
+                                  per_channel=cfg.per_channel, exclude_nodes=excluded, reduce_range=seven_bit)
     info = {
         "format": "QDQ",
         "activations": f"{act} {'symmetric' if act == 'int8' else 'asymmetric'} per-tensor",
-        "weights": f"int8{' (7-bit range, --reduce-range)' if cfg.reduce_range else ''} symmetric "
+        "weights": f"int8{' (7-bit range [-64, 64])' if seven_bit else ''} symmetric "
                    f"{'per-channel' if cfg.per_channel else 'per-tensor'}",
-        "reduce_range": cfg.reduce_range,
+        "reduce_range": seven_bit,
+        **(isa_record(model, cfg.cpu if not seven_bit else "portable") if cfg.target == "cpu" else {}),
         "excluded": excluded,
         "quantized_ops": int8.quantized_ops(model),
         "residual_adds": {"count": len(adds := int8.add_input_quantization(model)),
@@ -437,6 +453,19 @@ def _self_check(fp32: Path, variant: Path, src: SourceModel, inputs: np.ndarray 
     m = parity_metrics(outs[0], outs[1])
     return {"samples": m.samples, "data": source, "top1_agreement": m.top1_agreement,
             "cosine_min": m.cosine_min, "max_abs_error": m.max_abs_error}
+
+
+def _warn_on_check(check: dict[str, Any], info: dict[str, Any], rep: Reporter) -> None:
+    """Warn on a poor quick check, and when it ran on a CPU the variant was not made for."""
+    from resdeploy.precision.isa import host_warning
+    from resdeploy.precision.quickcheck import check_warning
+
+    host = host_warning({"precision": "int8", "target": "cpu", "quantization": info}) if "safe_on" in info else None
+    warning = check_warning(check, host)
+    if warning:
+        rep.warn(warning)
+    elif host:
+        rep.warn(host)
 
 
 def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path, info: dict[str, Any],

@@ -35,7 +35,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "imgs": root / "imgs", "fp32": Path(fp32)}
 
 
-def test_int8_trt_json_then_rebuild_from_ranges(setup: dict[str, Path]) -> None:
+def test_int8_trt_json_then_rebuild_from_ranges(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, err = run_cli("quantize", str(setup["fp32"].parent), "--precision", "int8", "--target", "trt",
                              "--calib-data", str(setup["imgs"]), "--calib-samples", "4", "--seed", "3", "--json")
     assert code == 0, err
@@ -47,10 +47,14 @@ def test_int8_trt_json_then_rebuild_from_ranges(setup: dict[str, Path]) -> None:
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["stage"] == "quantize" and manifest["precision"] == "int8" and manifest["target"] == "trt"
 
+    # A narrow $COLUMNS must not cut the table when stdout is not a terminal (a CI log).
+    monkeypatch.setenv("COLUMNS", "40")
     code, out, err = run_cli("quantize", str(setup["fp32"]), "--ranges", str(out_dir / "calibration_ranges.json"),
                              "--target", "cpu")
     assert code == 0, err
     assert "saved ranges" in out and (out_dir.parent / "int8-cpu" / "model.onnx").exists()
+    assert str(out_dir.parent / "int8-cpu" / "model.onnx") in out and "…" not in out
+    assert "exact on" in out and "x86-avx2" in out  # the portable default says where it is right
     code, out, err = run_cli("quantize", str(setup["fp32"]), "--ranges", str(out_dir / "calibration_ranges.json"),
                              "--target", "cpu")
     _one_line_error(code, out, err, "already exists; pass --force")

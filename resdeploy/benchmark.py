@@ -65,7 +65,8 @@ class BenchConfig:
     slo_ms: float | None = None
     transfers: bool = True  # GPU: include host->device input and device->host output copies
     options: dict[str, Any] = field(default_factory=dict)  # runner options: compile, cuda_graph, ep...
-    input_size: int | None = None  # H=W when the model's spatial axes are dynamic and no manifest says
+    input_size: int | tuple[int, int] | None = None  # H or (H, W) where the model's spatial axes are dynamic
+    layout: str | None = None  # NCHW | NHWC where neither the graph nor a manifest tells
     buffers: int = 4
     seed: int = 0
     keep_latencies: bool = True
@@ -119,7 +120,8 @@ class BenchConfig:
         if self.iterations < 0 or self.duration < 0:
             raise ResdeployError("--iterations and --duration must be >= 0")
         LoopLimits(self.iterations, self.duration).check("the measurement (--iterations/--duration)")
-        check_positive_int(self.input_size, "--input-size")
+        for v in (self.input_size if isinstance(self.input_size, tuple) else (self.input_size,)):
+            check_positive_int(v, "--input-size")
         if self.buffers < 1:
             raise ResdeployError("buffers must be >= 1")
         if self.cpus is not None:
@@ -276,31 +278,66 @@ def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any
 
 
 # --- inputs -----------------------------------------------------------------------------------------
-def _spatial_size(cfg: BenchConfig) -> int:
-    if cfg.input_size:
-        return int(cfg.input_size)
+def _preprocess_record(cfg: BenchConfig) -> dict[str, Any]:
     p = Path(cfg.model)
     manifest = read_manifest(p) if p.exists() else None
-    pre = (manifest or {}).get("preprocess") or {}
-    return int(pre.get("crop") or 224)
+    return (manifest or {}).get("preprocess") or {}
+
+
+def _spatial_size(cfg: BenchConfig) -> tuple[int, int]:
+    """(H, W) for dynamic spatial axes: --input-size, else the manifest's crop, else 224."""
+    if cfg.input_size:
+        return (cfg.input_size, cfg.input_size) if isinstance(cfg.input_size, int) else (int(cfg.input_size[0]), int(cfg.input_size[1]))
+    crop = _preprocess_record(cfg).get("crop") or 224
+    return (int(crop[0]), int(crop[1])) if isinstance(crop, list | tuple) else (int(crop), int(crop))
 
 
 def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
-    """The input shape for ``batch``: the model's fixed dims, with dynamic ones filled in."""
+    """The input shape for ``batch``: the model's fixed dims, with dynamic ones filled in (NCHW or NHWC)."""
     meta = runner.input_meta()
     dims = list(meta.shape)
     if len(dims) != 4:
-        raise ResdeployError(f"resdeploy benches NCHW image models; input '{meta.name}' has shape {meta.shape}")
+        raise ResdeployError(f"resdeploy benches image models (NCHW or NHWC); input '{meta.name}' has shape {meta.shape}")
     if isinstance(dims[0], int) and dims[0] not in (batch, -1, 0):
         raise ResdeployError(
             f"the model's input has a fixed batch of {dims[0]}, so it cannot run batch {batch}",
             hint=f"use --batch {dims[0]}, or export with a dynamic batch axis",
         )
-    size = _spatial_size(cfg)
-    out = [batch]
-    for d in dims[1:]:
-        out.append(d if isinstance(d, int) and d > 0 else (3 if len(out) == 1 else size))
-    return tuple(out)
+    return _filled_shape(runner, batch, cfg)
+
+
+def _filled_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
+    """``batch`` and the model's dims, dynamic ones filled from --input-size/--layout, the manifest or 224 NCHW."""
+    from resdeploy.onnx_io import layout_of
+
+    dims = list(runner.input_meta().shape)
+    if len(dims) != 4:
+        raise ResdeployError(f"resdeploy benches image models (NCHW or NHWC); input has shape {tuple(dims)}")
+    static = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
+    layout = (cfg.layout or layout_of(static) or str(_preprocess_record(cfg).get("layout") or "NCHW")).upper()
+    h, w = _spatial_size(cfg)
+    fill = (3, h, w) if layout == "NCHW" else (h, w, 3)
+    return (batch, *(d if d is not None else f for d, f in zip(static[1:], fill, strict=True)))
+
+
+# A ResNet's widest activations are several times its input (ResNet-50 at 224: the stem's
+# 64x112x112 output is 5.3x the 3x224x224 input), so a batch whose activations will not fit
+# fails here, not halfway through allocating them.
+_ACTIVATION_FACTOR = 8
+
+
+def check_memory(shape: tuple[int, ...], buffers: int, what: str) -> None:
+    """One line when a batch cannot fit in this machine's available memory (inputs plus activations)."""
+    import psutil
+
+    one = int(np.prod(shape, dtype=np.int64)) * 4
+    need = one * (buffers + _ACTIVATION_FACTOR)
+    available = int(psutil.virtual_memory().available)
+    if need > available:
+        raise ResdeployError(f"{what} needs at least {need / 2**30:.1f} GiB ({buffers} input batches of "
+                             f"{'x'.join(map(str, shape))} float32, {one / 2**30:.1f} GiB each, and the "
+                             f"activations), and this machine has {available / 2**30:.1f} GiB available",
+                             hint="pass a smaller --batch")
 
 
 def make_inputs(shape: tuple[int, ...], count: int, seed: int) -> list[np.ndarray]:
@@ -482,18 +519,26 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
 
     options = dict(cfg.options)
     if cfg.input_size:
-        options.setdefault("input_size", cfg.input_size)  # torch builds zoo models at this size
+        hw = _spatial_size(cfg)
+        if hw[0] == hw[1]:
+            options.setdefault("input_size", hw[0])  # torch builds zoo models at this size
 
     def runner_for(engine: str, batch: int) -> Runner:
         return create_runner(RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device,
                                           precision=cfg.precision, threads=threads, batch_size=batch,
                                           options=dict(options)))
 
-    # Construct (not load) one runner per engine first, and check each engine's package is
-    # installed: a bad pair or a missing runtime fails before minutes of timing the others.
+    # Construct one runner per engine first, and check each engine's package is installed;
+    # then load each once and check its inputs fit in memory: an engine that cannot run the
+    # model (torch given an ONNX file, a missing runtime, a batch too big) fails before
+    # minutes of timing the others, not after.
     for engine in cfg.engines:
         _check_installed(engine, cfg.device, options)
         runner_for(engine, batches[0])
+    for engine in cfg.engines:
+        with reporter.step(f"checking that {engine} can run the model"), runner_for(engine, batches[0]) as probe:
+            for batch in batches:
+                check_memory(_filled_shape(probe, batch, cfg), cfg.buffers, f"{engine} batch {batch}")
 
     if "ort" in cfg.engines and cfg.device == "cpu":
         from resdeploy.precision.isa import host_warning_for

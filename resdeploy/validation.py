@@ -51,8 +51,10 @@ class ValidateConfig:
     min_agreement: float | None = None  # fraction of samples whose top-1 class matches the reference's
     max_abs_error: float | None = None  # on logits
     min_cosine: float | None = None  # worst per-sample cosine similarity of logits
-    # Preprocessing for a candidate without a manifest.
-    input_size: int | None = None
+    # Preprocessing for a candidate without a manifest (size and layout default to the graph's).
+    input_size: int | tuple[int, int] | None = None  # H, or (H, W)
+    layout: str | None = None  # NCHW | NHWC
+    preprocess: str | None = None  # preset: torchvision | caffe | tf
     resize: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -84,6 +86,7 @@ class Gate:
     threshold: float
     passed: bool
     description: str
+    samples: int = 0  # how many samples the value was measured on: a gate never passes on nothing
 
 
 @dataclass
@@ -129,7 +132,7 @@ class ValidateResult:
         lines.append("    </properties>")
         classname = quoteattr(f"resdeploy.validate.{Path(str(self.candidate.get('path', 'candidate'))).parent.name}")
         for g in self.gates:
-            text = f"{g.name}: {_fmt(g.value)} {g.op} {_fmt(g.threshold)}"
+            text = f"{g.name}: {_fmt(g.value)} {g.op} {_fmt(g.threshold)} on {g.samples} samples"
             lines.append(f"    <testcase classname={classname} name={quoteattr(g.name)} time=\"0\">")
             if not g.passed:
                 lines.append(f"      <failure message={quoteattr(text + ' failed')} type=\"GateFailure\">"
@@ -151,6 +154,10 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
     from resdeploy.precision import parent_model_path
 
     if reference in (None, "", "parent", "torch"):
+        if manifest is None and reference == "torch":
+            raise ResdeployError(f"--reference torch needs a PyTorch model, and {candidate_path} has no resdeploy "
+                                 "manifest saying how to build one",
+                                 hint="pass --reference PATH (an FP32 ONNX model of the same network)")
         if manifest is None:
             raise ResdeployError(f"{candidate_path} has no manifest naming its FP32 parent",
                                  hint="pass --reference PATH (the FP32 ONNX model) or --reference torch")
@@ -166,7 +173,10 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
                                      hint="pass --reference PATH, or --reference torch to compare with PyTorch")
         if reference == "torch":
             pman = read_manifest(parent)
-            if not pman or not pman.get("model"):
+            if not pman:
+                raise ResdeployError(f"--reference torch needs a PyTorch model, and {parent} has no resdeploy "
+                                     "manifest saying how to build one", hint="pass --reference PATH")
+            if not pman.get("model"):
                 raise ResdeployError(f"the manifest beside {parent} does not say how to rebuild the PyTorch model",
                                      hint="export with `resdeploy export`, or pass --reference PATH")
             return "torch", str(parent.parent), {"engine": "torch", "path": str(parent.parent), "kind": "pytorch"}
@@ -255,7 +265,8 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
         _check_onnx(cand_file)  # one line for a .pth/.txt/corrupt file, not ONNX Runtime's protobuf error
     manifest = read_manifest(cand_file)
     spec: PreprocessSpec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean,
-                                           std=cfg.std, what=str(cand_file), reporter=rep)
+                                           std=cfg.std, what=str(cand_file), reporter=rep, model_path=cand_file,
+                                           layout=cfg.layout, preset=cfg.preprocess)
     ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
     # Warnings that qualify the result go into it (--json, CI), not only to stderr.
     warnings: list[str] = []
@@ -292,8 +303,13 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
             raise
     try:
         num_classes: int | None = None
+        from resdeploy.onnx_io import layout_of, to_layout
+
+        # A reference in the other layout (an NCHW model checking its NHWC export) gets the same images transposed.
+        ref_dims = tuple(d if isinstance(d, int) and d > 0 else None for d in ref_runner.input_meta().shape)
+        ref_layout = layout_of(ref_dims)
         for batch in ds.batches(cfg.batch_size, data_rep, description="validating"):
-            r = infer_batched(ref_runner, batch.inputs)
+            r = infer_batched(ref_runner, to_layout(batch.inputs, spec.layout, ref_layout))
             c = infer_batched(cand_runner, batch.inputs)
             if r.shape != c.shape:
                 raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
@@ -322,7 +338,12 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
             "candidate": {"top1": topk_accuracy(cand_all, y, 1), "top5": topk_accuracy(cand_all, y, 5)},
         }
         drop = 100.0 * (accuracy["reference"]["top1"] - accuracy["candidate"]["top1"])
+    if accuracy is not None and (not cfg.explicit_gates() or _label_gates(cfg)):
+        _check_reference_accuracy(accuracy["reference"]["top1"], int(ref_all.shape[0]), int(ref_all.shape[1]),
+                                  cfg.labels)
     gates = _gates(cfg, metrics.to_dict(), accuracy, drop)
+    for g in gates:
+        g.samples = int(ref_all.shape[0])
     cand_desc = {"engine": cfg.engine, "path": str(cand_file),
                  "precision": (manifest or {}).get("precision"), "target": (manifest or {}).get("target")}
     data_desc = ds.describe()
@@ -344,6 +365,27 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
         passed=all(g.passed for g in gates), seconds=round(time.perf_counter() - t0, 3),
         skipped_files=len(ds.skipped), warnings=warnings,
     )
+
+
+def _check_reference_accuracy(top1: float, samples: int, num_classes: int, labels_file: str | None) -> None:
+    """Exit 2, not a pass, when the reference is below chance on the labels: the gate would measure nothing.
+
+    A ratio or drop gate against a reference that gets nothing right passes any candidate.
+    Below chance means 0% top-1, or (with enough samples to tell: 5 or more expected hits)
+    under a third of the chance rate 1/num_classes. Either way the labels are not the
+    model's classes far more often than the weights are untrained.
+    """
+    expected = samples / max(num_classes, 1)
+    correct = round(top1 * samples)
+    if correct > 0 and not (expected >= 5 and correct < expected / 3):
+        return
+    cause = (f"the mapping in {labels_file} is not the model's class order" if labels_file else
+             "the class folders, numbered by sorted name (0, 1, ...), are not in the model's class order")
+    raise ResdeployError(f"the reference scores {100 * top1:.1f}% top-1 on {samples} labelled samples, below "
+                         f"chance ({100 / max(num_classes, 1):.2g}% for {num_classes} classes), so an accuracy "
+                         f"gate would measure nothing: likely {cause}",
+                         hint="pass --labels FILE mapping folder names to the model's class indices, or gate on "
+                              "agreement alone (--min-agreement); are the weights trained?")
 
 
 def _check_labels(ds: Any, num_classes: int, labels_file: str | None) -> list[str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from resdeploy.cli.common import finite_float, threads_option
+from resdeploy.cli.common import PreprocessFlags, finite_float, threads_option, with_preprocess_flags
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
 
     @app.command("bench")
+    @with_preprocess_flags
     def bench_cmd(
         model: str = typer.Argument(..., metavar="MODEL",
                                     help="Artifact dir or model.onnx (any engine), or a zoo name (torch only)."),
@@ -45,7 +46,9 @@ def register(app: typer.Typer) -> None:
         channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
                                            help="torch: channels_last memory format (default: on for CUDA)."),
         ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
-        input_size: int = typer.Option(None, "--input-size", help="H=W for models with dynamic spatial axes."),
+        # The same flags as quantize and validate; bench feeds random tensors, so only --input-size and
+        # --layout change what it runs (the shape where the graph leaves it dynamic).
+        preprocess: PreprocessFlags = PreprocessFlags(),
         seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
         json_out: bool = typer.Option(False, "--json", help="Print the full result JSON on stdout."),
         output: str = typer.Option(None, "--output", "-o", help="Write the result JSON to this file."),
@@ -77,7 +80,7 @@ def register(app: typer.Typer) -> None:
             batches=parse_int_list(batch, "--batch") if batch is not None else None, threads=threads,
             cpus=cpu_list, warmup_iterations=warmup, warmup_seconds=warmup_seconds, iterations=iterations,
             duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
-            input_size=input_size, seed=seed,
+            input_size=preprocess.input_size, layout=preprocess.layout, seed=seed,
         )
         cfg.validate()
         if output:

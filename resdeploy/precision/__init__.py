@@ -34,7 +34,7 @@ from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
 from resdeploy.precision.isa import isa_record
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
-from resdeploy.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from resdeploy.preprocess import PreprocessSpec
 
 PRECISIONS = ("fp16", "int8")
 _VERSIONS = ("onnx", "onnxruntime", "onnxconverter-common", "numpy", "torch")
@@ -63,8 +63,11 @@ class QuantizeConfig:
     reduce_range: bool = False  # kept for old scripts: 7-bit weights, which --cpu portable already uses
     output: str | None = None  # output directory; default: sibling of the FP32 artifact dir
     force: bool = False
-    # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists).
-    input_size: int | None = None
+    # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists); size and
+    # layout default to what the graph fixes (resdeploy/onnx_io.py).
+    input_size: int | tuple[int, int] | None = None  # H, or (H, W)
+    layout: str | None = None  # NCHW | NHWC
+    preprocess: str | None = None  # preset: torchvision | caffe | tf
     resize: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -178,25 +181,39 @@ def graph_kind(model: Any) -> str:
     return "fp32"
 
 
-def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | None = None, resize: int | None = None,
-                    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                    what: str = "the model", reporter: Reporter | None = None) -> PreprocessSpec:
-    """The model's recorded preprocessing; without a manifest, built from the flags (which are then required)."""
-    flags = any(v is not None for v in (input_size, resize, mean, std))
-    _check_preprocess_flags(input_size, resize, mean, std)
+def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | tuple[int, int] | str | None = None,
+                    resize: int | None = None, mean: tuple[float, ...] | None = None,
+                    std: tuple[float, ...] | None = None, what: str = "the model", reporter: Reporter | None = None,
+                    model_path: str | os.PathLike[str] | None = None, layout: str | None = None,
+                    preset: str | None = None, required: bool = True) -> PreprocessSpec:
+    """The model's recorded preprocessing; without a manifest, read from its graph and the flags.
+
+    ``model_path``: the ONNX file, whose graph input gives size and layout where static
+    (resdeploy/onnx_io.py); the flags fill in what it leaves dynamic.
+    """
+    from resdeploy.onnx_io import parse_input_size, read_graph_input, spec_without_manifest
+
+    flags = any(v is not None for v in (input_size, resize, mean, std, layout, preset))
+    size = input_size if isinstance(input_size, tuple) else parse_input_size(input_size)
+    _check_preprocess_flags(size[0] if size else None, resize, mean, std)
+    if size:
+        check_positive_int(size[1], "--input-size")
     if manifest and isinstance(manifest.get("preprocess"), dict):
         if flags and reporter is not None:
-            reporter.warn("--input-size/--resize/--mean/--std ignored: the manifest records the preprocessing "
-                          "the model was exported with, and that is what is used")
+            reporter.warn("--input-size/--layout/--preprocess/--resize/--mean/--std ignored: the manifest records "
+                          "the preprocessing the model was exported with, and that is what is used")
         return PreprocessSpec.from_dict(manifest["preprocess"])
-    if input_size is None:
+    graph = None
+    if model_path is not None and Path(model_path).is_file() and Path(model_path).suffix.lower() == ".onnx":
+        graph = read_graph_input(model_path)
+    elif input_size is None and required:
         raise ResdeployError(f"{what} has no manifest recording its preprocessing",
                              hint="pass --input-size (and --resize/--mean/--std unless they are ImageNet's), "
                                   "or export it with `resdeploy export`")
-    spec = PreprocessSpec.for_input_size(int(input_size), mean=tuple(mean or IMAGENET_MEAN),
-                                         std=tuple(std or IMAGENET_STD))
-    if resize is not None:
-        spec = PreprocessSpec.from_dict({**spec.to_dict(), "resize": int(resize)})
+    spec, note = spec_without_manifest(graph, input_size=size, layout=layout, preset=preset, resize=resize,
+                                       mean=mean, std=std, what=what, required=required)
+    if reporter is not None:
+        reporter.info(note)
     return spec
 
 
@@ -234,8 +251,10 @@ def resolve_source(model: str | os.PathLike[str], cfg: QuantizeConfig, reporter:
     manifest = read_manifest(p)
     if manifest and str(manifest.get("precision", "fp32")).lower() not in ("fp32", "float32"):
         raise ResdeployError(f"{p} is a {manifest.get('precision')} variant; make variants from the FP32 export")
+    # FP16 conversion reads no images: without calibration data it needs no preprocessing.
     spec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean, std=cfg.std,
-                           what=str(p), reporter=reporter)
+                           what=str(p), reporter=reporter, model_path=p, layout=cfg.layout, preset=cfg.preprocess,
+                           required=cfg.precision == "int8" or bool(cfg.calib_data))
     art_dir = p.parent if manifest is not None else None
     return SourceModel(p, manifest, sha256_file(p), spec, art_dir)
 

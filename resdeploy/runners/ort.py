@@ -192,6 +192,10 @@ class OrtRunner(Runner):
         return self.session.run(self.output_names, {self.input_name: staged})[0]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        from resdeploy.onnx_io import check_batch_shape
+
+        if self._meta is not None:  # one line, not ONNX Runtime's INVALID_ARGUMENT
+            check_batch_shape(self._meta.shape, tuple(batch.shape), str(self.model_path))
         out = self.run_staged(self.stage(batch))
         return np.asarray(out, dtype=np.float32)
 

@@ -85,7 +85,11 @@ def safe_on(manifest: dict[str, Any] | None) -> tuple[str, ...] | None:
     Artifacts made before this was recorded say ``reduce_range`` instead: 7-bit weights
     are portable, full-range ones are VNNI-only.
     """
-    if not manifest or str(manifest.get("precision", "")).lower() != "int8" or manifest.get("target") != "cpu":
+    if not manifest or str(manifest.get("precision", "")).lower() != "int8":
+        return None
+    if manifest.get("target") == "trt":  # for TensorRT; under ONNX Runtime's CPU kernels it is full-range
+        return CPU_PROFILES["vnni"]
+    if manifest.get("target") != "cpu":
         return None
     q = manifest.get("quantization") or {}
     if isinstance(q.get("safe_on"), list):
@@ -99,6 +103,10 @@ def host_warning(manifest: dict[str, Any] | None, kind: str | None = None) -> st
     here = host_kind() if kind is None else kind
     if kinds is None or here is None or here in kinds:
         return None
+    if (manifest or {}).get("target") == "trt":
+        return (f"this INT8 graph is made for TensorRT (full-range 8-bit weights); ONNX Runtime on this CPU "
+                f"({describe(here)}) adds u8 x s8 products in saturating int16 pairs, so what it measures here "
+                "understates the graph: judge it with TensorRT, or on a CPU with VNNI/AMX or ARM64")
     return (f"this INT8 graph has full-range 8-bit weights, made for {', '.join(kinds)}; on this CPU "
             f"({describe(here)}) ONNX Runtime adds u8 x s8 products in saturating int16 pairs, so its "
             "outputs are less accurate than the graph: re-quantize with `--cpu portable` (the default)")

@@ -198,8 +198,8 @@ def test_bad_inputs_are_one_line_errors(fp32: Path, int8_trt, images: Path, tmp_
     bare = tmp_path / "bare" / "model.onnx"
     bare.parent.mkdir()
     shutil.copy(fp32, bare)
-    with pytest.raises(ResdeployError, match="--input-size"):
-        quantize(bare, precision="int8", calib_data=str(images))
+    with pytest.raises(ResdeployError, match="--input-size 24,24 does not match"):
+        quantize(bare, precision="int8", calib_data=str(images), input_size=24)
     ok = quantize(bare, precision="int8", calib_data=str(images), calib_samples=4, input_size=SIZE, resize=SIZE)
     assert ok.output_dir == bare.parent / "model-int8-cpu" and ok.manifest["preprocess"]["crop"] == SIZE
     with pytest.raises(ResdeployError, match="already an int8 model"):
@@ -248,7 +248,7 @@ def test_fixed_batch_export_can_be_quantized(tmp_path: Path, images: Path) -> No
 
 
 @pytest.mark.parametrize("flags, match", [
-    ({"input_size": 0}, "--input-size must be a positive integer"),
+    ({"input_size": 0}, "--input-size takes H or H,W"),
     ({"input_size": 32, "resize": -1}, "--resize must be"),
     ({"input_size": 32, "std": (0.0, 1.0, 1.0)}, "--std values must be positive"),
     ({"input_size": 32, "mean": (float("nan"), 0.0, 0.0)}, "--mean takes three finite numbers"),

@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	# tensorrt-stubs declares `tensorrt` as a dependency, which has no wheel here: stubs only.
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt tensorrt-stubs
+	# The `triton` extra (Triton's ModelConfig schema, for `package --triton` checks), --no-deps too:
+	# tritonclient declares ml-dtypes<=0.5.4 and, for grpc, protobuf<7, which would move the pins;
+	# model_config_pb2 runs on the pinned protobuf (tests/serving check it).
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt tritonclient grpcio python-rapidjson urllib3
 	touch $@
 
 setup: $(STAMP)

@@ -1,9 +1,11 @@
 """resdeploy: ResNets from PyTorch to deployment.
 
-The library behind the ``resdeploy`` command. Each pipeline stage is one function::
+The library behind the ``resdeploy`` command. Each pipeline stage is one function,
+``stage(source, config=None, *, reporter=None) -> Result`` (configs check themselves in
+``check()``, results have ``to_dict()`` with a ``schema`` tag)::
 
     import resdeploy
-    art = resdeploy.export("resnet50", "out/resnet50")            # FP32 ONNX + manifest + parity
+    art = resdeploy.export("resnet50", output_dir="out/resnet50")  # FP32 ONNX + manifest + parity
     q = resdeploy.quantize(art.model_path, precision="int8", calib_data="calibration/sample")
     report = resdeploy.validate(q.model_path, reference=art.model_path, data="images/")
     result = resdeploy.bench(art.model_path, engines=["torch", "ort"], batches=[1, 8])
@@ -41,6 +43,14 @@ _API: dict[str, str] = {
     "RunnerConfig": "resdeploy.runners.base:RunnerConfig",
     "PreprocessSpec": "resdeploy.preprocess:PreprocessSpec",
     "parity_metrics": "resdeploy.compare:parity_metrics",
+    "sweep": "resdeploy.scale.sweep:sweep",
+    "compare_runners": "resdeploy.compare:compare_runners",
+    "Gate": "resdeploy.compare:Gate",
+    "Manifest": "resdeploy.artifacts:Manifest",
+    "load_manifest": "resdeploy.artifacts:load_manifest",
+    "Artifact": "resdeploy.resolve:Artifact",
+    "resolve_artifact": "resdeploy.resolve:resolve_artifact",
+    "ReportConfig": "resdeploy.reporting:ReportConfig",
 }
 
 

@@ -1,8 +1,16 @@
-"""Artifacts on disk: hashing, atomic writes, and the manifest beside each artifact.
+"""Artifacts on disk: hashing, atomic writes, and the typed manifest beside each artifact.
 
 Every stage writes ``<dir>/model.onnx`` (or an engine) with ``<dir>/manifest.json``.
 Writes go to a temporary sibling first and are renamed at the end, so a failed or
-interrupted run never leaves a half-written artifact that a later stage could trust.
+interrupted run never leaves a half-written artifact that a later stage could trust,
+and the rename is exclusive: an output that appeared while the work ran is an error
+(unless ``force``), never silently replaced.
+
+The manifest (schema 2, ``Manifest``) describes the file beside it with facts measured
+from that very file (``FileRecord``: sha256, bytes, external data; ``GraphSummary``: ops,
+inputs, outputs, precision), never inherited from a parent: a variant's ``Lineage``
+points at its parent instead. Schema-1 manifests (earlier releases) load through
+``migrate_v1``. Which artifact a user means is ``resdeploy.resolve``'s job.
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,7 +32,8 @@ from typing import Any
 from resdeploy.errors import ResdeployError
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA = "resdeploy.manifest/1"
+MANIFEST_SCHEMA = "resdeploy.manifest/2"
+MANIFEST_SCHEMA_V1 = "resdeploy.manifest/1"
 _CHUNK = 1 << 20
 
 
@@ -150,8 +161,11 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def atomic_dir(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
     """Build an output directory in a temporary sibling and rename it into place on success.
 
-    An existing ``path`` is an error unless ``force``; with ``force`` it is replaced
-    only after the new content is complete, so a failure keeps the old artifact.
+    An existing ``path`` is an error unless ``force``, both before the work and at the
+    commit: without ``force`` an output that appeared while the work ran (another run
+    writing to the same place) is an error, and the other run's output is kept as it is.
+    With ``force`` the old content is replaced only after the new content is complete,
+    so a failure keeps the old artifact.
     """
     final = Path(path)
     if final.exists() and not force:
@@ -163,21 +177,392 @@ def atomic_dir(path: str | os.PathLike[str], *, force: bool = False) -> Iterator
     try:
         yield tmp
         follow_umask(tmp)
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        _commit_dir(tmp, final, force=force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
-    body = {"schema": MANIFEST_SCHEMA, "created": utc_now(), **manifest}
-    return atomic_write_json(Path(directory) / MANIFEST_NAME, body)
+def _commit_dir(tmp: Path, final: Path, *, force: bool) -> None:
+    """Rename ``tmp`` to ``final``; without ``force`` never over something that is there now."""
+    appeared = ResdeployError(f"{final} appeared while this run was writing it (another run writing to the same "
+                              "place?); it was left as it is and nothing was written",
+                              hint="pass --force to replace it, or write to another directory")
+    if final.exists() or final.is_symlink():
+        if not force:
+            raise appeared
+        if not final.is_dir():
+            raise ResdeployError(f"{final} exists and is not a directory")
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        # rename(2) refuses a non-empty target directory, so a rival that committed a moment
+        # ago is not replaced either; os.replace would not be safer here, it is the same call.
+        os.rename(tmp, final)
+    except OSError as exc:
+        if final.exists():
+            raise appeared from None
+        raise ResdeployError(f"cannot write {final}: {exc.strerror or exc}") from None
+
+
+def read_json(path: str | os.PathLike[str], *, schema: str | Sequence[str] | None = None, what: str = "") -> Any:
+    """The one reader of resdeploy's JSON files (manifests, ranges, results, engine metadata).
+
+    A missing, unreadable or malformed file, or one whose ``schema`` is not one of
+    ``schema``, is one ``ResdeployError`` line naming the file (and ``what`` it should be).
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResdeployError(f"no such {what or 'file'}: {p}") from None
+    except (OSError, ValueError) as exc:
+        raise ResdeployError(f"cannot read {p} as {what + ' ' if what else ''}JSON: {exc}") from None
+    if schema is not None:
+        wanted = [schema] if isinstance(schema, str) else list(schema)
+        if not isinstance(data, dict) or data.get("schema") not in wanted:
+            raise ResdeployError(f"{p} is not a resdeploy {what or 'file'} (expected schema {' or '.join(wanted)})")
+    return data
+
+
+# --- the typed manifest (schema 2) -------------------------------------------------------------------
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, for FileRecord.verify
+
+
+@dataclass
+class FileRecord:
+    """One file of an artifact, as measured from the file itself (never copied from a parent)."""
+
+    file: str  # name inside the artifact directory
+    sha256: str
+    bytes: int | None  # None only for schema-1 records that did not say (then the sha256 decides)
+    external_data: list[FileRecord] = field(default_factory=list)
+    mtime_ns: int | None = None  # when it was measured: an unchanged size and mtime skip re-hashing
+
+    @classmethod
+    def measure(cls, path: Path, external: Sequence[Path] = ()) -> FileRecord:
+        st = path.stat()
+        return cls(file=path.name, sha256=sha256_file(path), bytes=st.st_size,
+                   external_data=[cls.measure(p) for p in external], mtime_ns=st.st_mtime_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"file": self.file, "sha256": self.sha256, "bytes": self.bytes}
+        if self.mtime_ns is not None:
+            d["mtime_ns"] = self.mtime_ns
+        d["external_data"] = [e.to_dict() for e in self.external_data]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileRecord:
+        return cls(file=str(d["file"]), sha256=str(d["sha256"]),
+                   bytes=int(d["bytes"]) if d.get("bytes") is not None else None,
+                   external_data=[cls.from_dict(e) for e in d.get("external_data") or []],
+                   mtime_ns=int(d["mtime_ns"]) if d.get("mtime_ns") is not None else None)
+
+    def verify(self, directory: Path) -> None:
+        """The file in ``directory`` is the one recorded: size and mtime first, the sha256 when they differ.
+
+        A mismatch is one line (exit 2) naming both hashes: a model that changed after
+        its manifest was written must not be quantized, validated or benched as if it were
+        the recorded one.
+        """
+        for record in (self, *self.external_data):
+            path = directory / record.file
+            try:
+                st = path.stat()
+            except OSError:
+                raise ResdeployError(f"{path} is missing; {directory / MANIFEST_NAME} records it",
+                                     hint="export or quantize it again") from None
+            if record.bytes == st.st_size and record.mtime_ns == st.st_mtime_ns:
+                continue
+            # a copy (new mtime) is hashed once per process, not by every runner that opens it
+            key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+            actual = _HASHED.get(key) or sha256_file(path)
+            _HASHED[key] = actual
+            if actual != record.sha256 or (record.bytes is not None and record.bytes != st.st_size):
+                raise ResdeployError(
+                    f"{path} does not match {directory / MANIFEST_NAME}: the manifest records sha256 {record.sha256} "
+                    f"({record.bytes} bytes), the file has sha256 {actual} ({st.st_size} bytes)",
+                    hint="the file changed after its manifest was written: export or quantize it again")
+
+
+@dataclass
+class TensorInfo:
+    """Name, shape (ints, or strings for dynamic axes) and numpy dtype name of a graph input or output."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorInfo:
+        return cls(str(d["name"]), list(d.get("shape") or []), str(d.get("dtype") or "unknown"))
+
+
+_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"})
+
+
+def graph_precision(ops: Iterable[str], has_fp16_weights: bool) -> str:
+    """fp32, fp16 or int8, from what a graph holds: the one rule every stage and runner uses."""
+    if _INT8_OPS & set(ops):
+        return "int8"
+    return "fp16" if has_fp16_weights else "fp32"
+
+
+@dataclass
+class GraphSummary:
+    """What an ONNX graph holds, measured from the file: an INT8 graph counts its own QuantizeLinear nodes."""
+
+    opset: int | None
+    ir_version: int
+    nodes: int
+    ops: dict[str, int]
+    initializers: int
+    precision: str  # graph_precision of this graph
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+    @property
+    def batchnorm_folded(self) -> bool:
+        return self.ops.get("BatchNormalization", 0) == 0
+
+    @classmethod
+    def measure(cls, path: Path) -> GraphSummary:
+        return cls.of_proto(load_onnx(path))
+
+    @classmethod
+    def of_proto(cls, proto: Any) -> GraphSummary:
+        import onnx
+
+        ops = Counter(n.op_type for n in proto.graph.node)
+        inits = {i.name for i in proto.graph.initializer}
+        fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+        return cls(
+            opset=next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
+            ir_version=int(proto.ir_version), nodes=int(sum(ops.values())), ops=dict(sorted(ops.items())),
+            initializers=len(proto.graph.initializer), precision=graph_precision(ops, fp16),
+            inputs=[tensor_info(v) for v in proto.graph.input if v.name not in inits],
+            outputs=[tensor_info(v) for v in proto.graph.output],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``graph`` section (``inputs``, ``outputs`` and ``opset`` sit at the manifest's top level)."""
+        return {"ir_version": self.ir_version, "nodes": self.nodes, "ops": dict(self.ops),
+                "batchnorm_folded": self.batchnorm_folded, "initializers": self.initializers,
+                "precision": self.precision}
+
+
+def tensor_info(value: Any) -> TensorInfo:
+    """A graph input/output (an onnx ValueInfoProto) as a TensorInfo."""
+    import onnx
+
+    t = value.type.tensor_type
+    shape: list[int | str] = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
+    return TensorInfo(value.name, shape, dtype)
+
+
+def load_onnx(path: Path) -> Any:
+    """The ONNX graph (without external weights), or one line saying why the file is not one."""
+    import onnx
+
+    check_not_empty(path)
+    hint = "pass the model.onnx written by `resdeploy export`, or its directory"
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResdeployError(f"{path} is not a readable ONNX model ({first[:200]})", hint=hint) from None
+    if not model.graph.node:  # a few stray bytes can parse as a protobuf with nothing in it
+        raise ResdeployError(f"{path} is not an ONNX model (no graph in it)", hint=hint)
+    return model
+
+
+@dataclass
+class Lineage:
+    """The artifact this one was made from: a variant points at its parent, it does not copy its facts."""
+
+    path: str  # relative to this artifact's directory
+    abspath: str
+    sha256: str
+    precision: str = "fp32"
+    stage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "abspath": self.abspath, "sha256": self.sha256,
+                             "precision": self.precision}
+        if self.stage:
+            d["stage"] = self.stage
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Lineage:
+        return cls(path=str(d.get("path") or ""), abspath=str(d.get("abspath") or ""), sha256=str(d.get("sha256") or ""),
+                   precision=str(d.get("precision") or "fp32"), stage=d.get("stage"))
+
+    @classmethod
+    def of(cls, parent_file: Path, out_dir: Path, *, sha256: str, precision: str = "fp32",
+           stage: str | None = None) -> Lineage:
+        return cls(os.path.relpath(parent_file.resolve(), out_dir.resolve()), str(parent_file.resolve()), sha256,
+                   precision, stage)
+
+    def resolve(self, directory: Path) -> Path | None:
+        """The parent's file, relative to ``directory`` first, then by absolute path; None when gone."""
+        for p in ((directory / self.path) if self.path else None, Path(self.abspath) if self.abspath else None):
+            if p is not None and p.exists():
+                return p.resolve()
+        return None
+
+
+# Keys the typed fields own; everything else in a manifest is a stage's own section (parity,
+# calibration, quantization, check, exporter, versions, timings, target, dynamic_axes, engine...).
+_TYPED_KEYS = ("schema", "created", "stage", "precision", "model", "preprocess", "artifact", "inputs", "outputs",
+               "opset", "graph", "parent", "settings")
+
+
+@dataclass
+class Manifest:
+    """``manifest.json`` (schema 2): what an artifact is, where it came from, and how it was made.
+
+    ``artifact`` and ``graph`` are measured from the artifact's own file; ``parent`` is
+    lineage, not inheritance. ``sections`` holds each stage's settings and results under
+    their own keys, written at the top level of the JSON as schema 1 had them.
+    """
+
+    stage: str
+    precision: str | None  # None: not stated (then the graph summary's precision is what the file holds)
+    artifact: FileRecord | None  # None only for an artifact with no file (a torch model rebuilt from its spec)
+    graph: GraphSummary | None = None
+    model: dict[str, Any] | None = None  # the model spec (name, source, weights, init): what to rebuild
+    preprocess: dict[str, Any] | None = None
+    parent: Lineage | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=utc_now)
+    schema: str = MANIFEST_SCHEMA
+
+    @classmethod
+    def for_file(cls, path: Path, *, stage: str, external: Sequence[Path] = (), onnx: bool = True,
+                 **fields: Any) -> Manifest:
+        """A manifest whose file record and graph summary are measured from ``path`` now."""
+        graph = GraphSummary.measure(path) if onnx else None
+        precision = fields.pop("precision", None) or (graph.precision if graph else "unknown")
+        return cls(stage=stage, precision=precision, artifact=FileRecord.measure(path, external), graph=graph,
+                   **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"schema": self.schema, "created": self.created, "stage": self.stage}
+        if self.precision is not None:
+            d["precision"] = self.precision
+        if self.model is not None:
+            d["model"] = self.model
+        if self.preprocess is not None:
+            d["preprocess"] = self.preprocess
+        if self.artifact is not None:
+            d["artifact"] = self.artifact.to_dict()
+        if self.graph is not None:
+            d["inputs"] = [t.to_dict() for t in self.graph.inputs]
+            d["outputs"] = [t.to_dict() for t in self.graph.outputs]
+            d["opset"] = self.graph.opset
+            d["graph"] = self.graph.to_dict()
+        if self.parent is not None:
+            d["parent"] = self.parent.to_dict()
+        d["settings"] = self.settings
+        d.update({k: v for k, v in self.sections.items() if k not in d})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        """Parse a schema-2 dict (``migrate_v1`` first for schema 1)."""
+        g = d.get("graph")
+        graph = None
+        if isinstance(g, dict) and "ops" in g:
+            graph = GraphSummary(
+                opset=d.get("opset"), ir_version=int(g.get("ir_version") or 0), nodes=int(g.get("nodes") or 0),
+                ops={str(k): int(v) for k, v in (g.get("ops") or {}).items()},
+                initializers=int(g.get("initializers") or 0),
+                precision=str(g.get("precision") or d.get("precision") or "unknown"),
+                inputs=[TensorInfo.from_dict(t) for t in d.get("inputs") or []],
+                outputs=[TensorInfo.from_dict(t) for t in d.get("outputs") or []])
+        parent = d.get("parent")
+        return cls(stage=str(d.get("stage") or "unknown"),
+                   precision=str(d["precision"]) if d.get("precision") is not None else None,
+                   artifact=FileRecord.from_dict(d["artifact"]) if isinstance(d.get("artifact"), dict) else None,
+                   graph=graph,
+                   model=d.get("model") if isinstance(d.get("model"), dict) else None,
+                   preprocess=d.get("preprocess") if isinstance(d.get("preprocess"), dict) else None,
+                   parent=Lineage.from_dict(parent) if isinstance(parent, dict) else None,
+                   settings=dict(d.get("settings") or {}),
+                   sections={k: v for k, v in d.items() if k not in _TYPED_KEYS
+                             or (graph is None and k in ("inputs", "outputs", "opset"))},
+                   created=str(d.get("created") or ""), schema=str(d.get("schema") or MANIFEST_SCHEMA))
+
+    def write(self, directory: str | os.PathLike[str]) -> Path:
+        return atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict())
+
+    def verify(self, directory: Path) -> None:
+        if self.artifact is not None:
+            self.artifact.verify(directory)
+
+
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 manifest as schema 2: the one migration, for manifests written by earlier releases.
+
+    Schema 1 let a variant (``stage: quantize``) copy its FP32 parent's manifest, so its
+    ``artifact`` record, ``inputs``, ``outputs``, ``opset`` and ``graph`` describe the
+    parent's file, not its own; only the top-level ``sha256`` and ``model_file`` were its
+    own. Those become the file record (bytes unknown: the sha256 decides), and the
+    parent's graph facts are dropped (``load_manifest`` measures them from the file).
+    """
+    if data.get("schema") != MANIFEST_SCHEMA_V1:
+        raise ValueError(f"not a schema-1 manifest: {data.get('schema')!r}")
+    d = {k: v for k, v in data.items() if k not in ("sha256", "model_file")}
+    d["schema"] = MANIFEST_SCHEMA
+    if data.get("stage") == "quantize" or data.get("sha256"):
+        d["artifact"] = {"file": str(data.get("model_file") or "model.onnx"), "sha256": str(data["sha256"]),
+                         "bytes": None, "external_data": []}
+        for key in ("inputs", "outputs", "opset", "graph", "dynamic_axes", "exporter", "parity"):
+            d.pop(key, None)  # the parent's, copied: not facts about this file
+        d.setdefault("settings", {})
+    else:
+        graph = dict(d.get("graph") or {})
+        if graph:
+            graph.setdefault("precision", str(data.get("precision") or "fp32"))
+            d["graph"] = graph
+    return d
+
+
+def parse_manifest(data: Any, where: str = "manifest.json") -> Manifest:
+    """A manifest dict of either schema as a typed Manifest; one line for anything else."""
+    if not isinstance(data, dict) or data.get("schema") not in (MANIFEST_SCHEMA, MANIFEST_SCHEMA_V1):
+        raise ResdeployError(f"{where} is not a resdeploy manifest (expected schema {MANIFEST_SCHEMA})")
+    if data["schema"] == MANIFEST_SCHEMA_V1:
+        data = migrate_v1(data)
+    try:
+        return Manifest.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResdeployError(f"{where} is not a valid resdeploy manifest: {exc}") from None
+
+
+def write_manifest(directory: str | os.PathLike[str], manifest: Manifest | dict[str, Any]) -> Path:
+    """Write ``manifest`` into ``directory``; a dict is taken as schema-2 fields.
+
+    A dict without a file record gets one measured from ``model.onnx`` when the
+    directory holds one: a record is never made up, only measured.
+    """
+    if isinstance(manifest, dict):
+        body = {"schema": MANIFEST_SCHEMA, "created": utc_now(), **manifest}
+        model = Path(directory) / "model.onnx"
+        if "artifact" not in body and model.is_file():
+            body["artifact"] = FileRecord.measure(model).to_dict()
+        manifest = Manifest.from_dict(body)
+    return manifest.write(directory)
 
 
 def manifest_path_for(model_path: str | os.PathLike[str]) -> Path:
@@ -186,8 +571,13 @@ def manifest_path_for(model_path: str | os.PathLike[str]) -> Path:
     return p / MANIFEST_NAME if p.is_dir() else p.parent / MANIFEST_NAME
 
 
-def read_manifest(model_path: str | os.PathLike[str], *, required: bool = False) -> dict[str, Any] | None:
-    """Read the manifest beside a model (or in an artifact directory); None when absent."""
+def load_manifest(model_path: str | os.PathLike[str], *, required: bool = False,
+                  verify: bool = False) -> Manifest | None:
+    """The typed manifest beside a model (or in an artifact directory); None when absent.
+
+    Schema 1 is migrated; a graph summary the old manifest lacked is measured from the
+    file. ``verify`` checks the file against its record (``FileRecord.verify``).
+    """
     mp = manifest_path_for(model_path)
     if not mp.exists():
         if required:
@@ -196,13 +586,23 @@ def read_manifest(model_path: str | os.PathLike[str], *, required: bool = False)
                 hint="export with `resdeploy export`, or pass --input-size and the preprocessing flags",
             )
         return None
-    try:
-        data = json.loads(mp.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ResdeployError(f"cannot read {mp}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
-        raise ResdeployError(f"{mp} is not a resdeploy manifest (expected schema {MANIFEST_SCHEMA})")
-    return data
+    manifest = parse_manifest(read_json(mp), str(mp))
+    if verify:
+        manifest.verify(mp.parent)
+    if manifest.graph is None and manifest.artifact is not None and manifest.artifact.file.endswith(".onnx") \
+            and (mp.parent / manifest.artifact.file).is_file():
+        try:
+            manifest.graph = GraphSummary.measure(mp.parent / manifest.artifact.file)
+        except ResdeployError:
+            pass  # the file is damaged: whoever runs it says so
+    return manifest
+
+
+def read_manifest(model_path: str | os.PathLike[str], *, required: bool = False,
+                  verify: bool = False) -> dict[str, Any] | None:
+    """``load_manifest`` as the JSON dict (schema 2) that stages and reports read keys from."""
+    manifest = load_manifest(model_path, required=required, verify=verify)
+    return manifest.to_dict() if manifest is not None else None
 
 
 def is_model_path(ref: str | os.PathLike[str]) -> bool:
@@ -223,22 +623,6 @@ def is_model_path(ref: str | os.PathLike[str]) -> bool:
 def artifact_dirs_inside(path: Path, filename: str = "model.onnx") -> list[str]:
     """Sub-directories holding ``filename``: what a user meant by a model's folder (fp32, int8-cpu)."""
     return sorted(d.name for d in path.iterdir() if d.is_dir() and (d / filename).is_file())
-
-
-def resolve_model_file(path: str | os.PathLike[str], filename: str = "model.onnx") -> Path:
-    """Accept an artifact directory, its ``manifest.json`` or a file path, as users type all three."""
-    p = Path(path)
-    if p.name == MANIFEST_NAME and p.is_file():
-        p = p.parent
-    if p.is_dir():
-        inside = artifact_dirs_inside(p, filename)
-        p = p / filename
-        if not p.exists() and inside:  # the model's folder (artifacts/resnet50) rather than a variant's
-            raise ResdeployError(f"no such file: {p}", hint=f"pass one of its artifact directories: {', '.join(inside)}")
-    if not p.exists():
-        raise ResdeployError(f"no such file: {p}")
-    check_not_empty(p)
-    return p
 
 
 def check_not_empty(p: Path) -> None:

@@ -21,25 +21,42 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from resdeploy.artifacts import read_manifest, sha256_file, utc_now
+from resdeploy.artifacts import utc_now
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.preprocess_graph import is_raw_image_input
+from resdeploy.resolve import resolve_artifact
 from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
 from resdeploy.scenarios import SCENARIOS, LoopLimits, closed_loop, make_timer, server_loop, warm_up
 from resdeploy.stats import LatencyStats
 
 RESULT_SCHEMA = "resdeploy.bench/1"
 DEFAULT_BATCHES = {"sweep": [1, 8], "single-stream": [1], "offline": [1, 8], "server": [1]}
-# The CLI's runner options and the engines that read them: an option none of the chosen
-# engines reads would be silently ignored (`--engine ort --compile` timing plain ort).
-OPTION_ENGINES = {"compile": ("--compile", {"torch"}), "channels_last": ("--channels-last", {"torch"}),
-                  "cuda_graph": ("--cuda-graph", {"torch", "ort", "trt"}), "ep": ("--ep", {"ort"})}
+# The CLI flag of each runner option, for messages. Which engines read an option is each
+# runner's Options dataclass: an option none of the chosen engines reads would be silently
+# ignored (`--engine ort --compile` timing plain ort), so it is refused.
+OPTION_FLAGS = {"compile": "--compile", "channels_last": "--channels-last", "cuda_graph": "--cuda-graph",
+                "ep": "--ep"}
+
+
+def option_readers(key: str, device: str = "cpu") -> set[str]:
+    """The engines whose runner (on ``device``) reads option ``key``."""
+    from resdeploy.runners import runner_class
+
+    readers = set()
+    for name in RUNNERS:
+        try:
+            if key in runner_class(name, device).Options.names():
+                readers.add(name)
+        except ResdeployError:
+            continue
+    return readers
 
 
 @dataclass
@@ -75,6 +92,10 @@ class BenchConfig:
         return list(self.batches) if self.batches else list(DEFAULT_BATCHES.get(self.scenario, [1]))
 
     def validate(self) -> None:
+        """Kept for callers of earlier releases: ``check``."""
+        self.check()
+
+    def check(self) -> None:
         """Every bad flag as one line, before anything is loaded."""
         if not self.engines:
             raise ResdeployError("no engine given; choose from: " + ", ".join(RUNNERS))
@@ -83,8 +104,12 @@ class BenchConfig:
                 raise ResdeployError(f"unknown engine '{e}'; choose from: {', '.join(RUNNERS)}")
         if len(set(self.engines)) != len(self.engines):
             raise ResdeployError(f"an engine is listed twice: {','.join(self.engines)}")
-        for key, (flag, readers) in OPTION_ENGINES.items():
-            if self.options.get(key) is not None and not readers & set(self.engines):
+        for key, flag in OPTION_FLAGS.items():
+            if self.options.get(key) is None:
+                continue
+            # what an engine reads on CUDA is a superset of what it reads on the CPU (ort's cuda_graph)
+            readers = option_readers(key, "cuda")
+            if not readers & set(self.engines):
                 raise ResdeployError(f"{flag} is read by {', '.join(sorted(readers))} only, not by "
                                      f"{', '.join(self.engines)}")
         if self.options.get("cuda_graph") and not self.device.startswith("cuda"):
@@ -278,18 +303,20 @@ def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any
 
 
 # --- inputs -----------------------------------------------------------------------------------------
-def _preprocess_record(cfg: BenchConfig) -> dict[str, Any]:
-    p = Path(cfg.model)
-    manifest = read_manifest(p) if p.exists() else None
-    return (manifest or {}).get("preprocess") or {}
-
-
 def _spatial_size(cfg: BenchConfig) -> tuple[int, int]:
     """(H, W) for dynamic spatial axes: --input-size, else the manifest's crop, else 224."""
     if cfg.input_size:
-        return (cfg.input_size, cfg.input_size) if isinstance(cfg.input_size, int) else (int(cfg.input_size[0]), int(cfg.input_size[1]))
-    crop = _preprocess_record(cfg).get("crop") or 224
+        if isinstance(cfg.input_size, int):
+            return (cfg.input_size, cfg.input_size)
+        return (int(cfg.input_size[0]), int(cfg.input_size[1]))
+    crop = _recorded_preprocess(cfg).get("crop") or 224
     return (int(crop[0]), int(crop[1])) if isinstance(crop, list | tuple) else (int(crop), int(crop))
+
+
+def _recorded_preprocess(cfg: BenchConfig) -> dict[str, Any]:
+    """The preprocessing the model's manifest records (empty without one)."""
+    manifest = resolve_artifact(cfg.model, onnx_dir=False, verify=False).describing_manifest()
+    return (manifest.preprocess if manifest else None) or {}
 
 
 def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
@@ -303,6 +330,9 @@ def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]
             f"the model's input has a fixed batch of {dims[0]}, so it cannot run batch {batch}",
             hint=f"use --batch {dims[0]}, or export with a dynamic batch axis",
         )
+    if is_raw_image_input(meta.dtype, dims):  # preprocessing in the graph: decoded images, at the resize size
+        side = _raw_image_size(cfg, _spatial_size(cfg)[0])
+        return (batch, *(d if isinstance(d, int) and d > 0 else side for d in dims[1:3]), 3)
     return _filled_shape(runner, batch, cfg)
 
 
@@ -314,7 +344,7 @@ def _filled_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ..
     if len(dims) != 4:
         raise ResdeployError(f"resdeploy benches image models (NCHW or NHWC); input has shape {tuple(dims)}")
     static = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
-    layout = (cfg.layout or layout_of(static) or str(_preprocess_record(cfg).get("layout") or "NCHW")).upper()
+    layout = (cfg.layout or layout_of(static) or str(_recorded_preprocess(cfg).get("layout") or "NCHW")).upper()
     h, w = _spatial_size(cfg)
     fill = (3, h, w) if layout == "NCHW" else (h, w, 3)
     return (batch, *(d if d is not None else f for d, f in zip(static[1:], fill, strict=True)))
@@ -340,9 +370,16 @@ def check_memory(shape: tuple[int, ...], buffers: int, what: str) -> None:
                              hint="pass a smaller --batch")
 
 
-def make_inputs(shape: tuple[int, ...], count: int, seed: int) -> list[np.ndarray]:
-    """Several distinct random batches (standard normal, like normalised images), float32."""
+def _raw_image_size(cfg: BenchConfig, crop: int) -> int:
+    """The side of the decoded images a model with in-graph preprocessing is fed: its resize size."""
+    return int(_recorded_preprocess(cfg).get("resize") or crop)
+
+
+def make_inputs(shape: tuple[int, ...], count: int, seed: int, dtype: str = "float32") -> list[np.ndarray]:
+    """Several distinct random batches: standard normal (like normalised images), or uint8 pixels for raw images."""
     rng = np.random.default_rng(seed)
+    if dtype == "uint8":
+        return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(count)]
     return [rng.standard_normal(shape, dtype=np.float32) for _ in range(count)]
 
 
@@ -356,7 +393,7 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
     peaks include the load.
     """
     shape = input_shape(runner, batch, cfg)
-    host = make_inputs(shape, cfg.buffers, cfg.seed + batch)
+    host = make_inputs(shape, cfg.buffers, cfg.seed + batch, dtype=runner.input_meta().dtype)
     on_gpu = not runner.device.startswith("cpu")
     transfers = cfg.transfers if on_gpu else None
     n = len(host)
@@ -438,82 +475,37 @@ def _mark_offline_best(runs: list[RunResult]) -> None:
                                   "best_batch": best.batch}
 
 
-_ENGINE_PACKAGES = {
-    "torch": ("torch", "pip install torch"),
-    "ort": ("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu for CUDA)"),
-    "openvino": ("openvino", "pip install openvino"),
-    "trt": ("tensorrt", "pip install tensorrt, on a machine with an NVIDIA GPU"),
-}
-
-
 def _check_installed(engine: str, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
-    """The engine's package (and GPU provider) is there: checked for every engine before any is timed."""
-    options = options or {}
-    import importlib.util
-    import sys
+    """The engine's runtime (and GPU path) is there: asked of each runner before any engine is timed."""
+    from resdeploy.runners import runner_class
 
-    from resdeploy.errors import MissingDependencyError
-
-    module, install = _ENGINE_PACKAGES.get(engine, (None, ""))
-    # find_spec raises ValueError for an imported module without __spec__: imported is installed.
-    if module and module not in sys.modules and importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(f"engine '{engine}' (the '{module}' package)", install)
-    if engine == "ort" and (device.startswith("cuda") or options.get("ep")):
-        # A missing provider would otherwise surface only when this engine's turn comes.
-        import onnxruntime
-
-        from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS
-
-        ep = str(options.get("ep") or "cuda").lower()
-        name = ORT_EPS.get(ep)
-        if name and name not in onnxruntime.get_available_providers():
-            raise MissingDependencyError(f"ONNX Runtime's {name}", _EP_INSTALL.get(ep, "pip install onnxruntime"))
-    if engine == "torch" and device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MissingDependencyError("CUDA for the torch engine",
-                                         "install a CUDA build of PyTorch on a machine with an NVIDIA GPU")
-    if engine == "trt":
-        # tensorrt-stubs makes `tensorrt` findable without a runtime: ask the TensorRT loader.
-        try:
-            from resdeploy.trt.loader import require_tensorrt
-        except ImportError:
-            return
-        require_tensorrt()
+    runner_class(engine, device).check_available(device, options or {})
 
 
-def _model_name(model: str) -> str:
-    """resnet50 for a zoo name, an artifact of it or its ONNX file; else the file's name."""
-    p = Path(model)
-    if not p.exists():
-        return model
-    manifest = read_manifest(p) or {}
-    name = (manifest.get("model") or {}).get("name") if isinstance(manifest.get("model"), dict) else None
-    return str(name) if name else (p.stem if p.suffix == ".onnx" else p.name)
+def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | None = None, *,
+          reporter: Reporter | None = None, **overrides: Any) -> BenchResult:
+    """Measure the model ``source`` on every engine and batch size; returns a ``BenchResult``.
 
-
-def _model_sha(model: str) -> str | None:
-    p = Path(model)
-    if p.is_dir():
-        p = p / "model.onnx"
-    return sha256_file(p) if p.is_file() else None
-
-
-def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides: Any) -> BenchResult:
-    """Measure ``config.model`` on every engine and batch size; returns a ``BenchResult``.
-
-    ``bench("artifacts/resnet50", engines=["torch", "ort"], batches=[1, 8])`` works too:
-    a model path plus ``BenchConfig`` fields as keywords.
+    ``bench("artifacts/resnet50", engines=["torch", "ort"], batches=[1, 8])``: a model path plus
+    ``BenchConfig`` fields as keywords; ``bench(path, config)`` takes the settings from ``config``;
+    ``bench(BenchConfig(...))`` (earlier releases) works too.
     """
     from resdeploy.machine import fingerprint
+    from resdeploy.prepare import prepare_runner_config
 
-    if isinstance(config, str | os.PathLike):
-        config = BenchConfig(model=str(config), **overrides)
-    elif overrides:
-        raise TypeError("pass either a BenchConfig or a model path with keyword overrides")
+    reporter = reporter or QUIET
+    if isinstance(source, BenchConfig):
+        if config is not None or overrides:
+            raise TypeError("pass either a BenchConfig or a model path with a config or keyword overrides")
+        config = source
+    elif config is not None:
+        if overrides:
+            raise TypeError("pass either config= or keyword settings, not both")
+        config = replace(config, model=str(source))
+    else:
+        config = BenchConfig(model=str(source), **overrides)
     cfg = config
-    cfg.validate()
+    cfg.check()
     batches = cfg.resolved_batches()
     threads = cfg.effective_threads()
 
@@ -523,10 +515,13 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
         if hw[0] == hw[1]:
             options.setdefault("input_size", hw[0])  # torch builds zoo models at this size
 
+    def config_for(engine: str, batch: int) -> RunnerConfig:
+        return RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device, precision=cfg.precision,
+                            threads=threads, batch_size=batch, options=dict(options))
+
     def runner_for(engine: str, batch: int) -> Runner:
-        return create_runner(RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device,
-                                          precision=cfg.precision, threads=threads, batch_size=batch,
-                                          options=dict(options)))
+        # what the runner is given is made first (a TensorRT plan is built and cached here, not by the runner)
+        return create_runner(prepare_runner_config(config_for(engine, batch), reporter))
 
     # Construct one runner per engine first, and check each engine's package is installed;
     # then load each once and check its inputs fit in memory: an engine that cannot run the
@@ -534,12 +529,13 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
     # minutes of timing the others, not after.
     for engine in cfg.engines:
         _check_installed(engine, cfg.device, options)
-        runner_for(engine, batches[0])
+        create_runner(config_for(engine, batches[0]))  # constructs only: checks the model and options
     for engine in cfg.engines:
         with reporter.step(f"checking that {engine} can run the model"), runner_for(engine, batches[0]) as probe:
             for batch in batches:
-                check_memory(_filled_shape(probe, batch, cfg), cfg.buffers, f"{engine} batch {batch}")
+                check_memory(input_shape(probe, batch, cfg), cfg.buffers, f"{engine} batch {batch}")
 
+    art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
     if "ort" in cfg.engines and cfg.device == "cpu":
         from resdeploy.precision.isa import host_warning_for
 
@@ -547,8 +543,8 @@ def bench(config: BenchConfig | str, *, reporter: Reporter = QUIET, **overrides:
             reporter.warn(isa_warning)
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
     emulation = emulation_record(cfg, machine)
-    sha = _model_sha(cfg.model)
-    model_name = _model_name(cfg.model)
+    sha = art.sha256
+    model_name = art.name
     runs: list[RunResult] = []
     with pinned(cfg.cpus):
         for engine in cfg.engines:

@@ -27,7 +27,6 @@ import io
 import logging
 import os
 import re
-import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -60,6 +59,7 @@ _TRAINING_OPS = {"Dropout", "TrainingMode", "BatchNormalizationTraining", "Gradi
 # noise on ONE convolution's weights gives 2e-3 and 1 % gives 2e-2. So 1e-3 relative separates
 # them; the absolute bound is a backstop sized for logits of a few tens.
 EXPORT_TOLERANCES = ParityTolerances()  # the defaults are these measured bounds
+EXPORT_RESULT_SCHEMA = "resdeploy.export/1"
 
 
 @dataclass
@@ -76,6 +76,10 @@ class ExportConfig:
     exporter: str = "auto"
 
     def validate(self) -> None:
+        """Kept for callers of earlier releases: ``check``."""
+        self.check()
+
+    def check(self) -> None:
         """Refuse impossible settings before any work is done."""
         if self.input_size is not None and (isinstance(self.input_size, bool) or int(self.input_size) <= 0):
             raise ResdeployError(f"--input-size must be a positive integer, got {self.input_size}")
@@ -127,7 +131,8 @@ class ExportResult:
     passed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_path": str(self.model_path), "passed": self.passed, "manifest": self.manifest}
+        return {"schema": EXPORT_RESULT_SCHEMA, "model_path": str(self.model_path), "passed": self.passed,
+                "manifest": self.manifest}
 
 
 def default_output_dir(model_name: str) -> Path:
@@ -138,25 +143,33 @@ def default_output_dir(model_name: str) -> Path:
 
 
 def export(
-    model: str | Any,
-    output_dir: str | os.PathLike[str] | None = None,
-    config: ExportConfig | None = None,
+    source: str | Any,
+    config: ExportConfig | str | os.PathLike[str] | None = None,
+    legacy_config: ExportConfig | None = None,
     *,
+    reporter: Reporter | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     num_classes: int | None = None,
-    reporter: Reporter | None = None,
 ) -> ExportResult:
     """Export a model to a verified FP32 ONNX artifact directory (``model.onnx`` + ``manifest.json``).
 
-    ``model`` is a zoo name (``resnet50``), ``torchvision:NAME``, ``timm:NAME``,
-    ``package.module:factory`` or a ``ModelSpec``. Raises ``ResdeployError`` (exit 2) for
-    bad input before writing anything, and ``GateFailure`` (exit 1) after writing the
+    ``source`` is a zoo name (``resnet50``), ``torchvision:NAME``, ``timm:NAME``,
+    ``package.module:factory`` or a ``ModelSpec``. The output directory is ``output_dir``
+    (default ``artifacts/<model>/fp32``); the calling convention of earlier releases,
+    ``export(model, output_dir, config)``, still works. Raises ``ResdeployError`` (exit 2)
+    for bad input before writing anything, and ``GateFailure`` (exit 1) after writing the
     artifact when parity fails.
     """
+    if isinstance(config, (str, os.PathLike)) or (config is None and legacy_config is not None):
+        output_dir, config = config or output_dir, legacy_config  # export(model, "out/dir"|None, config)
+    elif legacy_config is not None:
+        raise TypeError("export(source, config): pass the output directory as output_dir=")
+    model = source
     from resdeploy.models.zoo import ModelSpec
 
     cfg = config or ExportConfig()
-    cfg.validate()
+    cfg.check()
     rep = reporter or QUIET
     spec = _resolve_spec(model, cfg, weights=weights, num_classes=num_classes)
     out = Path(output_dir) if output_dir is not None else default_output_dir(spec.name)
@@ -187,7 +200,7 @@ def export(
             external = export_onnx(torch_model, onnx_path, input_size=size, opset=cfg.opset,
                                    batch=fixed_batch, exporter=exporter)
         with rep.step("check graph"):
-            graph = check_graph(onnx_path, opset=cfg.opset, input_size=size, batch=fixed_batch)
+            check_graph(onnx_path, opset=cfg.opset, input_size=size, batch=fixed_batch)
         batches = [fixed_batch] if fixed_batch else [1, cfg.parity_batch]
         parity_step = f"parity (batch {', '.join(map(str, batches))})"
         with rep.step(parity_step):
@@ -196,10 +209,9 @@ def export(
         # only this export's steps: a reporter (QUIET above all) may be shared across calls
         steps = ("build model", "export onnx", "check graph", parity_step)
         timings = {k: rep.timings[k] for k in steps if k in rep.timings}
-        manifest = _manifest(spec, init, weights_desc, onnx_path, external, graph, parity, cfg, exporter,
-                             fixed_batch, timings)
-        artifacts.write_manifest(tmp, manifest)
-        manifest = artifacts.read_manifest(tmp, required=True) or manifest
+        typed = _manifest(spec, init, weights_desc, onnx_path, external, parity, cfg, exporter, fixed_batch, timings)
+        typed.write(tmp)
+        manifest = typed.to_dict()
 
     model_path = out / "model.onnx"
     result = ExportResult(model_path=model_path, manifest=manifest, parity=parity, passed=bool(parity["passed"]))
@@ -356,8 +368,9 @@ def check_graph(path: Path, *, opset: int, input_size: int, batch: int | None) -
         training.append(f"BatchNormalization(training_mode=1) x{bn_training}")
     if training:
         raise ResdeployError(f"the exported graph holds training-only operators: {', '.join(training)}")
-    inputs = [_tensor_info(v) for v in proto.graph.input]
-    outputs = [_tensor_info(v) for v in proto.graph.output]
+    summary = artifacts.GraphSummary.of_proto(proto)
+    inputs = [t.to_dict() for t in summary.inputs]
+    outputs = [t.to_dict() for t in summary.outputs]
     want_batch: int | str = batch if batch else BATCH_AXIS
     if [i["name"] for i in inputs] != [INPUT_NAME] or inputs[0]["shape"] != [want_batch, 3, input_size, input_size]:
         raise ResdeployError(f"unexpected ONNX inputs {inputs}; expected {INPUT_NAME} [{want_batch}, 3, {input_size}, {input_size}]")
@@ -374,15 +387,6 @@ def check_graph(path: Path, *, opset: int, input_size: int, batch: int | None) -
         "batchnorm_folded": ops.get("BatchNormalization", 0) == 0,
         "initializers": len(proto.graph.initializer),
     }
-
-
-def _tensor_info(value: Any) -> dict[str, Any]:
-    import onnx
-
-    t = value.type.tensor_type
-    shape: list[int | str] = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "unknown"
-    return {"name": value.name, "shape": shape, "dtype": dtype}
 
 
 # --- parity -------------------------------------------------------------------------------------------
@@ -404,34 +408,29 @@ def check_parity(
     """
     import torch
 
+    from resdeploy.compare import compare_runners
     from resdeploy.models.weights import STREAM_PARITY_INPUTS, describe_synthetic_images, synthetic_images
-    from resdeploy.runners import RunnerConfig, create_runner
+    from resdeploy.runners import RunnerConfig
 
     total = sum(batches)
     images = synthetic_images(total, input_size, seed, STREAM_PARITY_INPUTS)
+    starts = np.cumsum([0, *batches])
+    split = [images[int(a):int(b)].numpy() for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+    def pytorch(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch_model(torch.from_numpy(x)).float().numpy()
+
+    run = compare_runners(pytorch, RunnerConfig(engine="ort", model=str(onnx_path), device="cpu"), split)
     per_batch: dict[str, Any] = {}
     failures: list[str] = []
-    refs, cands = [], []
-    start = 0
-    with create_runner(RunnerConfig(engine="ort", model=str(onnx_path), device="cpu")) as runner:
-        for b in batches:
-            x = images[start : start + b]
-            start += b
-            with torch.no_grad():
-                ref = torch_model(x).float().numpy()
-            t0 = time.perf_counter()
-            cand = runner.infer(x.numpy())
-            ort_s = time.perf_counter() - t0
-            if cand.shape != ref.shape:
-                raise ResdeployError(f"ONNX Runtime returned {list(cand.shape)} for batch {b}; PyTorch {list(ref.shape)}")
-            m = parity_metrics(ref, cand)
-            fails = tolerances.failures(m)
-            per_batch[str(b)] = {**m.to_dict(), "passed": not fails, "ort_seconds": round(ort_s, 4)}
-            failures += [f"batch {b}: {f}" for f in fails]
-            refs.append(ref)
-            cands.append(cand)
-    ref_all, cand_all = np.concatenate(refs), np.concatenate(cands)
-    overall = parity_metrics(ref_all, cand_all)
+    for i, b in enumerate(batches):
+        m = parity_metrics(*run.batch(i))
+        fails = tolerances.failures(m)
+        per_batch[str(b)] = {**m.to_dict(), "passed": not fails, "ort_seconds": round(run.candidate_seconds[i], 4)}
+        failures += [f"batch {b}: {f}" for f in fails]
+    ref_all = run.reference
+    overall = run.metrics()
     return {
         "passed": not failures,
         "failures": failures,
@@ -451,34 +450,31 @@ def check_parity(
 
 # --- the manifest ---------------------------------------------------------------------------------------
 def _manifest(
-    spec: Any, init: dict[str, Any], weights_desc: Any, onnx_path: Path, external: bool, graph: dict[str, Any],
+    spec: Any, init: dict[str, Any], weights_desc: Any, onnx_path: Path, external: bool,
     parity: dict[str, Any], cfg: ExportConfig, exporter: str, fixed_batch: int | None, timings: dict[str, float],
-) -> dict[str, Any]:
-    files = [onnx_path] + sorted(p for p in onnx_path.parent.iterdir() if p.name.startswith("model.onnx.") and p.is_file())
-    artifact: dict[str, Any] = {
-        "file": "model.onnx",
-        "sha256": artifacts.sha256_file(onnx_path),
-        "bytes": onnx_path.stat().st_size,
-        "external_data": [{"file": p.name, "sha256": artifacts.sha256_file(p), "bytes": p.stat().st_size}
-                          for p in files[1:]] if external else [],
-    }
+) -> artifacts.Manifest:
+    """The export's manifest: file record and graph summary measured from the file just written."""
+    ext_files = sorted(p for p in onnx_path.parent.iterdir() if p.name.startswith("model.onnx.") and p.is_file()) \
+        if external else []
     versions = artifacts.package_versions(["torch", "onnx", "onnxruntime", "onnxscript"])
-    return {
-        "stage": "export",
-        "precision": "fp32",
-        "model": {
-            "name": spec.name,
-            "source": spec.source,
-            "spec": spec.to_dict(),
-            "weights": weights_desc,
-            "init": init,
-            "family": spec.family,
-        },
-        "artifact": artifact,
-        "inputs": graph["inputs"],
-        "outputs": graph["outputs"],
+    manifest = artifacts.Manifest.for_file(
+        onnx_path, stage="export", precision="fp32", external=ext_files,
+        model={"name": spec.name, "source": spec.source, "spec": spec.to_dict(), "weights": weights_desc,
+               "init": init, "family": spec.family},
+        preprocess=spec.preprocess().to_dict(),
+    )
+    assert manifest.graph is not None
+    manifest.settings = {
+        "input_size": spec.resolved_input_size,
+        "opset": cfg.opset,
+        "batch": fixed_batch or "dynamic",
+        "parity_batch": cfg.parity_batch,
+        "seed": spec.seed,
+        "exporter": cfg.exporter,
+        "num_classes": manifest.graph.outputs[0].shape[-1],
+    }
+    manifest.sections = {
         "dynamic_axes": {} if fixed_batch else {INPUT_NAME: {"0": BATCH_AXIS}, OUTPUT_NAME: {"0": BATCH_AXIS}},
-        "opset": graph["opset"],
         "exporter": {
             "name": "torch.onnx.export",
             "version": versions.get("torch"),
@@ -486,18 +482,8 @@ def _manifest(
             "kind": exporter,
             "optimized": exporter == "dynamo",
         },
-        "graph": {k: graph[k] for k in ("ir_version", "nodes", "ops", "batchnorm_folded", "initializers")},
         "versions": versions,
-        "preprocess": spec.preprocess().to_dict(),
         "parity": parity,
-        "settings": {
-            "input_size": spec.resolved_input_size,
-            "opset": cfg.opset,
-            "batch": fixed_batch or "dynamic",
-            "parity_batch": cfg.parity_batch,
-            "seed": spec.seed,
-            "exporter": cfg.exporter,
-            "num_classes": graph["outputs"][0]["shape"][-1],
-        },
         "timings": dict(timings),
     }
+    return manifest

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from resdeploy.artifacts import package_versions
+from resdeploy.errors import ResdeployError
 
 # Distributions whose versions change benchmark numbers.
 LIBRARIES = (
@@ -169,63 +170,21 @@ def _broken(name: str, exc: Exception) -> dict[str, Any]:
 
 
 def engines_info() -> list[dict[str, Any]]:
-    """Which engines can run here, on which devices, and what to install for the rest.
+    """Which engines can run here, on which devices, and what to install for the rest: each runner's ``probe``.
 
     Imports each runtime (a few seconds), because "installed" is not "working": a
     CUDA-less torch build or an onnxruntime without the CUDA provider is reported as such.
     """
-    import importlib.util
+    from resdeploy.runners import RUNNERS, runner_class
 
     out = []
-    try:
-        import torch
-
-        devs = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
-                          if torch.cuda.is_available()]
-        note = "" if torch.cuda.is_available() else (
-            "CPU build: for CUDA install torch from PyTorch's CUDA index" if torch.version.cuda is None
-            else "CUDA build, but no GPU/driver visible")
-        out.append(_engine("torch", True, torch.__version__, devs, note))
-    except ImportError:
-        out.append(_engine("torch", False, None, [], "pip install torch"))
-    except Exception as exc:  # a broken install (missing CUDA libs...) is what `info` is for
-        out.append(_broken("torch", exc))
-    try:
-        import onnxruntime as ort
-
-        providers = ort.get_available_providers()
-        devs = ["cpu"]
-        if "CUDAExecutionProvider" in providers:
-            devs.append("cuda")
-        hints = []
-        if "CUDAExecutionProvider" not in providers:
-            hints.append("GPU: pip install onnxruntime-gpu")
-        if "OpenVINOExecutionProvider" not in providers:
-            hints.append("--ep openvino: pip install onnxruntime-openvino")
-        out.append(_engine("ort", True, ort.__version__, devs, "; ".join(hints)) | {"providers": providers})
-    except ImportError:
-        out.append(_engine("ort", False, None, [], "pip install onnxruntime"))
-    except Exception as exc:
-        out.append(_broken("ort", exc))
-    try:
-        import openvino as ov
-
-        core = ov.Core()
-        devs = [f"{d} ({core.get_property(d, 'FULL_DEVICE_NAME')})" for d in core.available_devices]
-        out.append(_engine("openvino", True, ov.__version__, devs))
-    except ImportError:
-        out.append(_engine("openvino", False, None, [], "pip install openvino"))
-    except Exception as exc:
-        out.append(_broken("openvino", exc))
-    has_runner = importlib.util.find_spec("resdeploy.runners.trt") is not None
-    if not has_runner:
-        out.append(_engine("trt", False, None, [], "the TensorRT runner is not in this resdeploy version"))
-    else:
-        from resdeploy.trt.loader import tensorrt_status
-
-        st = tensorrt_status()  # tells the real module from tensorrt-stubs' empty package
-        out.append(_engine("trt", bool(st["available"]), st["version"], ["cuda"] if st["available"] else [],
-                           st["reason"] or ""))
+    for name in RUNNERS:
+        try:
+            out.append(runner_class(name).probe().to_dict())
+        except ResdeployError as exc:  # the runner module is not in this version
+            out.append(_engine(name, False, None, [], exc.message))
+        except Exception as exc:  # a broken install (missing CUDA libs...) is what `info` is for
+            out.append(_broken(name, exc))
     return out
 
 

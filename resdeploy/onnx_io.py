@@ -11,30 +11,63 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from resdeploy.errors import ResdeployError
 
 LAYOUTS = ("NCHW", "NHWC")
 _CHANNELS = (1, 3, 4)
-_DTYPES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64", 2: "uint8", 3: "int8"}
 
 
 @dataclass(frozen=True)
 class GraphInput:
-    """The single input of a graph; dims are None where the graph leaves them dynamic."""
+    """The single image input of a graph as the file declares it; dims are None where dynamic.
+
+    The one reading of a graph's input: ``resolve.Artifact.input()`` returns this too.
+    """
 
     name: str
     dtype: str
     dims: tuple[int | None, ...]
     layout: str | None  # NCHW | NHWC | None when the dims cannot tell
 
+    @classmethod
+    def of(cls, info: Any) -> GraphInput:
+        """From an ``artifacts.TensorInfo`` (shape: ints, or strings for dynamic axes)."""
+        dims = tuple(int(d) if isinstance(d, int) and d > 0 else None for d in info.shape)
+        return cls(str(info.name), str(info.dtype), dims, layout_of(dims))
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """The dims (None where dynamic)."""
+        return self.dims
+
+    @property
+    def channels(self) -> int | None:
+        """The static channel count, or None when the layout is unknown."""
+        if self.layout is None:
+            return None
+        return self.dims[1] if self.layout == "NCHW" else self.dims[3]
+
+    @property
+    def height(self) -> int | None:
+        """Static height, or None."""
+        if self.layout is None:
+            return None
+        return self.dims[2] if self.layout == "NCHW" else self.dims[1]
+
+    @property
+    def width(self) -> int | None:
+        """Static width, or None."""
+        if self.layout is None:
+            return None
+        return self.dims[3] if self.layout == "NCHW" else self.dims[2]
+
     @property
     def height_width(self) -> tuple[int, int] | None:
         """Static (H, W), or None."""
-        if self.layout is None or len(self.dims) != 4:
-            return None
-        h, w = (self.dims[2], self.dims[3]) if self.layout == "NCHW" else (self.dims[1], self.dims[2])
+        h, w = self.height, self.width
         return (h, w) if h and w else None
 
 
@@ -50,26 +83,26 @@ def layout_of(dims: tuple[int | None, ...]) -> str | None:
     return None
 
 
+def single_input(inputs: list[Any], what: str = "the model") -> GraphInput:
+    """The one graph input among ``inputs`` (``artifacts.TensorInfo``s, initializers already left out)."""
+    if len(inputs) != 1:
+        raise ResdeployError(f"{what} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                             "resdeploy runs single-input image classifiers")
+    return GraphInput.of(inputs[0])
+
+
 def read_graph_input(path: str | os.PathLike[str]) -> GraphInput:
     """The graph input of ``path`` (initializers listed as inputs are skipped)."""
-    import onnx
+    from resdeploy.artifacts import GraphSummary
 
-    model = onnx.load(os.fspath(path), load_external_data=False)
-    return graph_input_of(model, str(path))
+    return single_input(GraphSummary.measure(Path(path)).inputs, str(path))
 
 
 def graph_input_of(model: Any, what: str = "the model") -> GraphInput:
     """``read_graph_input`` for a loaded ModelProto."""
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ResdeployError(f"{what} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                             "resdeploy runs single-input image classifiers")
-    inp = inputs[0]
-    tensor = inp.type.tensor_type
-    dims = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
-                 for d in tensor.shape.dim)
-    return GraphInput(inp.name, _DTYPES.get(tensor.elem_type, "float32"), dims, layout_of(dims))
+    from resdeploy.artifacts import GraphSummary
+
+    return single_input(GraphSummary.of_proto(model).inputs, what)
 
 
 def parse_input_size(text: str | int | None) -> tuple[int, int] | None:
@@ -97,17 +130,25 @@ def parse_layout(text: str | None) -> str | None:
     return text.upper()
 
 
-def check_batch_shape(expected: tuple[int | str | None, ...], got: tuple[int, ...], what: str) -> None:
+def batch_fits(expected: tuple[Any, ...], got: tuple[int, ...]) -> bool:
+    """The batch shape ``got`` has the input's rank and its fixed dims (strings, None, -1/0: any size)."""
+    return len(expected) == len(got) and not any(isinstance(e, int) and e > 0 and int(g) != e
+                                                 for e, g in zip(expected[1:], got[1:], strict=True))
+
+
+def layout_mismatch(expected: tuple[Any, ...], got: tuple[int, ...]) -> bool:
+    """A 4-D batch in NCHW given an NHWC input, or the other way round."""
+    return len(got) == 4 and len(expected) == 4 and \
+        layout_of(tuple(e if isinstance(e, int) and e > 0 else None for e in expected)) != layout_of(tuple(got))
+
+
+def check_batch_shape(expected: tuple[Any, ...], got: tuple[int, ...], what: str) -> None:
     """One line when a batch does not fit the graph input (instead of ONNX Runtime's INVALID_ARGUMENT)."""
-    if len(expected) != len(got) or any(isinstance(e, int) and e > 0 and e != g
-                                        for e, g in zip(expected[1:], got[1:], strict=False)):
+    if not batch_fits(expected, got):
         shown = tuple(e if isinstance(e, int) and e > 0 else "?" for e in expected)
-        hint = ""
-        if len(got) == 4 and len(expected) == 4 and layout_of(tuple(e if isinstance(e, int) else None
-                                                                    for e in expected)) != layout_of(got):
-            hint = " (a layout mismatch: pass --layout nchw or nhwc)"
-        raise ResdeployError(f"{what} takes input of shape {shown}, but the data makes batches of "
-                             f"{tuple(got)}{hint}", hint="check --input-size/--layout, or the model's manifest")
+        hint = " (a layout mismatch: pass --layout nchw or nhwc)" if layout_mismatch(expected, got) else ""
+        raise ResdeployError(f"{what} takes input of shape {shown}: a batch of {tuple(got)} does not fit{hint}",
+                             hint="check --input-size/--layout, or the model's manifest")
 
 
 def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | tuple[int, int] | None = None,

@@ -22,6 +22,7 @@ from resdeploy.benchmark import RESULT_SCHEMA  # the one schema this version wri
 from resdeploy.errors import ResdeployError
 
 REPORT_SCHEMA = "resdeploy.report/1"
+FLEET_SCHEMA = "resdeploy.fleet/1"  # `bench --ray --nodes`: one bench result per node, in one file
 BASELINE_KEYS = ("engine", "model", "machine", "device", "precision", "host", "file")
 
 
@@ -86,7 +87,7 @@ def _check_run(run: Any, where: str) -> None:
 
 def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dict[str, Any]]]:
     """Read and check result files; returns (file name, result) pairs in the given order."""
-    from resdeploy.cli.common import load_json_file
+    from resdeploy.artifacts import read_json
 
     if not paths:
         raise ResdeployError("no result files given")
@@ -96,7 +97,20 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dic
         if real in seen:  # its rows would appear twice, indistinguishable
             raise ResdeployError(f"{p} is given twice")
         seen.add(real)
-    return [(str(p), check_result(load_json_file(str(p)), str(p))) for p in paths]
+    out: list[tuple[str, dict[str, Any]]] = []
+    for p in paths:
+        data = read_json(p)
+        if isinstance(data, dict) and data.get("schema") == FLEET_SCHEMA:
+            nodes = data.get("results")
+            if not isinstance(nodes, list) or not nodes:
+                raise ResdeployError(f"{p} holds no node results")
+            for i, r in enumerate(nodes):  # one source per node: its rows keep its machine
+                host = (r.get("node") or {}).get("host") if isinstance(r, dict) else None
+                name = f"{p}#{i}" + (f" ({host})" if host else "")
+                out.append((name, check_result(r, name)))
+        else:
+            out.append((str(p), check_result(data, str(p))))
+    return out
 
 
 # --- rows ------------------------------------------------------------------------------------------
@@ -555,14 +569,21 @@ def sort_rows(rows: list[Row]) -> list[Row]:
                                        order[(r.machine, r.engine, r.precision)]))
 
 
-def report(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
-           baseline: str | None = None, title: str = "resdeploy benchmark report") -> ReportResult:
-    """Merge bench results and write ``output`` (.html with embedded plots, or .md with PNGs beside it)."""
-    from resdeploy.artifacts import atomic_write_text, check_writable_dir
+@dataclass
+class ReportConfig:
+    """Where the report goes (.html with embedded plots, .md with PNGs beside it; None: rows only)."""
 
-    out = Path(output) if output is not None else None
-    if out is not None:
-        # Everything about the output path is checked before the inputs are read and the plots drawn.
+    output: str | None = None
+    baseline: str | None = None  # engine (or machine/engine) the speed-ups are against
+    title: str = "resdeploy benchmark report"
+
+    def check(self) -> None:
+        """Everything about the output path, before the inputs are read and the plots drawn."""
+        from resdeploy.artifacts import check_writable_dir
+
+        if self.output is None:
+            return
+        out = Path(self.output)
         if out.suffix.lower() not in (".html", ".htm", ".md"):
             raise ResdeployError(f"report output must end in .html or .md, got '{out.name}'")
         if out.is_dir():
@@ -570,6 +591,27 @@ def report(paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[st
         if out.suffix.lower() == ".md" and _plot_dir(out).exists() and not _plot_dir(out).is_dir():
             raise ResdeployError(f"{_plot_dir(out)} exists and is not a directory; the Markdown report's plots go there")
         check_writable_dir(out.parent if str(out.parent) else Path("."))
+
+
+def report(source: Sequence[str | os.PathLike[str]], config: ReportConfig | str | os.PathLike[str] | None = None, *,
+           reporter: Any = None, output: str | os.PathLike[str] | None = None, baseline: str | None = None,
+           title: str | None = None) -> ReportResult:
+    """Merge the bench results ``source`` and write the report ``config.output`` describes.
+
+    ``report(paths, "report.html", baseline=...)`` (earlier releases) works too.
+    """
+    from resdeploy.artifacts import atomic_write_text
+
+    if isinstance(config, (str, os.PathLike)):
+        output, config = config, None
+    cfg = config or ReportConfig()
+    if output is not None or baseline is not None or title is not None:
+        cfg = ReportConfig(output=os.fspath(output) if output is not None else cfg.output,
+                           baseline=baseline if baseline is not None else cfg.baseline,
+                           title=title if title is not None else cfg.title)
+    cfg.check()
+    paths, baseline, title = source, cfg.baseline, cfg.title
+    out = Path(cfg.output) if cfg.output is not None else None
     results = load_results(paths)
     rows = rows_from(results)
     base = apply_speedups(rows, baseline)

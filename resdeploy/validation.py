@@ -13,8 +13,10 @@ exactly what it checks.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,14 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from resdeploy.artifacts import MANIFEST_NAME, artifact_dirs_inside, atomic_write_text, read_manifest
-from resdeploy.compare import parity_metrics, topk_accuracy
+from resdeploy.artifacts import atomic_write_text, load_onnx, read_manifest
+from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.onnx_io import layout_of, to_layout
 from resdeploy.preprocess import PreprocessSpec
+from resdeploy.preprocess_graph import image_array, is_raw_image_input
+from resdeploy.resolve import preprocess_from, resolve_artifact
 
 MLPERF_TOP1_RATIO = 0.99
 DEFAULT_MIN_AGREEMENT = 0.99
@@ -77,19 +82,6 @@ class ValidateConfig:
 
 
 @dataclass
-class Gate:
-    """One check: ``value`` compared with ``threshold`` by ``op``."""
-
-    name: str
-    value: float
-    op: str  # ">=" | "<="
-    threshold: float
-    passed: bool
-    description: str
-    samples: int = 0  # how many samples the value was measured on: a gate never passes on nothing
-
-
-@dataclass
 class ValidateResult:
     candidate: dict[str, Any]
     reference: dict[str, Any]
@@ -132,7 +124,7 @@ class ValidateResult:
         lines.append("    </properties>")
         classname = quoteattr(f"resdeploy.validate.{Path(str(self.candidate.get('path', 'candidate'))).parent.name}")
         for g in self.gates:
-            text = f"{g.name}: {_fmt(g.value)} {g.op} {_fmt(g.threshold)} on {g.samples} samples"
+            text = f"{g.text()} on {g.samples} samples"
             lines.append(f"    <testcase classname={classname} name={quoteattr(g.name)} time=\"0\">")
             if not g.passed:
                 lines.append(f"      <failure message={quoteattr(text + ' failed')} type=\"GateFailure\">"
@@ -143,15 +135,11 @@ class ValidateResult:
         return "\n".join(lines)
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
-
-
 # ------------------------------------------------------------------------------------------
 def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, reference: str | None
                        ) -> tuple[str, str, dict[str, Any]]:
     """(engine, model, description) of the reference."""
-    from resdeploy.precision import parent_model_path
+    from resdeploy.precision.pipeline import parent_model_path
 
     if reference in (None, "", "parent", "torch"):
         if manifest is None and reference == "torch":
@@ -185,68 +173,73 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
     if not p.exists():
         raise ResdeployError(f"no such reference model: {reference}", hint="pass an ONNX file/artifact dir, or 'torch'")
     path = model_file(p, "ort", "reference")
-    from resdeploy.precision import _check_onnx
-
-    _check_onnx(path)
+    load_onnx(path)
     return "ort", str(path), {"engine": "ort", "path": str(path), "kind": "path"}
 
 
 def model_file(path: Path, engine: str, role: str = "candidate") -> Path:
-    """The model a user meant by ``path``: a model file, its artifact directory, or its ``manifest.json``.
+    """The model a user meant by ``path``: ``resolve.resolve_artifact``'s answer, as a path.
 
-    ``manifest.json`` is what people find in an artifact directory and paste; it used to
-    reach ONNX Runtime as a model and fail with a protobuf error that named neither.
-    Engines other than ONNX Runtime/OpenVINO take the path (a file or a directory) as it is.
+    Engines other than ONNX Runtime/OpenVINO take a directory as it is (a torch artifact,
+    an engine directory).
     """
-    if not path.exists():
-        raise ResdeployError(f"no such {role} model: {path}")
-    if path.is_file() and path.suffix.lower() == ".json":
-        if path.name != MANIFEST_NAME:
-            raise ResdeployError(f"{path} is a JSON file, not a model",
-                                 hint=f"pass the {role}'s model.onnx or its artifact directory")
-        read_manifest(path.parent)  # a one-line error when it is not a resdeploy manifest
-        path = path.parent
-    if not path.is_dir() or engine not in ("ort", "openvino"):
-        return path
-    manifest = read_manifest(path)
-    name = str(((manifest or {}).get("artifact") or {}).get("file") or "model.onnx")
-    if not name.endswith(".onnx"):
-        name = "model.onnx"
-    if not (path / name).is_file():
-        inside = artifact_dirs_inside(path)
-        raise ResdeployError(f"no {name} in {path}",
-                             hint=f"pass one of its artifact directories: {', '.join(inside)}" if inside
-                             else f"pass the {role}'s model.onnx or the directory `resdeploy export`/`quantize` wrote")
-    return path / name
+    onnx_engine = engine in ("ort", "openvino")
+    art = resolve_artifact(path, role=role, zoo=False, onnx_dir=onnx_engine)
+    assert art.path is not None
+    return art.path
 
 
-def infer_batched(runner: Any, x: np.ndarray) -> np.ndarray:
-    """Run a batch, splitting/padding it for runners whose model has a fixed batch size."""
-    shape = runner.input_meta().shape
-    fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else None
-    if not fixed or fixed == len(x):
-        return np.asarray(runner.infer(x), dtype=np.float32).reshape(len(x), -1)
-    outs = []
-    for i in range(0, len(x), fixed):
-        chunk = x[i:i + fixed]
-        n = len(chunk)
-        if n < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-        outs.append(np.asarray(runner.infer(chunk), dtype=np.float32).reshape(fixed, -1)[:n])
-    return np.concatenate(outs)
+def run_local(ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, reporter: Reporter, data_reporter: Reporter,
+              *, on_first: Callable[[np.ndarray], None] | None = None) -> RunComparison:
+    """In-process execution: both runners loaded here, then ``compare.compare_runners`` over the data's batches."""
+    with reporter.step("loading the reference and the candidate"):
+        ref_runner, cand_runner = _create_runners(ref_cfg, cand_cfg)
+    try:
+        meta = cand_runner.input_meta()
+        raw = is_raw_image_input(meta.dtype, meta.shape)  # preprocessing in the candidate's graph
+        if raw and ds.kind != "images":
+            raise ResdeployError("a model with its preprocessing in the graph validates on an image folder (--data DIR)")
+        candidate_side: Any = cand_runner
+        feed: Callable[[Any], Any] | None = None
+        # A reference in the other layout (an NCHW model checking its NHWC export) gets the same images transposed.
+        reference_side: Any = ref_runner
+        spec = getattr(ds, "spec", None)
+        ref_dims = tuple(d if isinstance(d, int) and d > 0 else None for d in ref_runner.input_meta().shape)
+        ref_layout = layout_of(ref_dims)
+        if spec is not None and ref_layout is not None and ref_layout != spec.layout:
+            reference_side = functools.partial(_infer_in_layout, ref_runner, spec.layout, ref_layout)
+        if raw:  # the candidate gets the same samples as decoded images, one per call (their sizes differ)
+            candidate_side = functools.partial(_infer_images, cand_runner)
+            feed = functools.partial(_decoded_images, ds)
+        return compare_runners(reference_side, candidate_side,
+                               ds.batches(batch_size, data_reporter, description="validating"),
+                               on_first=on_first, candidate_inputs=feed)
+    finally:  # compare_runners closes the runners it is given; a callable side's runner is closed here
+        cand_runner.__exit__(None, None, None)
+        ref_runner.__exit__(None, None, None)
 
 
-def validate(candidate: str | os.PathLike[str], *, reference: str | None = None, data: str | None = None,
-             config: ValidateConfig | None = None, reporter: Reporter | None = None, **kwargs: Any) -> ValidateResult:
-    """Compare ``candidate`` with its reference on ``data`` and apply the gates.
+# (dataset, reference RunnerConfig, candidate RunnerConfig, batch size, reporter, data reporter, *, on_first)
+# -> the RunComparison of the two over the data, in sample order.
+Executor = Callable[..., RunComparison]
+
+
+def validate(source: str | os.PathLike[str], config: ValidateConfig | None = None, *,
+             reporter: Reporter | None = None, reference: str | None = None, data: str | None = None,
+             executor: Executor | None = None, **kwargs: Any) -> ValidateResult:
+    """Compare the candidate ``source`` with its reference on ``data`` and apply the gates.
+
+    ``reference=``/``data=`` and ``ValidateConfig`` fields by keyword work as in earlier releases.
 
     Bad input raises ``ResdeployError`` (exit 2). A failed gate does not raise: the
-    result says ``passed=False`` (the CLI turns that into exit code 1).
+    result says ``passed=False`` (the CLI turns that into exit code 1). ``executor`` runs
+    the models over the data (default ``run_local``; ``resdeploy.scale`` passes a Ray one):
+    everything before and after it, and so the result, is the same whichever runs.
     """
     from resdeploy.data import open_data
-    from resdeploy.precision import preprocess_from
-    from resdeploy.runners import RunnerConfig, create_runner
+    from resdeploy.runners import RunnerConfig
 
+    candidate = source
     cfg = config or ValidateConfig(**kwargs)
     if config is not None and kwargs:
         raise TypeError("pass either config= or keyword settings, not both")
@@ -260,9 +253,7 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
 
     cand_file = model_file(Path(candidate), cfg.engine)
     if cand_file.is_file() and (cfg.engine == "ort" or cand_file.suffix.lower() == ".onnx"):
-        from resdeploy.precision import _check_onnx
-
-        _check_onnx(cand_file)  # one line for a .pth/.txt/corrupt file, not ONNX Runtime's protobuf error
+        load_onnx(cand_file)  # one line for a .pth/.txt/corrupt file, not ONNX Runtime's protobuf error
     manifest = read_manifest(cand_file)
     spec: PreprocessSpec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean,
                                            std=cfg.std, what=str(cand_file), reporter=rep, model_path=cand_file,
@@ -291,59 +282,26 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
 
     ref_cfg = RunnerConfig(engine=ref_engine, model=ref_model, threads=cfg.threads)
     cand_cfg = RunnerConfig(engine=cfg.engine, model=str(cand_file), device=cfg.device, threads=cfg.threads)
-    ref_logits: list[np.ndarray] = []
-    cand_logits: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    with rep.step("loading the reference and the candidate"):
-        ref_runner = create_runner(ref_cfg).__enter__()
-        try:
-            cand_runner = create_runner(cand_cfg).__enter__()
-        except BaseException:
-            ref_runner.__exit__(None, None, None)
-            raise
-    try:
-        num_classes: int | None = None
-        from resdeploy.onnx_io import layout_of, to_layout
+    def check_labels(first: np.ndarray) -> None:
+        num_classes = first.shape[1]
+        warnings.extend(_check_labels(ds, num_classes, cfg.labels))
+        if ds.labelled and num_classes <= 5:
+            warnings.append(f"the model has {num_classes} outputs: top-5 accuracy is 100% by definition")
 
-        # A reference in the other layout (an NCHW model checking its NHWC export) gets the same images transposed.
-        ref_dims = tuple(d if isinstance(d, int) and d > 0 else None for d in ref_runner.input_meta().shape)
-        ref_layout = layout_of(ref_dims)
-        for batch in ds.batches(cfg.batch_size, data_rep, description="validating"):
-            r = infer_batched(ref_runner, to_layout(batch.inputs, spec.layout, ref_layout))
-            c = infer_batched(cand_runner, batch.inputs)
-            if r.shape != c.shape:
-                raise ResdeployError(f"the candidate gives outputs of shape {c.shape[1:]}, the reference {r.shape[1:]}: "
-                                     "they are not the same model")
-            if num_classes is None:
-                num_classes = r.shape[1]
-                warnings.extend(_check_labels(ds, num_classes, cfg.labels))
-                if ds.labelled and num_classes <= 5:
-                    warnings.append(f"the model has {num_classes} outputs: top-5 accuracy is 100% by definition")
-            ref_logits.append(r)
-            cand_logits.append(c)
-            if batch.labels is not None:
-                labels.append(batch.labels)
-    finally:
-        cand_runner.__exit__(None, None, None)
-        ref_runner.__exit__(None, None, None)
+    from resdeploy.prepare import prepare_runner_config
 
-    ref_all, cand_all = np.concatenate(ref_logits), np.concatenate(cand_logits)
-    metrics = parity_metrics(ref_all, cand_all)
-    accuracy = None
+    ref_cfg, cand_cfg = prepare_runner_config(ref_cfg, rep), prepare_runner_config(cand_cfg, rep)
+    run = (executor or run_local)(ds, ref_cfg, cand_cfg, cfg.batch_size, rep, data_rep, on_first=check_labels)
+    ref_all = run.reference
+    metrics = run.metrics()
+    accuracy = run.accuracy()
     drop = None
-    if labels:
-        y = np.concatenate(labels)
-        accuracy = {
-            "reference": {"top1": topk_accuracy(ref_all, y, 1), "top5": topk_accuracy(ref_all, y, 5)},
-            "candidate": {"top1": topk_accuracy(cand_all, y, 1), "top5": topk_accuracy(cand_all, y, 5)},
-        }
+    if accuracy is not None:
         drop = 100.0 * (accuracy["reference"]["top1"] - accuracy["candidate"]["top1"])
     if accuracy is not None and (not cfg.explicit_gates() or _label_gates(cfg)):
         _check_reference_accuracy(accuracy["reference"]["top1"], int(ref_all.shape[0]), int(ref_all.shape[1]),
                                   cfg.labels)
-    gates = _gates(cfg, metrics.to_dict(), accuracy, drop)
-    for g in gates:
-        g.samples = int(ref_all.shape[0])
+    gates = _gates(cfg, metrics.to_dict(), accuracy, drop, run.samples)
     cand_desc = {"engine": cfg.engine, "path": str(cand_file),
                  "precision": (manifest or {}).get("precision"), "target": (manifest or {}).get("target")}
     data_desc = ds.describe()
@@ -361,7 +319,7 @@ def validate(candidate: str | os.PathLike[str], *, reference: str | None = None,
                         "labels the model's classes (--labels), and are the weights trained?")
     return ValidateResult(
         candidate=cand_desc, reference=ref_desc, data=data_desc, samples=int(ref_all.shape[0]),
-        labelled=bool(labels), accuracy=accuracy, top1_drop_points=drop, parity=metrics.to_dict(), gates=gates,
+        labelled=run.labels is not None, accuracy=accuracy, top1_drop_points=drop, parity=metrics.to_dict(), gates=gates,
         passed=all(g.passed for g in gates), seconds=round(time.perf_counter() - t0, 3),
         skipped_files=len(ds.skipped), warnings=warnings,
     )
@@ -424,8 +382,39 @@ def _label_gates(cfg: ValidateConfig) -> list[str]:
             if v is not None]
 
 
+def _decoded_images(ds: Any, batch: Any) -> list[np.ndarray]:
+    """The batch's image files decoded to uint8 RGB HWC, for a model with in-graph preprocessing."""
+    from resdeploy.preprocess import load_image
+
+    return [image_array(load_image((ds.root / n) if ds.root else Path(n))) for n in batch.names]
+
+
+def _infer_in_layout(runner: Any, source: str, target: str, batch: np.ndarray) -> np.ndarray:
+    """The runner on ``batch`` (in ``source`` layout) transposed to the ``target`` layout it takes."""
+    return infer_batched(runner, to_layout(batch, source, target))
+
+
+def _infer_images(runner: Any, images: list[np.ndarray]) -> np.ndarray:
+    """Feed a model with in-graph preprocessing the decoded images, one per call (their sizes differ)."""
+    return np.concatenate([np.asarray(runner.infer(im[None]), dtype=np.float32).reshape(1, -1) for im in images])
+
+
+def _create_runners(ref_cfg: Any, cand_cfg: Any) -> tuple[Any, Any]:
+    """Both runners loaded (reference first), so a candidate that cannot load fails before any data runs."""
+    from resdeploy.runners import create_runner
+
+    ref = create_runner(ref_cfg).__enter__()
+    try:
+        cand = create_runner(cand_cfg).__enter__()
+    except BaseException:
+        ref.__exit__(None, None, None)
+        raise
+    return ref, cand
+
+
 def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str, float]] | None,
-           drop: float | None) -> list[Gate]:
+           drop: float | None, samples: int) -> list[Gate]:
+    """The gates as data: each names its metric, comparison, threshold and the samples it was measured on."""
     gates: list[Gate] = []
     explicit = cfg.explicit_gates()
     min_ratio = cfg.min_top1_ratio
@@ -442,24 +431,21 @@ def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str,
     if accuracy is not None and min_ratio is not None:
         ref, cand = accuracy["reference"]["top1"], accuracy["candidate"]["top1"]
         ratio = cand / ref if ref > 0 else (1.0 if cand >= ref else 0.0)
-        gates.append(Gate("top1_ratio", ratio, ">=", float(min_ratio), bool(ratio >= min_ratio),
-                          f"candidate top-1 {cand:.4f} / reference top-1 {ref:.4f}"
-                          + (" (MLPerf's 99% rule)" if not explicit else "")))
+        gates.append(make_gate("top1_ratio", "top1", ratio, ">=", min_ratio, samples,
+                               f"candidate top-1 {cand:.4f} / reference top-1 {ref:.4f}"
+                               + (" (MLPerf's 99% rule)" if not explicit else "")))
     if drop is not None and cfg.max_top1_drop is not None:
-        gates.append(Gate("top1_drop_points", drop, "<=", float(cfg.max_top1_drop), bool(drop <= cfg.max_top1_drop),
-                          "reference top-1 minus candidate top-1, in percentage points"))
+        gates.append(make_gate("top1_drop_points", "top1", drop, "<=", cfg.max_top1_drop, samples,
+                               "reference top-1 minus candidate top-1, in percentage points"))
     if min_agree is not None:
-        v = float(m["top1_agreement"])
-        gates.append(Gate("top1_agreement", v, ">=", float(min_agree), bool(v >= min_agree),
-                          "fraction of samples whose top-1 class matches the reference's"))
+        gates.append(make_gate("top1_agreement", "top1_agreement", m["top1_agreement"], ">=", min_agree, samples,
+                               "fraction of samples whose top-1 class matches the reference's"))
     if cfg.max_abs_error is not None:
-        v = float(m["max_abs_error"])
-        gates.append(Gate("max_abs_error", v, "<=", float(cfg.max_abs_error), bool(v <= cfg.max_abs_error),
-                          "largest absolute difference between logits"))
+        gates.append(make_gate("max_abs_error", "max_abs_error", m["max_abs_error"], "<=", cfg.max_abs_error, samples,
+                               "largest absolute difference between logits"))
     if cfg.min_cosine is not None:
-        v = float(m["cosine_min"])
-        gates.append(Gate("cosine_min", v, ">=", float(cfg.min_cosine), bool(v >= cfg.min_cosine),
-                          "worst per-sample cosine similarity of the logits"))
+        gates.append(make_gate("cosine_min", "cosine_min", m["cosine_min"], ">=", cfg.min_cosine, samples,
+                               "worst per-sample cosine similarity of the logits"))
     return gates
 
 
@@ -478,4 +464,5 @@ def write_junit(result: ValidateResult, path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, result.junit_xml())
 
 
-__all__ = ["Gate", "ValidateConfig", "ValidateResult", "check_output_file", "validate", "write_junit"]
+__all__ = ["Executor", "Gate", "ValidateConfig", "ValidateResult", "check_output_file", "infer_batched", "run_local",
+           "validate", "write_junit"]

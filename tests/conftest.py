@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -86,3 +89,87 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (path
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                           dynamo=False)
     return path, net
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - Path of an artifact directory
+    """``tiny_onnx``'s net as an opset-18 artifact directory with a manifest (preprocess 37 -> 32, 10 named classes).
+
+    What in-graph preprocessing and serving tests need (Resize with antialias and CenterCropPad
+    are opset 18), exported in about a second rather than a zoo export's half minute.
+    """
+    import warnings
+
+    import torch
+
+    from resdeploy import artifacts
+    from resdeploy.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
+    ).eval()
+    out = tmp_path_factory.mktemp("tinyart") / "tinynet" / "fp32"
+    out.mkdir(parents=True)
+    path = out / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(path), input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=18, dynamo=False)
+    artifacts.write_manifest(out, {
+        "stage": "export", "precision": "fp32",
+        "model": {"name": "tinynet", "classes": [f"class {i}" for i in range(10)]},
+        "artifact": {"file": "model.onnx", "sha256": artifacts.sha256_file(path), "bytes": path.stat().st_size},
+        "preprocess": PreprocessSpec(resize=37, crop=32).to_dict(),
+    })
+    return out
+# --- Ray (tests/scale) --------------------------------------------------------------------------
+# One real local Ray for the whole session: two nodes of one CPU each (ray.cluster_utils.Cluster),
+# so the fleet benchmark has nodes to select from; two CPUs in all, as on this machine. Started on
+# first use (only the Ray tests pay for it), shut down at the end of the session; the teardown
+# checks with psutil that no Ray process of ours is left.
+_RAY_STORE = 150 * 1024 * 1024  # per node: small objects only (shard lists, logits)
+
+
+def _ray_processes() -> list[Any]:
+    import psutil
+
+    me = psutil.Process()
+    found = []
+    for p in me.children(recursive=True):
+        try:
+            text = " ".join(p.cmdline()) + " " + p.name()
+        except (psutil.Error, OSError):
+            continue
+        if "ray" in text or "raylet" in text or "gcs_server" in text:
+            found.append(p)
+    return found
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """(ray, cluster): the driver connected to a two-node local cluster; node 2 has resource 'fleet'."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": _RAY_STORE, "include_dashboard": False,
+        "labels": {"role": "head"}})
+    cluster.add_node(num_cpus=1, object_store_memory=_RAY_STORE, resources={"fleet": 1}, labels={"role": "bench"})
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    cluster.wait_for_nodes()
+    try:
+        yield ray, cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        deadline = time.monotonic() + 20
+        while _ray_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _ray_processes()
+        for p in left:  # never leave them running, even when the check below fails
+            p.kill()
+        assert not left, f"Ray processes left after shutdown: {[p.pid for p in left]}"

@@ -73,22 +73,22 @@ def test_topk_accuracy() -> None:
     assert compare.topk_accuracy(logits, labels, 2) == pytest.approx(1.0)
 
 
-def test_resolve_model_file_accepts_the_manifest_users_paste(tmp_path: Path) -> None:
-    from resdeploy.artifacts import resolve_model_file
+def test_resolve_artifact_accepts_the_manifest_users_paste(tmp_path: Path) -> None:
+    from resdeploy.resolve import resolve_artifact
 
     (tmp_path / "model.onnx").write_bytes(b"x")
-    (tmp_path / "manifest.json").write_text("{}")
-    assert resolve_model_file(tmp_path / "manifest.json") == tmp_path / "model.onnx"
-    assert resolve_model_file(tmp_path) == tmp_path / "model.onnx"
+    artifacts.write_manifest(tmp_path, {"stage": "export", "precision": "fp32"})
+    assert resolve_artifact(tmp_path / "manifest.json").path == tmp_path / "model.onnx"
+    assert resolve_artifact(tmp_path).path == tmp_path / "model.onnx"
     with pytest.raises(ResdeployError, match="no such file"):
-        resolve_model_file(tmp_path / "missing")
+        resolve_artifact(tmp_path / "missing")
     (tmp_path / "resnet50" / "fp32").mkdir(parents=True)
     (tmp_path / "resnet50" / "fp32" / "model.onnx").write_bytes(b"x")
     with pytest.raises(ResdeployError, match="pass one of its artifact directories: fp32"):
-        resolve_model_file(tmp_path / "resnet50")  # the model's folder, not a variant's
+        resolve_artifact(tmp_path / "resnet50")  # the model's folder, not a variant's
     (tmp_path / "model.onnx").write_bytes(b"")  # an interrupted copy
     with pytest.raises(ResdeployError, match=r"is empty \(0 bytes\)"):
-        resolve_model_file(tmp_path)
+        resolve_artifact(tmp_path, verify=False)
 
 
 def test_is_model_path_tells_names_from_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

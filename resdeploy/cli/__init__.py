@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 # Command modules, each with a ``register(app)`` function. Order is the order in --help.
-COMMAND_MODULES = ["models", "export", "quantize", "build", "bench", "validate", "report", "info"]
+COMMAND_MODULES = ["models", "export", "quantize", "build", "bench", "validate", "report", "package", "sweep", "info"]
 
 
 @app.callback()
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     1: a failed gate; 130: interrupted (Ctrl-C). Outputs are written atomically, so an error
     or an interrupt leaves no half-written file behind. ``--debug`` shows tracebacks instead.
     """
-    args = sys.argv[1:] if argv is None else argv
+    from resdeploy.cli.ray_flags import expand_ray_flag
+
+    args = expand_ray_flag(sys.argv[1:] if argv is None else argv)
     _importable_from_cwd()
     signals, restore = _raise_on_signals()
     try:
@@ -102,10 +104,12 @@ def _main(args: list[str], signals: list[int]) -> None:
     except (typer.Abort, KeyboardInterrupt):
         _exit_interrupted(signals)
     except Exception as exc:  # click usage errors, and files the library did not expect to fail
+        # typer >= 0.2x vendors click as typer._click and raises its exceptions; a separate 'click'
+        # package (Ray brings one) has classes of the same names that these errors are not.
         try:
-            from click import exceptions as click_exceptions
-        except ImportError:  # typer >= 0.2x vendors click as typer._click (no 'click' package)
-            from typer._click import exceptions as click_exceptions  # type: ignore[no-redef]
+            from typer._click import exceptions as click_exceptions
+        except ImportError:  # an older typer on the real click
+            from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
         if isinstance(exc, click_exceptions.UsageError):
             _error(_usage_line(exc, args))

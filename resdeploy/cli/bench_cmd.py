@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from resdeploy.cli.common import PreprocessFlags, finite_float, threads_option, with_preprocess_flags
+from resdeploy.cli.ray_flags import ray_address, ray_option
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +54,9 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the full result JSON on stdout."),
         output: str = typer.Option(None, "--output", "-o", help="Write the result JSON to this file."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+        ray: str = ray_option(),
+        nodes: str = typer.Option(None, "--nodes", help="With --ray: the same bench on each matching node: all, "
+                                                        "KEY=VALUE (a node label) or a resource name."),
     ) -> None:
         """Time MODEL on each engine and batch size the same way; print a table, write JSON.
 
@@ -82,7 +86,7 @@ def register(app: typer.Typer) -> None:
             duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
             input_size=preprocess.input_size, layout=preprocess.layout, seed=seed,
         )
-        cfg.validate()
+        cfg.check()
         if output:
             from pathlib import Path
 
@@ -95,6 +99,16 @@ def register(app: typer.Typer) -> None:
                                      f"{Path(output) / 'result.json'}")
             check_writable_dir(Path(output).resolve().parent)
         rep = Reporter(quiet=quiet or json_out)
+        if nodes is not None and ray is None:
+            from resdeploy.errors import ResdeployError
+
+            raise ResdeployError("--nodes selects nodes of a Ray cluster: use it with --ray")
+        if ray is not None:
+            from resdeploy.scale.fleet import fleet_bench
+
+            fleet_result = fleet_bench(cfg, nodes, address=ray_address(ray), reporter=rep)
+            print_fleet(fleet_result, output, json_out, rep)
+            return
         result = bench(cfg, reporter=rep)
         if output:
             result.save(output)
@@ -107,6 +121,29 @@ def register(app: typer.Typer) -> None:
             emit_json(result.to_dict())
         else:
             print_table(result)
+
+
+def print_fleet(fleet, output: str | None, json_out: bool, rep) -> None:  # noqa: ANN001 - lazily imported types
+    """One table per node (its own machine in the title), one file for `report`."""
+    from resdeploy.benchmark import BenchResult, RunResult
+
+    if output:
+        fleet.save(output)
+        from rich.markup import escape
+
+        rep.info(f"wrote {escape(output)} (one result per node; `resdeploy report {escape(output)}` compares them)")
+    if json_out:
+        from resdeploy.cli.common import emit_json
+
+        emit_json(fleet.to_dict())
+        return
+    from resdeploy.console import stdout
+
+    for r in fleet.results:
+        node = r.get("node") or {}
+        stdout.print(f"node {node.get('host')} ({str(node.get('node_id'))[:12]})", highlight=False, markup=False)
+        print_table(BenchResult(config=r["config"], machine=r["machine"], created=r["created"],
+                                runs=[RunResult(**run) for run in r["runs"]]))
 
 
 def print_table(result) -> None:  # noqa: ANN001 - BenchResult, imported lazily

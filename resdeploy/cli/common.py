@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from typing import Any
 
 import typer
 
-from resdeploy.artifacts import to_json
+from resdeploy.artifacts import read_json, to_json
 from resdeploy.errors import ResdeployError
 
 
@@ -165,10 +164,5 @@ def emit_json(obj: Any) -> None:
 
 
 def load_json_file(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise ResdeployError(f"no such file: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise ResdeployError(f"cannot read {path} as JSON: {exc}") from None
+    """``artifacts.read_json``: the one JSON reader."""
+    return read_json(path)

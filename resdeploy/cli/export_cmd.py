@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         max_rel_error: float = typer.Option(defaults.max_rel_error, "--max-rel-error", parser=finite_float, help="Parity gate: max abs error / max |logit|."),
         min_cosine: float = typer.Option(defaults.min_cosine, "--min-cosine", parser=finite_float, help="Parity gate: smallest per-image cosine similarity."),
         min_top1_agreement: float = typer.Option(defaults.min_top1_agreement, "--min-top1-agreement", parser=finite_float, help="Parity gate: share of images with the same top-1 class."),
+        preprocess_in_graph: bool = typer.Option(
+            False, "--preprocess-in-graph", help="Also write <output>-rawimage: the model with its preprocessing as "
+                                                 "ONNX ops, taking uint8 RGB HWC images (see docs/serving.md)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (with the manifest) as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -49,6 +52,18 @@ def register(app: typer.Typer) -> None:
         for value, flag in ((min_cosine, "--min-cosine"), (min_top1_agreement, "--min-top1-agreement")):
             if not -1.0 <= value <= 1.0:
                 raise ResdeployError(f"{flag} must be between -1 and 1, got {value}")
+        if preprocess_in_graph:  # refuse before the export, not after it: no half-done pair
+            from pathlib import Path
+
+            from resdeploy.exporter import default_output_dir
+
+            if opset < 18:
+                raise ResdeployError(f"--preprocess-in-graph needs --opset 18 or later (Resize antialias, "
+                                     f"CenterCropPad), got {opset}")
+            target = Path(output) if output else default_output_dir(model)
+            copy = target.with_name(target.name + "-rawimage")
+            if copy.exists() and not force:
+                raise ResdeployError(f"{copy} already exists; pass --force to overwrite it")
         cfg = ExportConfig(
             input_size=input_size, opset=opset, batch=batch, parity_batch=parity_batch, force=force, seed=seed,
             exporter=exporter.lower(),
@@ -56,21 +71,30 @@ def register(app: typer.Typer) -> None:
                                         min_cosine=min_cosine, min_top1_agreement=min_top1_agreement),
         )
         try:
-            result = export(model, output, cfg, weights=weights, num_classes=num_classes,
+            result = export(model, cfg, output_dir=output, weights=weights, num_classes=num_classes,
                             reporter=Reporter(quiet=quiet or json_out))
         except GateFailure as exc:
             failed = getattr(exc, "result", None)
             if failed is not None:
                 _print(failed, json_out)
             raise
-        _print(result, json_out)
+        extra = None
+        if preprocess_in_graph:  # the same library call as `resdeploy package VARIANT --preprocess-in-graph`
+            from resdeploy.preprocess_graph import embed_preprocessing
+
+            embedded = embed_preprocessing(result.model_path.parent, force=force)
+            extra = {"preprocess_in_graph": embedded.to_dict()}
+            Reporter(quiet=quiet or json_out).info(
+                f"wrote {embedded.path} (uint8 images in; max |diff| vs Python preprocessing "
+                f"{embedded.parity.max_abs_diff:.4f} over {embedded.parity.images} images)")
+        _print(result, json_out, extra)
 
 
-def _print(result: Any, json_out: bool) -> None:
+def _print(result: Any, json_out: bool, extra: dict[str, Any] | None = None) -> None:
     if json_out:
         from resdeploy.cli.common import emit_json
 
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), **(extra or {})})
         return
     from rich.table import Table
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from resdeploy.cli.common import PreprocessFlags, finite_float, threads_option, with_preprocess_flags
+from resdeploy.cli.common import (
+    PreprocessFlags,
+    finite_float,
+    positive_int,
+    threads_option,
+    with_preprocess_flags,
+)
+from resdeploy.cli.ray_flags import ray_address, ray_option
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +39,9 @@ def register(app: typer.Typer) -> None:
         preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+        ray: str = ray_option(),
+        ray_workers: int = typer.Option(None, "--ray-workers", parser=positive_int,
+                                        help="With --ray: workers (default: the cluster's CPUs / --threads)."),
     ) -> None:
         """Compare a candidate with its reference; exit 1 when a gate fails, 2 on bad input.
 
@@ -49,7 +59,16 @@ def register(app: typer.Typer) -> None:
         if junit:
             check_output_file(junit)  # before the run: a long validation must not end in "cannot write"
         rep = Reporter(quiet=quiet or json_out)
-        result = validate(candidate, config=cfg, reporter=rep)
+        if ray_workers is not None and ray is None:
+            from resdeploy.errors import ResdeployError
+
+            raise ResdeployError("--ray-workers applies with --ray only")
+        if ray is not None:
+            from resdeploy.scale.ray_validate import validate_on_ray
+
+            result = validate_on_ray(candidate, config=cfg, address=ray_address(ray), workers=ray_workers, reporter=rep)
+        else:
+            result = validate(candidate, config=cfg, reporter=rep)
         if junit:
             write_junit(result, junit)
         for w in result.warnings:

@@ -9,7 +9,6 @@ numbers: applied to a different FP32 graph they would be silently wrong.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,15 +47,10 @@ class CalibrationRanges:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CalibrationRanges:
+        from resdeploy.artifacts import read_json
+
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ResdeployError(f"no such ranges file: {p}") from None
-        except (OSError, ValueError) as exc:
-            raise ResdeployError(f"cannot read {p} as calibration ranges JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("schema") != RANGES_SCHEMA:
-            raise ResdeployError(f"{p} is not a resdeploy calibration ranges file (expected schema {RANGES_SCHEMA})")
+        data = read_json(p, schema=RANGES_SCHEMA, what="calibration ranges file")
         try:
             ranges = {str(k): (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
             return cls(model_sha256=str(data["model_sha256"]), method=str(data["method"]),

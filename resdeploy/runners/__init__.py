@@ -1,7 +1,10 @@
-"""Runner registry: engine name -> where its class lives, imported only when asked for.
+"""Runner registry: engine name -> the class that runs it, imported only when asked for.
 
-A plain dict (no import-time registration): ``resdeploy info`` can list every engine
-without importing torch, onnxruntime, openvino or tensorrt.
+The registry maps a name to a class and nothing else; everything about an engine (its
+options, availability probe, install hint, precisions, the subclass for a device) is on
+the class (see ``runners.base.Runner``). Classes are named as "module:Class" strings,
+so ``resdeploy info`` and ``--help`` do not import every runtime's module.
+Adding an engine: one module under runners/ with a ``Runner`` subclass, one line here.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 from resdeploy.errors import ResdeployError
-from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+from resdeploy.runners.base import Runner, RunnerConfig, RunnerOptions, TensorMeta
 
 RUNNERS: dict[str, str] = {
     "torch": "resdeploy.runners.torch_runner:TorchRunner",
@@ -18,16 +21,17 @@ RUNNERS: dict[str, str] = {
     "trt": "resdeploy.runners.trt:TrtRunner",
 }
 
-# Device-specific implementations: "engine@device-kind" wins over "engine" when it applies.
-DEVICE_RUNNERS: dict[str, str] = {
-    "ort@cuda": "resdeploy.runners.ort_cuda:OrtCudaRunner",
-}
-
 
 def runner_class(engine: str, device: str = "cpu") -> type[Runner]:
+    """The class that runs ``engine`` on ``device`` (a class's ``device_classes`` name a device's subclass)."""
     if engine not in RUNNERS:
         raise ResdeployError(f"unknown engine '{engine}'; choose from: {', '.join(RUNNERS)}")
-    target = DEVICE_RUNNERS.get(f"{engine}@{device.split(':')[0]}", RUNNERS[engine])
+    cls = _load(RUNNERS[engine], engine, device)
+    target = cls.device_classes.get(device.split(":")[0])
+    return _load(target, engine, device) if target else cls
+
+
+def _load(target: str, engine: str, device: str) -> type[Runner]:
     module, _, name = target.partition(":")
     try:
         mod = importlib.import_module(module)
@@ -44,4 +48,4 @@ def create_runner(config: RunnerConfig) -> Runner:
     return runner_class(config.engine, config.device)(config)
 
 
-__all__ = ["RUNNERS", "Runner", "RunnerConfig", "TensorMeta", "create_runner", "runner_class"]
+__all__ = ["RUNNERS", "Runner", "RunnerConfig", "RunnerOptions", "TensorMeta", "create_runner", "runner_class"]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
-from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+from resdeploy.runners.base import Availability, Runner, RunnerConfig, TensorMeta
 from resdeploy.runners.ort import check_graph_precision, onnx_model_path
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -50,6 +50,20 @@ class OpenVinoRunner(Runner):
     """``openvino.Core().compile_model`` on an ONNX file, one synchronous infer request."""
 
     engine = "openvino"
+    precisions = ("fp32", "fp16", "bf16", "int8")  # fp16/bf16 as a compile hint on an fp32 graph
+    package = "openvino"
+    install_hint = "pip install openvino"
+    input_hint = "create the runner with batch_size=None for varying batches"
+
+    @classmethod
+    def probe(cls) -> Availability:
+        try:
+            import openvino as ov
+        except ImportError:
+            return Availability(cls.engine, False, note=cls.install_hint)
+        core = ov.Core()
+        devs = [f"{d} ({core.get_property(d, 'FULL_DEVICE_NAME')})" for d in core.available_devices]
+        return Availability(cls.engine, True, ov.__version__, tuple(devs))
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
@@ -123,11 +137,7 @@ class OpenVinoRunner(Runner):
 
     def stage(self, batch: np.ndarray) -> Any:
         """Cast to the compiled input's dtype (outside timing) and check a static shape fits."""
-        meta = self.input_meta()
-        want = meta.shape
-        if batch.ndim != len(want) or any(isinstance(w, int) and w != g for w, g in zip(want, batch.shape, strict=False)):
-            raise ResdeployError(f"input of shape {list(batch.shape)} does not fit the compiled OpenVINO model "
-                                 f"{list(want)}", hint="create the runner with batch_size=None for varying batches")
+        self.check_input(batch)
         return np.ascontiguousarray(batch, dtype=self._np_dtype)
 
     def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:
@@ -135,7 +145,7 @@ class OpenVinoRunner(Runner):
         self._request.infer({0: staged}, share_inputs=True)
         return self._request.get_output_tensor(0).data
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         return np.array(self.run_staged(self.stage(batch)), dtype=np.float32, copy=True)
 
     def describe(self) -> dict[str, Any]:

@@ -12,14 +12,17 @@ is, never a silent cast.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from resdeploy.artifacts import is_model_path, read_manifest, resolve_model_file
+from resdeploy.artifacts import GraphSummary, load_manifest
 from resdeploy.errors import MissingDependencyError, ResdeployError, require
-from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+from resdeploy.onnx_io import check_batch_shape
+from resdeploy.resolve import resolve_artifact
+from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(bfloat16)": "bfloat16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
@@ -38,41 +41,26 @@ _EP_INSTALL = {
 
 
 def onnx_model_path(model: str, engine: str) -> Path:
-    """The ONNX file behind an artifact directory or file path, with a message for zoo names."""
-    p = Path(model)
-    if not is_model_path(model):
+    """The ONNX file behind what the user typed (``resolve.resolve_artifact``), with a message for zoo names."""
+    art = resolve_artifact(model)
+    if art.kind == "zoo":
         raise ResdeployError(
             f"engine '{engine}' runs an ONNX model, and '{model}' is not a file or directory",
             hint=f"export it first with `resdeploy export {model}` and pass the directory it writes",
         )
-    path = resolve_model_file(p)
-    if not path.is_file():
-        raise ResdeployError(f"{path} is not a file")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ResdeployError(f"cannot read {path}: {exc.strerror}") from None
-    return path
+    assert art.path is not None
+    return art.path
 
 
 def graph_precision(path: Path) -> str:
-    """fp32 | fp16 | int8 for an ONNX file: from its manifest, else from the graph itself."""
-    manifest = read_manifest(path)
-    if manifest and isinstance(manifest.get("precision"), str):
-        return str(manifest["precision"]).lower()
-    onnx = require("onnx")
+    """fp32 | fp16 | int8 for an ONNX file: from its manifest, else measured from the graph itself."""
+    manifest = load_manifest(path)
+    if manifest is not None and manifest.precision:
+        return manifest.precision.lower()
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ResdeployError(f"cannot read {path} as an ONNX model: {str(exc).splitlines()[0]}") from None
-    ops = {n.op_type for n in proto.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger"} & ops:
-        return "int8"
-    f16 = onnx.TensorProto.FLOAT16
-    if any(t.data_type == f16 for t in proto.graph.initializer):
-        return "fp16"
-    return "fp32"
+        return GraphSummary.measure(path).precision
+    except ResdeployError as exc:
+        raise ResdeployError(f"cannot read {path} as an ONNX model: {exc.message}") from None
 
 
 def check_graph_precision(requested: str | None, path: Path, engine: str, allowed_casts: tuple[str, ...] = ()
@@ -98,14 +86,57 @@ def check_graph_precision(requested: str | None, path: Path, engine: str, allowe
     )
 
 
+@dataclass
+class OrtOptions(RunnerOptions):
+    """``ep``: the execution provider (cpu, openvino; cuda, trt with --device cuda)."""
+
+    ep: str | None = None
+
+
 class OrtRunner(Runner):
     """An ``onnxruntime.InferenceSession`` on the CPU provider, or the OpenVINO provider (ep='openvino')."""
 
     engine = "ort"
+    Options = OrtOptions
+    precisions = ("fp32", "fp16", "int8")  # what the graph holds (a check, never a cast)
+    package = "onnxruntime"
+    install_hint = "pip install onnxruntime (or onnxruntime-gpu for CUDA)"
+
+    device_classes = {"cuda": "resdeploy.runners.ort_cuda:OrtCudaRunner"}  # bound, device-resident I/O
+
+    @classmethod
+    def probe(cls) -> Availability:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return Availability(cls.engine, False, note="pip install onnxruntime")
+        providers = ort.get_available_providers()
+        devs = ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in providers else [])
+        hints = []
+        if "CUDAExecutionProvider" not in providers:
+            hints.append("GPU: pip install onnxruntime-gpu")
+        if "OpenVINOExecutionProvider" not in providers:
+            hints.append("--ep openvino: pip install onnxruntime-openvino")
+        return Availability(cls.engine, True, ort.__version__, tuple(devs), "; ".join(hints),
+                            {"providers": providers})
+
+    @classmethod
+    def check_available(cls, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
+        super().check_available(device, options)
+        ep_opt = (options or {}).get("ep")
+        if device.startswith("cuda") or ep_opt:
+            # A missing provider would otherwise surface only when this engine's turn comes.
+            import onnxruntime
+
+            ep = str(ep_opt or "cuda").lower()
+            name = ORT_EPS.get(ep)
+            if name and name not in onnxruntime.get_available_providers():
+                raise MissingDependencyError(f"ONNX Runtime's {name}", _EP_INSTALL.get(ep, "pip install onnxruntime"))
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
-        self.ep: str = str(config.options.get("ep") or self._default_ep()).lower()
+        assert isinstance(self.options, OrtOptions)
+        self.ep: str = str(self.options.ep or self._default_ep()).lower()
         if self.ep not in ORT_EPS:
             raise ResdeployError(f"unknown ONNX Runtime provider '{self.ep}'; choose from: {', '.join(ORT_EPS)}")
         self._check_device()
@@ -191,11 +222,13 @@ class OrtRunner(Runner):
     def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:
         return self.session.run(self.output_names, {self.input_name: staged})[0]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        from resdeploy.onnx_io import check_batch_shape
+    def check_input(self, batch: Any) -> None:
+        """The base check, worded with the model file's name and the graph's shape (and a layout mismatch named)."""
+        if self._meta is not None and getattr(batch, "shape", None) is not None:
+            check_batch_shape(tuple(self._meta.shape), tuple(batch.shape), str(self.model_path))
+        super().check_input(batch)
 
-        if self._meta is not None:  # one line, not ONNX Runtime's INVALID_ARGUMENT
-            check_batch_shape(self._meta.shape, tuple(batch.shape), str(self.model_path))
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.run_staged(self.stage(batch))
         return np.asarray(out, dtype=np.float32)
 

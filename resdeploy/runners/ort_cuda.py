@@ -26,14 +26,15 @@ FP32 graph, default False: precision lives in the graph).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
-from resdeploy.runners.base import RunnerConfig, TensorMeta, option_flag
-from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS, OrtRunner
+from resdeploy.runners.base import RunnerConfig, TensorMeta, cuda_index, option_flag
+from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS, OrtOptions, OrtRunner
 
 CUDNN_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 _WARMUP_RUNS = 3  # run 1: cuDNN search + arena growth; run 2: allowed to capture; run 3: captures
@@ -41,15 +42,8 @@ _WARMUP_RUNS = 3  # run 1: cuDNN search + arena growth; run 2: allowed to captur
 
 
 def device_index(device: str) -> int:
-    """'cuda' -> 0, 'cuda:3' -> 3; anything else is the user's mistake."""
-    kind, _, index = device.partition(":")
-    if kind != "cuda":
-        raise ResdeployError(f"ONNX Runtime's GPU runner needs --device cuda[:N], not '{device}'")
-    if not index:
-        return 0
-    if not index.isdigit():
-        raise ResdeployError(f"bad CUDA device '{device}': expected cuda or cuda:N with N a device number")
-    return int(index)
+    """'cuda' -> 0, 'cuda:3' -> 3; anything else is the user's mistake (``runners.base.cuda_index``)."""
+    return cuda_index(device, f"ONNX Runtime's GPU runner needs --device cuda[:N], not '{device}'")
 
 
 def cuda_provider_options(
@@ -99,15 +93,26 @@ def trt_provider_options(device_id: int, *, cuda_graph: bool, fp16: bool, cache_
     }
 
 
+@dataclass
+class OrtCudaOptions(OrtOptions):
+    """On CUDA: CUDA-graph replay, NHWC kernels, cuDNN's algorithm search, FP16 in the TensorRT provider."""
+
+    cuda_graph: Any = None
+    nhwc: Any = None
+    cudnn_search: str | None = None
+    trt_fp16: Any = None
+
+
 class OrtCudaRunner(OrtRunner):
     """ONNX Runtime's CUDA (or TensorRT) provider with device-resident, bound I/O."""
 
     engine = "ort"
+    Options = OrtCudaOptions
     _io_device = "cuda"  # where bound buffers live (ONNX Runtime's device name)
 
     def __init__(self, config: RunnerConfig) -> None:
         self.device_id = device_index(config.device)
-        opts = config.options
+        opts = config.options  # parsed into OrtCudaOptions by the base class; read as given here
         self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
         self.nhwc = option_flag(opts.get("nhwc"), True)
         self.cudnn_search = str(opts.get("cudnn_search") or "EXHAUSTIVE").upper()
@@ -271,14 +276,7 @@ class OrtCudaRunner(OrtRunner):
 
     # --- running ------------------------------------------------------------------------------
     def _check(self, batch: np.ndarray) -> None:
-        meta = self.input_meta()
-        want = tuple(meta.shape[1:])
-        ok = batch.ndim == len(meta.shape) and all(
-            not isinstance(w, int) or w == g for w, g in zip(want, batch.shape[1:], strict=False)
-        )
-        if not ok:
-            raise ResdeployError(f"input of shape {list(batch.shape)} does not fit {self.model_path}: "
-                                 f"expected {list(meta.shape)}")
+        self.check_input(batch)
 
     def stage(self, batch: np.ndarray) -> Any:
         """Cast to the graph's input dtype and copy to the device (a torch CUDA tensor)."""
@@ -309,7 +307,7 @@ class OrtCudaRunner(OrtRunner):
             return np.asarray(yout.numpy(), dtype=np.float32)
         return yout
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.run_staged(self.stage(batch), transfers=True)
         return np.array(out, dtype=np.float32, copy=True)
 

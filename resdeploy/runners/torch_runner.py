@@ -35,13 +35,14 @@ Options (``RunnerConfig.options``):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
-from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta, option_flag
+from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta, option_flag
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -155,10 +156,53 @@ class _Forward:
         return Forward().eval()
 
 
+@dataclass
+class TorchOptions(RunnerOptions):
+    """torch.compile mode, freezing, CUDA-graph replay, memory format, cuDNN autotune; and how to build a zoo model."""
+
+    compile: Any = None  # True/False or an Inductor mode name
+    freeze: Any = None
+    cuda_graph: Any = None
+    channels_last: Any = None
+    cudnn_benchmark: Any = None
+    input_size: int | None = None
+    weights: str | None = None
+    num_classes: int | None = None
+    seed: int = 0
+
+
 class TorchRunner(Runner):
     """PyTorch eager / compiled / graph-replayed, on CPU or one CUDA device."""
 
     engine = "torch"
+    Options = TorchOptions
+    precisions = PRECISIONS  # engine-side: the module is cast, the ONNX graph is not involved
+    package = "torch"
+    install_hint = "pip install torch"
+    input_hint = "a compiled or CUDA-graph runner runs the batch it was created for"
+
+    @classmethod
+    def probe(cls) -> Availability:
+        try:
+            import torch
+        except ImportError:
+            return Availability(cls.engine, False, note=cls.install_hint)
+        devs = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
+                          if torch.cuda.is_available()]
+        note = "" if torch.cuda.is_available() else (
+            "CPU build: for CUDA install torch from PyTorch's CUDA index" if torch.version.cuda is None
+            else "CUDA build, but no GPU/driver visible")
+        return Availability(cls.engine, True, torch.__version__, tuple(devs), note)
+
+    @classmethod
+    def check_available(cls, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
+        super().check_available(device, options)
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise MissingDependencyError("CUDA for the torch engine",
+                                             "install a CUDA build of PyTorch on a machine with an NVIDIA GPU")
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
@@ -434,13 +478,7 @@ class TorchRunner(Runner):
     def _check(self, batch: np.ndarray) -> None:
         if not isinstance(batch, np.ndarray):
             raise ResdeployError(f"expected a numpy array as input, got {type(batch).__name__}")
-        if batch.ndim != 4 or batch.shape[1] != 3 or self._hw is None or tuple(batch.shape[2:]) != self._hw:
-            want = f"[N, 3, {self._hw[0]}, {self._hw[1]}]" if self._hw else "[N, 3, H, W]"
-            raise ResdeployError(f"input of shape {list(batch.shape)} does not fit this model: expected {want}")
-        if self._fixed_batch() and batch.shape[0] != self.config.batch_size:
-            raise ResdeployError(
-                f"this torch runner was compiled/captured for batch {self.config.batch_size}, got {batch.shape[0]}"
-            )
+        self.check_input(batch)  # input_meta holds the fixed batch of a compiled/captured runner
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         """One forward on a device tensor of the runner's input shape."""
@@ -456,7 +494,7 @@ class TorchRunner(Runner):
             torch.compiler.cudagraph_mark_step_begin()
         return self._fn(x)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.run_staged(self.stage(batch), transfers=True)
 
     def stage(self, batch: np.ndarray) -> Any:

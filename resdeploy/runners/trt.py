@@ -1,4 +1,4 @@
-"""The TensorRT runner: a plan (built or cached from an ONNX, or an engine file) on a CUDA stream.
+"""The TensorRT runner: a plan (an engine file) on a CUDA stream.
 
 Uses TensorRT 10+'s name-based I/O: set the input shape, set each tensor's device
 address, ``execute_async_v3`` on a stream. Device buffers and the stream come from
@@ -7,9 +7,10 @@ buffers make the host<->device copies asynchronous and as fast as the bus allows
 Optional CUDA-graph capture (``options={"cuda_graph": True}``) replays a whole
 inference as one launch, which matters at small batches where launch overhead shows.
 
-Given an ONNX, the runner builds the engine through :func:`resdeploy.trt.build.build`
-(or reuses the cached one); given a ``.engine``/``.plan``, it checks the metadata
-beside it first and refuses a plan built for another GPU or TensorRT version.
+The runner is given an engine: building one from an ONNX is the build stage's job
+(``resdeploy.trt.build.engine_config``, which bench and validate call through
+``resdeploy.prepare`` before they create runners, as ``Runner.prepare`` names it). It
+checks the metadata beside the plan and refuses one built for another GPU or TensorRT.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from resdeploy.console import QUIET
 from resdeploy.errors import ResdeployError
-from resdeploy.runners.base import Runner, RunnerConfig, TensorMeta
+from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta
 from resdeploy.trt import loader
 from resdeploy.trt.compat import BatchProfile, EngineMetadata, check_compatible, is_engine_file, read_metadata
 
@@ -98,10 +99,41 @@ class _Staged:
     batch: int
 
 
+@dataclass
+class TrtOptions(RunnerOptions):
+    """CUDA-graph replay and logging; profile/calibration/workspace/opt-level when an engine is built for it."""
+
+    cuda_graph: Any = None
+    verbose: int = 0
+    profile: str | None = None
+    calib_data: str | None = None
+    workspace_mib: int | None = None
+    opt_level: int = 3
+    reporter: Any = None
+    built: dict[str, Any] | None = None  # set by engine_config: {"cached": bool, "seconds": float}
+
+
 class TrtRunner(Runner):
     """Runs a TensorRT plan; ``config.model`` is an ONNX/artifact dir/zoo name or an engine file."""
 
     engine = "trt"
+    Options = TrtOptions
+    precisions = ("fp32", "fp16", "int8")  # what the plan (built from the graph) holds
+    package = "tensorrt"
+    install_hint = "pip install tensorrt, on a machine with an NVIDIA GPU"
+    prepare = "resdeploy.trt.build:engine_config"  # ONNX -> plan, before the runner is created
+
+    @classmethod
+    def probe(cls) -> Availability:
+        st = loader.tensorrt_status()  # tells the real module from tensorrt-stubs' empty package
+        return Availability(cls.engine, bool(st["available"]), st["version"], ("cuda",) if st["available"] else (),
+                            st["reason"] or "")
+
+    @classmethod
+    def check_available(cls, device: str = "cpu", options: dict[str, Any] | None = None) -> None:
+        super().check_available(device, options)
+        # tensorrt-stubs makes `tensorrt` findable without a runtime: ask the TensorRT loader.
+        loader.require_tensorrt()
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
@@ -139,17 +171,19 @@ class TrtRunner(Runner):
 
         self._tensorrt_version = str(trt.__version__)
         gpu = loader.gpu_info(self.config.device)
-        t0 = time.perf_counter()
-        if is_engine_file(self.config.model):
-            path = Path(self.config.model)
-            if not path.exists():
-                raise ResdeployError(f"no such file: {path}")
-            meta = read_metadata(path)
-            check_compatible(path, meta, gpu, self._tensorrt_version)
-            self.cached = None
-        else:
-            path, meta = self._build_from_onnx()
-        self.setup_seconds["build"] = round(time.perf_counter() - t0, 3)
+        if not is_engine_file(self.config.model):
+            raise ResdeployError(
+                f"the TensorRT runner runs an engine plan, and {self.config.model} is not one",
+                hint="build it with `resdeploy build`, or let bench/validate build it (resdeploy.prepare)")
+        path = Path(self.config.model)
+        if not path.exists():
+            raise ResdeployError(f"no such file: {path}")
+        meta = read_metadata(path)
+        check_compatible(path, meta, gpu, self._tensorrt_version)
+        assert isinstance(self.options, TrtOptions)
+        built = self.options.built or {}
+        self.cached = built.get("cached")
+        self.setup_seconds["build"] = float(built.get("seconds", 0.0))
         self.engine_path, self.metadata = path, meta
 
         t0 = time.perf_counter()
@@ -169,21 +203,6 @@ class TrtRunner(Runner):
         self._device = device_backend(self.config.device)
         self._runtime = runtime
         self.setup_seconds["load"] = round(time.perf_counter() - t0, 3)
-
-    def _build_from_onnx(self) -> tuple[Path, EngineMetadata]:
-        from resdeploy.trt.build import BuildConfig, build
-
-        opts = self.config.options
-        batch = int(self.config.batch_size or 1)
-        profile = BatchProfile.parse(str(opts["profile"])) if opts.get("profile") else BatchProfile(1, batch, batch)
-        build_config = BuildConfig(
-            precision=self.config.precision, calib_data=opts.get("calib_data"), batch=profile,
-            workspace_mib=opts.get("workspace_mib"), opt_level=int(opts.get("opt_level", 3)),
-            device=self.config.device, verbose=int(opts.get("verbose", 0)), cache_only=True,
-        )
-        result = build(self.config.model, build_config, reporter=opts.get("reporter") or QUIET)
-        self.cached = result.cached
-        return result.engine_path, result.metadata
 
     def _bind_io(self, engine: trt.ICudaEngine, meta: EngineMetadata, path: Path) -> None:
         import tensorrt as trt
@@ -242,7 +261,7 @@ class TrtRunner(Runner):
         return d
 
     # --- running -----------------------------------------------------------------------------------
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         result: np.ndarray = self.run_staged(self.stage(batch), transfers=True)
         return result
 
@@ -251,11 +270,8 @@ class TrtRunner(Runner):
         import torch
 
         self._require_loaded()
+        self.check_input(batch)
         arr = np.ascontiguousarray(batch, dtype=np.float32)
-        if arr.ndim != 4 or tuple(arr.shape[1:]) != self._chw:
-            raise ResdeployError(
-                f"input batch has shape {list(arr.shape)}; this engine takes [batch, {', '.join(map(str, self._chw))}]"
-            )
         n = int(arr.shape[0])
         if not self._profile.covers(n):
             raise ResdeployError(

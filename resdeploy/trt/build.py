@@ -74,11 +74,24 @@ class BuildConfig:
     verbose: int = 0  # TensorRT log level: 0 warnings, 1 info, 2+ verbose
     input_size: int | None = None  # when MODEL is a zoo name: the export's input size
 
+    def check(self) -> None:
+        """Refuse impossible settings before any work is done."""
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ResdeployError(f"unknown precision '{self.precision}'; choose from: {', '.join(PRECISIONS)}")
+        if self.calib_data and self.precision not in (None, "int8"):
+            raise ResdeployError("--calib-data only applies to --precision int8")
+        self.build_options()
+        if self.output and not _is_engine_name(Path(self.output)):
+            raise ResdeployError(f"-o {self.output}: name the engine file with .engine or .plan")
+
     def build_options(self) -> BuildOptions:
         return BuildOptions(
             workspace_mib=self.workspace_mib, opt_level=self.opt_level, hardware_compat=self.hardware_compat,
             version_compatible=self.version_compatible, exclude_lean_runtime=self.exclude_lean_runtime,
         )
+
+
+BUILD_RESULT_SCHEMA = "resdeploy.build/1"
 
 
 @dataclass
@@ -91,6 +104,9 @@ class BuildResult:
     onnx_path: Path  # the precision variant that was compiled
     cached: bool
     cache_path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": BUILD_RESULT_SCHEMA, **self.summary()}
 
     def summary(self) -> dict[str, Any]:
         m = self.metadata
@@ -121,22 +137,18 @@ class OnnxIO:
 # --- the public function -------------------------------------------------------------------------
 
 def build(
-    model: str | os.PathLike[str], config: BuildConfig | None = None, *, reporter: Reporter | None = None
+    source: str | os.PathLike[str], config: BuildConfig | None = None, *, reporter: Reporter | None = None
 ) -> BuildResult:
     """Compile ``model`` (ONNX file, artifact dir or zoo name) into a TensorRT engine.
 
     Reuses a cached plan when the ONNX, precision, profile, GPU, TensorRT version and
     build options are unchanged; writes the engine and ``<engine>.json`` atomically.
     """
+    model = source
     config = config or BuildConfig()
     reporter = reporter or QUIET
-    if config.precision is not None and config.precision not in PRECISIONS:
-        raise ResdeployError(f"unknown precision '{config.precision}'; choose from: {', '.join(PRECISIONS)}")
-    if config.calib_data and config.precision not in (None, "int8"):
-        raise ResdeployError("--calib-data only applies to --precision int8")
+    config.check()
     options = config.build_options()
-    if config.output and not _is_engine_name(Path(config.output)):
-        raise ResdeployError(f"-o {config.output}: name the engine file with .engine or .plan")
     if is_engine_file(model):
         raise ResdeployError(f"{model} is already an engine; pass the ONNX (or artifact directory) to build from")
     # The user's input first, the machine second: a typo in a path or a name must not hide behind
@@ -150,7 +162,7 @@ def build(
         from resdeploy.models.zoo import check_model_name
 
         check_model_name(str(model))
-        ExportConfig(input_size=config.input_size).validate()
+        ExportConfig(input_size=config.input_size).check()
     loader.cuda_index(config.device)
     if config.output:
         artifacts.check_writable_dir(Path(config.output).resolve().parent)
@@ -357,47 +369,27 @@ def _attach_timing_cache(
 # --- ONNX side -----------------------------------------------------------------------------------
 
 def read_onnx_io(path: Path) -> OnnxIO:
-    """Input/output names, shapes and the graph's own precision, without loading weights."""
-    import onnx
-    from onnx import helper
-
+    """Input/output names, shapes and the graph's own precision (``artifacts.GraphSummary``), without weights."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ResdeployError(f"cannot read {path} as ONNX: {exc}") from None
-    graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1 or not graph.output:
-        raise ResdeployError(f"{path} has {len(inputs)} inputs; resdeploy builds image classifiers with one input")
-    tensor_type = inputs[0].type.tensor_type
-    shape: tuple[int | str, ...] = tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim
-    )
-    dtype = str(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)) if tensor_type.elem_type else "float32"
-    return OnnxIO(inputs[0].name, shape, dtype, graph.output[0].name, graph_precision(model))
-
-
-def graph_precision(model: Any) -> str:
-    """int8 when the graph holds Q/DQ pairs, fp16 when its float weights are FP16, else fp32."""
-    from onnx import TensorProto
-
-    ops = {n.op_type for n in model.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        return "int8"
-    floats = [t.data_type for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
-    if floats and sum(t == TensorProto.FLOAT16 for t in floats) * 2 > len(floats):
-        return "fp16"
-    return "fp32"
+        graph = artifacts.GraphSummary.measure(path)
+    except ResdeployError as exc:
+        raise ResdeployError(f"cannot read {path} as ONNX: {exc.message}") from None
+    if len(graph.inputs) != 1 or not graph.outputs:
+        raise ResdeployError(f"{path} has {len(graph.inputs)} inputs; resdeploy builds image classifiers with one input")
+    inp = graph.inputs[0]
+    shape: tuple[int | str, ...] = tuple(d if isinstance(d, str) else (int(d) if d else "?") for d in inp.shape)
+    dtype = inp.dtype if inp.dtype != "unknown" else "float32"
+    return OnnxIO(inp.name, shape, dtype, graph.outputs[0].name, graph.precision)
 
 
 def _source_onnx(model: str | os.PathLike[str], config: BuildConfig, reporter: Reporter) -> Path:
     """The ONNX to start from: a file, an artifact directory, or a zoo name (exported as export does)."""
-    p = Path(model)
-    if p.exists():
-        return artifacts.resolve_model_file(p)
-    if artifacts.is_model_path(model):
-        raise ResdeployError(f"no such file: {model}")
+    from resdeploy.resolve import resolve_artifact
+
+    art = resolve_artifact(model)
+    if art.kind != "zoo":
+        assert art.path is not None
+        return art.path
     from resdeploy.exporter import ExportConfig, default_output_dir, export
 
     target = default_output_dir(str(model))  # artifacts/<model>/fp32, where the other stages look too
@@ -406,8 +398,32 @@ def _source_onnx(model: str | os.PathLike[str], config: BuildConfig, reporter: R
         return target / "model.onnx"
     export_config = ExportConfig(input_size=config.input_size) if config.input_size else ExportConfig()
     with reporter.step(f"export {model} to {target}"):
-        result = export(str(model), target, export_config, reporter=reporter)
+        result = export(str(model), export_config, output_dir=target, reporter=reporter)
     return Path(result.model_path)
+
+
+def engine_config(config: Any, reporter: Reporter | None = None) -> Any:
+    """A ``RunnerConfig`` for the TensorRT runner whose model is an engine plan.
+
+    Given an engine it is returned as it is; given an ONNX (or artifact dir, or zoo name) the
+    plan is built into the cache (``cache_only``) with the profile MIN=1, OPT=MAX=the runner's
+    batch, or ``options["profile"]``, and reused while its inputs are unchanged.
+    """
+    if is_engine_file(config.model):
+        return config
+    opts = dict(config.options)
+    batch = int(config.batch_size or 1)
+    profile = BatchProfile.parse(str(opts["profile"])) if opts.get("profile") else BatchProfile(1, batch, batch)
+    build_config = BuildConfig(
+        precision=config.precision, calib_data=opts.get("calib_data"), batch=profile,
+        workspace_mib=opts.get("workspace_mib"), opt_level=int(opts.get("opt_level", 3)),
+        device=config.device, verbose=int(opts.get("verbose", 0)), cache_only=True,
+    )
+    t0 = time.perf_counter()
+    result = build(config.model, build_config, reporter=opts.get("reporter") or reporter or QUIET)
+    opts["built"] = {"cached": result.cached, "seconds": round(time.perf_counter() - t0, 3),
+                     "source": str(config.model)}
+    return dataclasses.replace(config, model=str(result.engine_path), options=opts)
 
 
 def _precision_variant(source: Path, precision: str, config: BuildConfig, reporter: Reporter) -> Path:

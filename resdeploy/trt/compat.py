@@ -152,10 +152,9 @@ def read_metadata(engine: str | os.PathLike[str]) -> EngineMetadata:
             "version built it",
             hint="build it with `resdeploy build`, or pass the ONNX instead and let resdeploy build the engine",
         )
-    try:
-        data = json.loads(mp.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ResdeployError(f"cannot read {mp}: {exc}") from None
+    from resdeploy.artifacts import read_json
+
+    data = read_json(mp, what="engine metadata")
     if not isinstance(data, dict):
         raise ResdeployError(f"{mp} is not resdeploy engine metadata")
     return EngineMetadata.from_dict(data, str(mp))

@@ -111,14 +111,10 @@ def gpu_info(device: str = "cuda") -> GpuInfo:
 
 
 def cuda_index(device: str) -> int:
-    """'cuda' -> 0, 'cuda:1' -> 1; anything else is not a device TensorRT can use."""
-    kind, _, index = device.partition(":")
-    if kind != "cuda":
-        raise ResdeployError(f"engine 'trt' runs on an NVIDIA GPU, not on '{device}'", hint="pass --device cuda")
-    try:
-        return int(index) if index else 0
-    except ValueError:
-        raise ResdeployError(f"bad device '{device}': expected cuda or cuda:N") from None
+    """'cuda' -> 0, 'cuda:1' -> 1; anything else is not a device TensorRT can use (``runners.base.cuda_index``)."""
+    from resdeploy.runners.base import cuda_index as parse
+
+    return parse(device, f"engine 'trt' runs on an NVIDIA GPU, not on '{device}'")
 
 
 def cache_dir() -> Path:

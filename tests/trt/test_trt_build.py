@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from fake_tensorrt import FakeTensorRT
-from trt_fixtures import GPU_A10G, FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx  # noqa: F401
+from trt_fixtures import GPU_A10G, FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx, trt_runner  # noqa: F401
 
+from resdeploy import artifacts
 from resdeploy.errors import MissingDependencyError, ResdeployError
 from resdeploy.trt import compat
 from resdeploy.trt.build import BuildConfig, build, read_onnx_io
@@ -137,7 +138,8 @@ def test_engine_cache_hit_and_misses(install_fake: Callable[..., FakeTensorRT], 
     assert not build(tiny_onnx, BuildConfig(output=str(tiny_onnx.parent / "f.engine"))).cached
     assert fake11.record.builds == 1
 
-    make_onnx(tiny_onnx, classes=12)  # the ONNX changed
+    make_onnx(tiny_onnx, classes=12)  # the ONNX changed (re-exported: its manifest is rewritten with it)
+    artifacts.write_manifest(tiny_onnx.parent, {"stage": "export", "preprocess": {"resize": 10, "crop": 8}})
     changed = build(tiny_onnx, BuildConfig(output=str(tiny_onnx.parent / "g.engine")))
     assert not changed.cached and fake11.record.builds == 2
 
@@ -320,15 +322,28 @@ def test_fp16_variant_is_made_by_the_quantize_stage_beside_the_fp32_artifact(fak
 
 
 def test_int8_runner_keeps_its_variant_in_the_cache(fake_trt: FakeTensorRT, tiny_onnx: Path, tmp_path: Path) -> None:
-    from resdeploy.runners import RunnerConfig, create_runner
+    from resdeploy.runners import RunnerConfig
 
     config = RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", precision="int8", batch_size=2,
                           options={"calib_data": "synthetic"})
-    with create_runner(config) as runner:
+    with trt_runner(config) as runner:
         assert runner.describe()["precision"] == "int8"
     variants = list((tmp_path / "cache" / "variants").iterdir())
     assert len(variants) == 1 and read_onnx_io(variants[0] / "model.onnx").precision == "int8"
     assert sorted(p.name for p in tiny_onnx.parent.parent.iterdir()) == ["cache", "tiny"]  # no sibling artifacts
-    with create_runner(config) as runner:
+    with trt_runner(config) as runner:
         assert runner.describe()["engine_cached"] is True
     assert fake_trt.record.builds == 1
+
+
+def test_the_resolver_reads_an_engine_plan_through_its_metadata(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
+    from resdeploy.resolve import resolve_artifact
+
+    artifacts.write_manifest(tiny_onnx.parent, {"stage": "export", "model": {"name": "tiny"},
+                                                 "preprocess": {"resize": 10, "crop": 8}})
+    result = build(tiny_onnx, BuildConfig(precision="fp16"))
+    art = resolve_artifact(result.engine_path)
+    assert art.name == "tiny"  # a plan built beside its ONNX is named by that ONNX's manifest
+    assert art.kind == "engine" and art.precision == result.metadata.precision == "fp16"
+    assert art.sha256 == result.metadata.engine_sha256
+    assert result.to_dict()["schema"] == "resdeploy.build/1"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fake_tensorrt import FakeTensorRT
-from trt_fixtures import fake_gpu, fake_trt, install_fake, run_cli, tiny_onnx  # noqa: F401
+from trt_fixtures import fake_gpu, fake_trt, install_fake, run_cli, tiny_onnx, trt_runner  # noqa: F401
 
 
 def test_build_without_tensorrt_exits_2_with_install_line(tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,7 +37,7 @@ def test_bench_engine_trt_without_tensorrt_is_one_line(tiny_onnx: Path, monkeypa
     """The runner (used by bench and validate) fails the same way, before touching the GPU."""
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
     from resdeploy.errors import MissingDependencyError
-    from resdeploy.runners import RunnerConfig, create_runner
+    from resdeploy.runners import RunnerConfig
 
     try:
         import tensorrt
@@ -47,7 +47,7 @@ def test_bench_engine_trt_without_tensorrt_is_one_line(tiny_onnx: Path, monkeypa
     except ImportError:
         pass
     with pytest.raises(MissingDependencyError, match="pip install tensorrt"):
-        with create_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda")):
+        with trt_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda")):
             pass
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from resdeploy.compare import parity_metrics
+from resdeploy.prepare import prepare_runner_config
 from resdeploy.runners import RunnerConfig, create_runner
 from resdeploy.trt.build import BuildConfig, build
 from resdeploy.trt.compat import BatchProfile
@@ -48,7 +49,7 @@ def test_real_engine_matches_onnxruntime(resnet18_onnx: Path, tmp_path: Path, mo
     x = np.random.default_rng(0).standard_normal((8, 3, 224, 224)).astype(np.float32)
     with create_runner(RunnerConfig(engine="ort", model=str(result.onnx_path))) as ort:
         reference = ort.infer(x)
-    with create_runner(RunnerConfig(engine="trt", model=str(result.engine_path), device="cuda")) as runner:
+    with trt_runner(RunnerConfig(engine="trt", model=str(result.engine_path), device="cuda")) as runner:
         out = runner.infer(x)
         single = runner.infer(x[:1])  # another profile shape in the same context
         staged = runner.stage(x[:4])
@@ -70,11 +71,16 @@ def test_real_runner_from_onnx_with_cuda_graph(resnet18_onnx: Path, tmp_path: Pa
     monkeypatch.setenv("RESDEPLOY_CACHE_DIR", str(tmp_path / "cache"))
     x = np.random.default_rng(1).standard_normal((2, 3, 224, 224)).astype(np.float32)
     config = RunnerConfig(engine="trt", model=str(resnet18_onnx), device="cuda", batch_size=2)
-    with create_runner(config) as plain:
+    with trt_runner(config) as plain:
         expected = plain.infer(x)
     graph_config = RunnerConfig(engine="trt", model=str(resnet18_onnx), device="cuda", batch_size=2,
                                 options={"cuda_graph": True})
-    with create_runner(graph_config) as graphed:
+    with trt_runner(graph_config) as graphed:
         assert graphed.describe()["engine_cached"] is True
         for _ in range(3):
             np.testing.assert_allclose(graphed.infer(x), expected, rtol=1e-3, atol=1e-3)
+
+
+def trt_runner(config: RunnerConfig):  # noqa: ANN201 - a TrtRunner
+    """The TensorRT runner is given an engine: build (and cache) it from the ONNX first."""
+    return create_runner(prepare_runner_config(config))

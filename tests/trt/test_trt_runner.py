@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_tensorrt import FakeTensorRT, HostDevice
-from trt_fixtures import FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx  # noqa: F401
+from trt_fixtures import FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx, trt_runner  # noqa: F401
 
 from resdeploy.errors import ResdeployError
-from resdeploy.runners import RunnerConfig, create_runner
+from resdeploy.runners import RunnerConfig
 from resdeploy.runners.trt import TrtRunner
 from resdeploy.trt.build import BuildConfig, build
 from resdeploy.trt.compat import BatchProfile
@@ -34,7 +34,7 @@ def _expected(batch: np.ndarray, classes: int = 10) -> np.ndarray:
 
 def test_runner_from_onnx_builds_then_runs(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
     batch = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
-    runner = create_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=4))
+    runner = trt_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=4))
     assert isinstance(runner, TrtRunner)
     with runner:
         assert runner.input_meta().name == "input" and runner.input_meta().shape == ("batch", 3, 8, 8)
@@ -55,9 +55,9 @@ def test_runner_from_onnx_builds_then_runs(fake_trt: FakeTensorRT, tiny_onnx: Pa
 
 def test_second_runner_reuses_cached_engine(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
     config = RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=2)
-    with create_runner(config) as first:
+    with trt_runner(config) as first:
         assert first.describe()["engine_cached"] is False
-    with create_runner(config) as second:
+    with trt_runner(config) as second:
         assert second.describe()["engine_cached"] is True
     assert fake_trt.record.builds == 1 and fake_trt.record.deserialized == 2
 
@@ -65,20 +65,20 @@ def test_second_runner_reuses_cached_engine(fake_trt: FakeTensorRT, tiny_onnx: P
 def test_shape_set_once_per_batch_and_rows_stay_in_order(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
     engine = build(tiny_onnx, BuildConfig(batch=BatchProfile(1, 4, 8))).engine_path
     rng = np.random.default_rng(2)
-    with create_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")) as runner:
+    with trt_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")) as runner:
         for n in (1, 8, 8, 3):
             x = rng.standard_normal((n, 3, 8, 8)).astype(np.float32)
             np.testing.assert_allclose(runner.infer(x), _expected(x), rtol=1e-5)
         with pytest.raises(ResdeployError, match="outside this engine's profile 1:4:8"):
             runner.infer(np.zeros((9, 3, 8, 8), np.float32))
-        with pytest.raises(ResdeployError, match=r"takes \[batch, 3, 8, 8\]"):
+        with pytest.raises(ResdeployError, match=r"does not fit the trt model .*expected \[N, 3, 8, 8\]"):
             runner.infer(np.zeros((2, 3, 9, 9), np.float32))
     assert fake_trt.record.input_shapes == [(1, 3, 8, 8), (8, 3, 8, 8), (3, 3, 8, 8)]
 
 
 def test_staged_run_without_transfers_returns_device_output(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
     x = np.full((2, 3, 8, 8), 0.5, np.float32)
-    with create_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=2)) as runner:
+    with trt_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=2)) as runner:
         staged = runner.stage(x)
         for _ in range(3):
             device_out = runner.run_staged(staged, transfers=False)
@@ -91,7 +91,7 @@ def test_staged_run_without_transfers_returns_device_output(fake_trt: FakeTensor
 def test_fp16_engine_io_is_converted(fake_trt: FakeTensorRT, tmp_path: Path) -> None:
     onnx_path = make_onnx(tmp_path / "h" / "model.onnx", precision="fp16")
     x = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
-    with create_runner(RunnerConfig(engine="trt", model=str(onnx_path), device="cuda", batch_size=2)) as runner:
+    with trt_runner(RunnerConfig(engine="trt", model=str(onnx_path), device="cuda", batch_size=2)) as runner:
         assert runner.input_meta().dtype == "float16"
         assert runner.describe()["precision"] == "fp16"
         out = runner.infer(x)
@@ -111,7 +111,7 @@ def test_cuda_graph_option_captures_once_per_batch(fake_trt: FakeTensorRT, tiny_
     config = RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=2,
                           options={"cuda_graph": True})
     rng = np.random.default_rng(4)
-    with create_runner(config) as runner:
+    with trt_runner(config) as runner:
         for _ in range(3):
             x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
             np.testing.assert_allclose(runner.infer(x), _expected(x), rtol=1e-5)
@@ -124,7 +124,7 @@ def test_engine_file_from_other_gpu_is_refused(fake_trt: FakeTensorRT, fake_gpu:
     engine = build(tiny_onnx).engine_path
     fake_gpu.current = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
     with pytest.raises(ResdeployError, match="refusing to load .*built on NVIDIA A10G.*NVIDIA H100"):
-        with create_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
+        with trt_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
             pass
     assert fake_trt.record.deserialized == 0  # refused before TensorRT was asked
 
@@ -134,7 +134,7 @@ def test_engine_file_from_other_tensorrt_is_refused(install_fake: Callable[..., 
     engine = build(tiny_onnx).engine_path
     newer = install_fake("10.14.1.48")
     with pytest.raises(ResdeployError, match="built with TensorRT 10.13.0.35 and this machine has TensorRT 10.14.1.48"):
-        with create_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
+        with trt_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
             pass
     assert newer.record.deserialized == 0
 
@@ -143,7 +143,7 @@ def test_version_compatible_engine_allows_host_code(install_fake: Callable[..., 
                                                     tiny_onnx: Path) -> None:
     fake = install_fake()
     engine = build(tiny_onnx, BuildConfig(version_compatible=True)).engine_path
-    with create_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
+    with trt_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
         pass
     assert fake.record.engine_host_code_allowed == [True]
 
@@ -152,12 +152,12 @@ def test_engine_without_metadata_or_damaged(fake_trt: FakeTensorRT, tiny_onnx: P
     stray = tmp_path / "stray.plan"
     stray.write_bytes(b"\x00plan")
     with pytest.raises(ResdeployError, match="no metadata beside .*stray.plan"):
-        with create_runner(RunnerConfig(engine="trt", model=str(stray), device="cuda")):
+        with trt_runner(RunnerConfig(engine="trt", model=str(stray), device="cuda")):
             pass
     engine = build(tiny_onnx).engine_path
     engine.write_bytes(b"not a plan")
     with pytest.raises(ResdeployError, match="TensorRT could not load .*not a plan"):
-        with create_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
+        with trt_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
             pass
     meta = json.loads((engine.parent / (engine.name + ".json")).read_text())
     assert meta["schema"].startswith("resdeploy.trt-engine/")
@@ -169,5 +169,5 @@ def test_trt_runner_needs_a_cuda_device(fake_trt: FakeTensorRT, tiny_onnx: Path,
 
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
     with pytest.raises(ResdeployError, match="runs on an NVIDIA GPU, not on 'cpu'"):
-        with create_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cpu")):
+        with trt_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cpu")):
             pass

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_tensorrt import FakeTensorRT
-from trt_fixtures import make_onnx, tiny_onnx  # noqa: F401
+from trt_fixtures import make_onnx, tiny_onnx, trt_runner  # noqa: F401
 
-from resdeploy.runners import RunnerConfig, create_runner
+from resdeploy.runners import RunnerConfig
 from resdeploy.runners.trt import CudaDevice
 
 pytestmark = pytest.mark.gpu
@@ -42,7 +42,7 @@ def test_cuda_buffers_stream_and_copies(cuda_fake: FakeTensorRT, tiny_onnx: Path
     import torch
 
     rng = np.random.default_rng(0)
-    with create_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=8)) as runner:
+    with trt_runner(RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=8)) as runner:
         device = runner._device
         assert isinstance(device, CudaDevice)
         assert device.stream_handle not in (0, 1, 2)  # our own stream, not the legacy/per-thread default
@@ -65,7 +65,7 @@ def test_cuda_graph_replays_with_new_inputs(cuda_fake: FakeTensorRT, tiny_onnx: 
     rng = np.random.default_rng(1)
     config = RunnerConfig(engine="trt", model=str(tiny_onnx), device="cuda", batch_size=2,
                           options={"cuda_graph": True})
-    with create_runner(config) as runner:
+    with trt_runner(config) as runner:
         for _ in range(4):
             x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
             np.testing.assert_allclose(runner.infer(x), _expected(x), rtol=1e-5, atol=1e-6)
@@ -78,7 +78,7 @@ def test_cuda_graph_replays_with_new_inputs(cuda_fake: FakeTensorRT, tiny_onnx: 
 def test_cuda_fp16_io(cuda_fake: FakeTensorRT, tmp_path: Path) -> None:
     onnx_path = make_onnx(tmp_path / "h" / "model.onnx", precision="fp16")
     x = np.random.default_rng(2).standard_normal((3, 3, 8, 8)).astype(np.float32)
-    with create_runner(RunnerConfig(engine="trt", model=str(onnx_path), device="cuda", batch_size=3)) as runner:
+    with trt_runner(RunnerConfig(engine="trt", model=str(onnx_path), device="cuda", batch_size=3)) as runner:
         out = runner.infer(x)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, _expected(x.astype(np.float16)), rtol=3e-3, atol=3e-3)

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import onnx
@@ -138,3 +139,11 @@ def install_fake(
 @pytest.fixture
 def fake_trt(install_fake: Callable[..., FakeTensorRT]) -> FakeTensorRT:
     return install_fake()
+
+
+def trt_runner(config: Any) -> Any:
+    """A TensorRT runner for ``config``, its ONNX built into a plan first (the runner is given an engine)."""
+    from resdeploy.prepare import prepare_runner_config
+    from resdeploy.runners import create_runner
+
+    return create_runner(prepare_runner_config(config))

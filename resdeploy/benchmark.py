@@ -330,9 +330,6 @@ def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]
             f"the model's input has a fixed batch of {dims[0]}, so it cannot run batch {batch}",
             hint=f"use --batch {dims[0]}, or export with a dynamic batch axis",
         )
-    if is_raw_image_input(meta.dtype, dims):  # preprocessing in the graph: decoded images, at the resize size
-        side = _raw_image_size(cfg, _spatial_size(cfg)[0])
-        return (batch, *(d if isinstance(d, int) and d > 0 else side for d in dims[1:3]), 3)
     return _filled_shape(runner, batch, cfg)
 
 
@@ -340,9 +337,13 @@ def _filled_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ..
     """``batch`` and the model's dims, dynamic ones filled from --input-size/--layout, the manifest or 224 NCHW."""
     from resdeploy.onnx_io import layout_of
 
-    dims = list(runner.input_meta().shape)
+    meta = runner.input_meta()
+    dims = list(meta.shape)
     if len(dims) != 4:
         raise ResdeployError(f"resdeploy benches image models (NCHW or NHWC); input has shape {tuple(dims)}")
+    if is_raw_image_input(meta.dtype, dims):  # preprocessing in the graph: decoded images, at the resize size
+        side = _raw_image_size(cfg, _spatial_size(cfg)[0])
+        return (batch, *(d if isinstance(d, int) and d > 0 else side for d in dims[1:3]), 3)
     static = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
     layout = (cfg.layout or layout_of(static) or str(_recorded_preprocess(cfg).get("layout") or "NCHW")).upper()
     h, w = _spatial_size(cfg)
@@ -533,7 +534,7 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
     for engine in cfg.engines:
         with reporter.step(f"checking that {engine} can run the model"), runner_for(engine, batches[0]) as probe:
             for batch in batches:
-                check_memory(input_shape(probe, batch, cfg), cfg.buffers, f"{engine} batch {batch}")
+                check_memory(_filled_shape(probe, batch, cfg), cfg.buffers, f"{engine} batch {batch}")
 
     art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
     if "ort" in cfg.engines and cfg.device == "cpu":

@@ -29,7 +29,13 @@ from resdeploy.artifacts import (
     sha256_file,
 )
 from resdeploy.errors import ResdeployError, check_positive_int
-from resdeploy.onnx_io import GraphInput, parse_input_size, read_graph_input, single_input, spec_without_manifest
+from resdeploy.onnx_io import (
+    GraphInput,
+    parse_input_size,
+    read_graph_input,
+    single_input,
+    spec_without_manifest,
+)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 

@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from resdeploy.onnx_io import batch_fits, layout_mismatch
 from resdeploy.errors import MissingDependencyError, ResdeployError, check_positive_int
+from resdeploy.onnx_io import batch_fits, layout_mismatch
 
 
 @dataclass(frozen=True)

@@ -201,17 +201,11 @@ def run_local(ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, reporter: R
             raise ResdeployError("a model with its preprocessing in the graph validates on an image folder (--data DIR)")
         candidate_side: Any = cand_runner
         feed: Callable[[Any], Any] | None = None
-        # A reference in the other layout (an NCHW model checking its NHWC export) gets the same images transposed.
-        reference_side: Any = ref_runner
-        spec = getattr(ds, "spec", None)
-        ref_dims = tuple(d if isinstance(d, int) and d > 0 else None for d in ref_runner.input_meta().shape)
-        ref_layout = layout_of(ref_dims)
-        if spec is not None and ref_layout is not None and ref_layout != spec.layout:
-            reference_side = functools.partial(_infer_in_layout, ref_runner, spec.layout, ref_layout)
+        ref_side = reference_side(ref_runner, ds)
         if raw:  # the candidate gets the same samples as decoded images, one per call (their sizes differ)
             candidate_side = functools.partial(_infer_images, cand_runner)
             feed = functools.partial(_decoded_images, ds)
-        return compare_runners(reference_side, candidate_side,
+        return compare_runners(ref_side, candidate_side,
                                ds.batches(batch_size, data_reporter, description="validating"),
                                on_first=on_first, candidate_inputs=feed)
     finally:  # compare_runners closes the runners it is given; a callable side's runner is closed here
@@ -387,6 +381,18 @@ def _decoded_images(ds: Any, batch: Any) -> list[np.ndarray]:
     from resdeploy.preprocess import load_image
 
     return [image_array(load_image((ds.root / n) if ds.root else Path(n))) for n in batch.names]
+
+
+def reference_side(ref_runner: Any, ds: Any) -> Any:
+    """The reference as ``compare`` runs it: the runner, or (an NCHW model checking its NHWC export, or the
+    other way round) a function feeding it the same images transposed to its layout. ``run_local`` and
+    ``validate --ray``'s workers both use it."""
+    spec = getattr(ds, "spec", None)
+    ref_dims = tuple(d if isinstance(d, int) and d > 0 else None for d in ref_runner.input_meta().shape)
+    ref_layout = layout_of(ref_dims)
+    if spec is None or ref_layout is None or ref_layout == spec.layout:
+        return ref_runner
+    return functools.partial(_infer_in_layout, ref_runner, spec.layout, ref_layout)
 
 
 def _infer_in_layout(runner: Any, source: str, target: str, batch: np.ndarray) -> np.ndarray:

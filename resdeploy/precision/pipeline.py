@@ -183,8 +183,9 @@ def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> Source
                              hint="quantize the variant it was made from, then `resdeploy package VARIANT "
                                   "--preprocess-in-graph`")
     # FP16 conversion reads no images: without calibration data it needs no preprocessing.
+    recorded = bool(manifest and isinstance(manifest.get("preprocess"), dict))
     spec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean, std=cfg.std,
-                           what=str(p), reporter=reporter, graph=art.input() if manifest is None else None,
+                           what=str(p), reporter=reporter, graph=None if recorded else art.input(),
                            layout=cfg.layout, preset=cfg.preprocess,
                            required=cfg.precision == "int8" or bool(cfg.calib_data))
     art_dir = p.parent if manifest is not None else None

@@ -1,4 +1,4 @@
-"""ResNet-50, batch 1, ONNX Runtime CPU: FP32 vs INT8 (--target cpu), and unsigned vs signed activations.
+"""ResNet-50, batch 1, ONNX Runtime CPU: FP32 vs INT8 (--target cpu): 7-bit vs 8-bit weights, u8 vs s8 activations.
 
     python benchmarks/int8_cpu_speed.py [--rounds 15] [--iters 20] [--out benchmarks/results/int8_cpu_speed.json]
 
@@ -63,12 +63,18 @@ def main() -> int:
     if not (u8 / "model.onnx").exists():
         resdeploy.quantize(fp32, precision="int8", target="cpu", calib_data=args.calib_data, calib_samples=32,
                            reporter=rep)
-    variants["int8 u8 act (--target cpu)"] = u8 / "model.onnx"
+    variants["int8 u8, 7-bit w (default)"] = u8 / "model.onnx"
+    saved = str(u8 / "calibration_ranges.json")
+    full = art / "int8-cpu-vnni"
+    if not (full / "model.onnx").exists():
+        resdeploy.quantize(fp32, precision="int8", target="cpu", cpu="vnni", ranges=saved, output=str(full),
+                           reporter=rep)
+    variants["int8 u8, 8-bit w (--cpu vnni)"] = full / "model.onnx"
     s8 = art / "int8-cpu-s8act"
     if not (s8 / "model.onnx").exists():
-        resdeploy.quantize(fp32, precision="int8", target="cpu", activation_type="int8",
-                           ranges=str(u8 / "calibration_ranges.json"), output=str(s8), reporter=rep)
-    variants["int8 s8 act"] = s8 / "model.onnx"
+        resdeploy.quantize(fp32, precision="int8", target="cpu", activation_type="int8", cpu="vnni",
+                           ranges=saved, output=str(s8), reporter=rep)
+    variants["int8 s8 act, 8-bit w"] = s8 / "model.onnx"
 
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     runners = {k: create_runner(RunnerConfig(engine="ort", model=str(p), threads=args.threads)).__enter__()
@@ -94,12 +100,16 @@ def main() -> int:
 
     stats = {k: LatencyStats.from_latencies(v, images=len(v), wall_seconds=wall[k]) for k, v in lat.items()}
     base = stats["fp32"].p50_ms
-    print(f"\nResNet-50, batch 1, ONNX Runtime CPU, {cpu_model()}, {os.cpu_count()} logical CPUs")
-    print(f"{'variant':30s} {'p50 ms':>9s} {'p90 ms':>9s} {'speed-up vs FP32 (p50)':>24s}")
+    from resdeploy.machine import cpu_flags
+
+    print(f"\nResNet-50, batch 1, ONNX Runtime CPU, {cpu_model()}, {os.cpu_count()} logical CPUs, "
+          f"flags: {' '.join(cpu_flags())}")
+    print(f"{'variant':32s} {'p50 ms':>9s} {'p90 ms':>9s} {'speed-up vs FP32 (p50)':>24s}")
     for k, s in stats.items():
-        print(f"{k:30s} {s.p50_ms:9.2f} {s.p90_ms:9.2f} {base / s.p50_ms:23.2f}x")
+        print(f"{k:32s} {s.p50_ms:9.2f} {s.p90_ms:9.2f} {base / s.p50_ms:23.2f}x")
     result = {
         "schema": "resdeploy.int8-cpu-speed/1", "created": utc_now(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
         "threads": args.threads, "rounds": args.rounds, "iters_per_round": args.iters,
         "versions": package_versions(["onnxruntime", "onnx", "torch", "numpy"]),
         "python": platform.python_version(),

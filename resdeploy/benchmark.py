@@ -82,7 +82,8 @@ class BenchConfig:
     slo_ms: float | None = None
     transfers: bool = True  # GPU: include host->device input and device->host output copies
     options: dict[str, Any] = field(default_factory=dict)  # runner options: compile, cuda_graph, ep...
-    input_size: int | None = None  # H=W when the model's spatial axes are dynamic and no manifest says
+    input_size: int | tuple[int, int] | None = None  # H or (H, W) where the model's spatial axes are dynamic
+    layout: str | None = None  # NCHW | NHWC where neither the graph nor a manifest tells
     buffers: int = 4
     seed: int = 0
     keep_latencies: bool = True
@@ -148,7 +149,8 @@ class BenchConfig:
         if self.iterations < 0 or self.duration < 0:
             raise ResdeployError("--iterations and --duration must be >= 0")
         LoopLimits(self.iterations, self.duration).check("the measurement (--iterations/--duration)")
-        check_positive_int(self.input_size, "--input-size")
+        for v in (self.input_size if isinstance(self.input_size, tuple) else (self.input_size,)):
+            check_positive_int(v, "--input-size")
         if self.buffers < 1:
             raise ResdeployError("buffers must be >= 1")
         if self.cpus is not None:
@@ -305,10 +307,14 @@ def emulation_record(cfg: BenchConfig, machine: dict[str, Any]) -> dict[str, Any
 
 
 # --- inputs -----------------------------------------------------------------------------------------
-def _spatial_size(cfg: BenchConfig) -> int:
+def _spatial_size(cfg: BenchConfig) -> tuple[int, int]:
+    """(H, W) for dynamic spatial axes: --input-size, else the manifest's crop, else 224."""
     if cfg.input_size:
-        return int(cfg.input_size)
-    return int(_recorded_preprocess(cfg).get("crop") or 224)
+        if isinstance(cfg.input_size, int):
+            return (cfg.input_size, cfg.input_size)
+        return (int(cfg.input_size[0]), int(cfg.input_size[1]))
+    crop = _recorded_preprocess(cfg).get("crop") or 224
+    return (int(crop[0]), int(crop[1])) if isinstance(crop, list | tuple) else (int(crop), int(crop))
 
 
 def _recorded_preprocess(cfg: BenchConfig) -> dict[str, Any]:
@@ -318,23 +324,55 @@ def _recorded_preprocess(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
-    """The input shape for ``batch``: the model's fixed dims, with dynamic ones filled in."""
+    """The input shape for ``batch``: the model's fixed dims, with dynamic ones filled in (NCHW or NHWC)."""
     meta = runner.input_meta()
     dims = list(meta.shape)
     if len(dims) != 4:
-        raise ResdeployError(f"resdeploy benches NCHW image models; input '{meta.name}' has shape {meta.shape}")
+        raise ResdeployError(f"resdeploy benches image models (NCHW or NHWC); input '{meta.name}' has shape {meta.shape}")
     if isinstance(dims[0], int) and dims[0] not in (batch, -1, 0):
         raise ResdeployError(
             f"the model's input has a fixed batch of {dims[0]}, so it cannot run batch {batch}",
             hint=f"use --batch {dims[0]}, or export with a dynamic batch axis",
         )
-    size = _spatial_size(cfg)
+    return _filled_shape(runner, batch, cfg)
+
+
+def _filled_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
+    """``batch`` and the model's dims, dynamic ones filled from --input-size/--layout, the manifest or 224 NCHW."""
+    from resdeploy.onnx_io import layout_of
+
+    meta = runner.input_meta()
+    dims = list(meta.shape)
+    if len(dims) != 4:
+        raise ResdeployError(f"resdeploy benches image models (NCHW or NHWC); input has shape {tuple(dims)}")
     if is_raw_image_input(meta.dtype, dims):  # preprocessing in the graph: decoded images, at the resize size
-        return (batch, *(d if isinstance(d, int) and d > 0 else _raw_image_size(cfg, size) for d in dims[1:3]), 3)
-    out = [batch]
-    for d in dims[1:]:
-        out.append(d if isinstance(d, int) and d > 0 else (3 if len(out) == 1 else size))
-    return tuple(out)
+        side = _raw_image_size(cfg, _spatial_size(cfg)[0])
+        return (batch, *(d if isinstance(d, int) and d > 0 else side for d in dims[1:3]), 3)
+    static = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
+    layout = (cfg.layout or layout_of(static) or str(_recorded_preprocess(cfg).get("layout") or "NCHW")).upper()
+    h, w = _spatial_size(cfg)
+    fill = (3, h, w) if layout == "NCHW" else (h, w, 3)
+    return (batch, *(d if d is not None else f for d, f in zip(static[1:], fill, strict=True)))
+
+
+# A ResNet's widest activations are several times its input (ResNet-50 at 224: the stem's
+# 64x112x112 output is 5.3x the 3x224x224 input), so a batch whose activations will not fit
+# fails here, not halfway through allocating them.
+_ACTIVATION_FACTOR = 8
+
+
+def check_memory(shape: tuple[int, ...], buffers: int, what: str) -> None:
+    """One line when a batch cannot fit in this machine's available memory (inputs plus activations)."""
+    import psutil
+
+    one = int(np.prod(shape, dtype=np.int64)) * 4
+    need = one * (buffers + _ACTIVATION_FACTOR)
+    available = int(psutil.virtual_memory().available)
+    if need > available:
+        raise ResdeployError(f"{what} needs at least {need / 2**30:.1f} GiB ({buffers} input batches of "
+                             f"{'x'.join(map(str, shape))} float32, {one / 2**30:.1f} GiB each, and the "
+                             f"activations), and this machine has {available / 2**30:.1f} GiB available",
+                             hint="pass a smaller --batch")
 
 
 def _raw_image_size(cfg: BenchConfig, crop: int) -> int:
@@ -506,7 +544,9 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
 
     options = dict(cfg.options)
     if cfg.input_size:
-        options.setdefault("input_size", cfg.input_size)  # torch builds zoo models at this size
+        hw = _spatial_size(cfg)
+        if hw[0] == hw[1]:
+            options.setdefault("input_size", hw[0])  # torch builds zoo models at this size
 
     def config_for(engine: str, batch: int) -> RunnerConfig:
         return RunnerConfig(engine=engine, model=str(cfg.model), device=cfg.device, precision=cfg.precision,
@@ -516,8 +556,10 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
         # what the runner is given is made first (a TensorRT plan is built and cached here, not by the runner)
         return create_runner(prepare_runner_config(config_for(engine, batch), reporter))
 
-    # Construct (not load) one runner per engine first, and check each engine's package is
-    # installed: a bad pair or a missing runtime fails before minutes of timing the others.
+    # Construct one runner per engine first, and check each engine's package is installed;
+    # then load each once and check its inputs fit in memory: an engine that cannot run the
+    # model (torch given an ONNX file, a missing runtime, a batch too big) fails before
+    # minutes of timing the others, not after.
     for engine in cfg.engines:
         _check_installed(engine, cfg.device, options)
         create_runner(config_for(engine, batches[0]))  # constructs only: checks the model and options
@@ -525,8 +567,17 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
         from resdeploy.bench_inputs import check_data
 
         check_data(cfg.data)
+    for engine in cfg.engines:
+        with reporter.step(f"checking that {engine} can run the model"), runner_for(engine, batches[0]) as probe:
+            for batch in batches:
+                check_memory(_filled_shape(probe, batch, cfg), cfg.buffers, f"{engine} batch {batch}")
 
     art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
+    if "ort" in cfg.engines and cfg.device == "cpu":
+        from resdeploy.precision.isa import host_warning_for
+
+        if (isa_warning := host_warning_for(cfg.model)) is not None:
+            reporter.warn(isa_warning)
     machine = fingerprint(import_torch=cfg.device.startswith("cuda"))
     emulation = emulation_record(cfg, machine)
     sha = art.sha256

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,8 +24,31 @@ from rich.progress import (
 
 T = TypeVar("T")
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# Width of a table printed to a pipe or file: wide enough that no path is cut.
+PIPE_WIDTH = 4096
+
+
+class _Console(Console):
+    """A rich Console that, when its stream is not a terminal, prints at full width.
+
+    Rich lays tables out for 80 columns (or $COLUMNS) even into a pipe, and cuts cells that
+    do not fit with an ellipsis: a CI log would lose exactly the paths people need. A pipe
+    has no width, so none is imposed; tables take their natural width (they do not expand).
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if not self.is_terminal:
+            return ConsoleDimensions(PIPE_WIDTH, super().size.height)
+        return super().size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+stdout = _Console(soft_wrap=True)
+stderr = _Console(stderr=True, soft_wrap=True)
 
 
 @dataclass

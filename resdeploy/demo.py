@@ -15,7 +15,6 @@ demo is also an example of the API. Run it with ``python -m resdeploy.demo``.
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import sys
 import time
@@ -82,7 +81,6 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
     from resdeploy.benchmark import BenchConfig
     from resdeploy.datasets import write_digits
     from resdeploy.exporter import ExportConfig
-    from resdeploy.machine import cpu_flags, int8_cpu_advice
     from resdeploy.reporting import ReportConfig
     from resdeploy.training import TrainConfig, train
 
@@ -110,12 +108,9 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
     paths["fp32"] = Path(fp32.model_path)
     with reporter.step("quantize fp16"):
         paths["fp16"] = Path(resdeploy.quantize(paths["fp32"], precision="fp16").model_path)
-    advice = int8_cpu_advice(platform.machine(), cpu_flags())  # x86 without VNNI: 8-bit weights can saturate
-    if advice:
-        reporter.info(f"INT8 with --reduce-range: {advice.split(':')[0]}")
     paths["int8-cpu"] = Path(resdeploy.quantize(paths["fp32"], precision="int8", target="cpu",
                                                 calib_data=str(folders.train), calib_samples=cfg.calib_samples,
-                                                seed=cfg.seed, reduce_range=advice is not None,
+                                                seed=cfg.seed,
                                                 reporter=reporter).model_path)
 
     top1: dict[str, float] = {}

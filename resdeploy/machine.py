@@ -66,14 +66,15 @@ def int8_cpu_advice(arch: str, flags: list[str]) -> str | None:
     """What ``quantize --target cpu`` should know about this CPU, or None when nothing.
 
     Without VNNI (or AMX), x86's u8 x s8 instruction adds pairs of products into int16, which
-    8-bit weights can saturate; ONNX Runtime's quantization guide recommends reduce_range there.
+    8-bit weights can saturate (resdeploy/precision/isa.py): the default ``--cpu portable`` is exact
+    here, ``--cpu vnni`` graphs are not.
     """
     if arch.lower() not in ("x86_64", "amd64", "i686", "x86") or not flags:
         return None  # ARM, or no /proc/cpuinfo to tell
     if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         return None
-    return ("no VNNI on this CPU: INT8 graphs made for it should use `resdeploy quantize --target cpu "
-            "--reduce-range` (7-bit weights; 8-bit weights can saturate in ONNX Runtime's kernels here)")
+    return ("no VNNI on this CPU: INT8 graphs with full 8-bit weights (`quantize --cpu vnni`) lose accuracy "
+            "here (int16 saturation in ONNX Runtime's kernels); the default `--cpu portable` (7-bit weights) is exact")
 
 
 def usable_cpus() -> list[int]:

@@ -24,10 +24,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """Resize the shorter side to ``resize``, centre-crop ``crop``, scale, normalise, NCHW."""
+    """Resize the shorter side to ``resize``, centre-crop ``crop``, scale, normalise, NCHW.
+
+    ``crop`` is an int for a square crop or (H, W) for a non-square model input.
+    """
 
     resize: int = 256
-    crop: int = 224
+    crop: int | tuple[int, int] = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     scale: float = 1.0 / 255.0  # applied to 8-bit pixel values before mean/std
@@ -45,6 +48,9 @@ class PreprocessSpec:
         for key in ("mean", "std"):
             if key in d:
                 d[key] = tuple(float(v) for v in d[key])
+        if isinstance(d.get("crop"), list | tuple):
+            h, w = (int(v) for v in d["crop"])
+            d["crop"] = h if h == w else (h, w)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -52,6 +58,46 @@ class PreprocessSpec:
     def for_input_size(cls, size: int, *, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> PreprocessSpec:  # noqa: ANN001
         """The torchvision evaluation recipe scaled to ``size`` (resize = size / 0.875)."""
         return cls(resize=int(round(size / 0.875)), crop=size, mean=tuple(mean), std=tuple(std))
+
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """(H, W) of the crop."""
+        if isinstance(self.crop, list | tuple):
+            return int(self.crop[0]), int(self.crop[1])
+        return int(self.crop), int(self.crop)
+
+
+# The preprocessing conventions models come with (``--preprocess``). Each is what its
+# framework's ImageNet models were trained with; calibrating a caffe-style model (Keras
+# ResNet50) with the torchvision recipe gives ranges about 50x too small.
+PRESETS: dict[str, dict[str, Any]] = {
+    # torchvision / timm: RGB, /255, then ImageNet mean/std.
+    "torchvision": {"color": "RGB", "scale": 1.0 / 255.0, "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+    # Caffe, and Keras's ResNet50/VGG (`preprocess_input` mode "caffe"): BGR, 0-255, ImageNet mean
+    # subtracted per channel (given in BGR order, as the channels are by then), no scaling.
+    "caffe": {"color": "BGR", "scale": 1.0, "mean": (103.939, 116.779, 123.68), "std": (1.0, 1.0, 1.0)},
+    # TensorFlow / Keras mode "tf" (MobileNet, Inception, ResNetV2): [-1, 1].
+    "tf": {"color": "RGB", "scale": 1.0 / 255.0, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+}
+
+
+def spec_for(size: tuple[int, int], *, preset: str = "torchvision", layout: str = "NCHW", resize: int | None = None,
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> PreprocessSpec:
+    """A spec for a model without a manifest: the preset's recipe at ``size`` (H, W), flags on top.
+
+    Resize defaults to the torchvision evaluation ratio (shorter side = crop / 0.875).
+    """
+    if preset not in PRESETS:
+        raise ResdeployError(f"unknown --preprocess '{preset}'; choose from: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    h, w = int(size[0]), int(size[1])
+    return PreprocessSpec(
+        resize=int(round(min(h, w) / 0.875)) if resize is None else int(resize),
+        crop=h if h == w else (h, w), color=str(p["color"]), scale=float(p["scale"]),
+        mean=tuple(float(v) for v in (mean if mean is not None else p["mean"])),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in (std if std is not None else p["std"])),  # type: ignore[arg-type]
+        layout=layout.upper(), extra={} if preset == "torchvision" else {"preset": preset},
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +175,7 @@ def _resized_size(w: int, h: int, size: int) -> tuple[int, int]:
     return (new_short, new_long) if w <= h else (new_long, new_short)
 
 
-def _resize_shorter(img: Image.Image, size: int, resample: int, *, crop: int | None = None,
+def _resize_shorter(img: Image.Image, size: int, resample: int, *, crop: int | tuple[int, int] | None = None,
                     max_pixels: int = _MAX_RESIZED_PIXELS) -> Image.Image:
     """Resize so the shorter side is ``size``, the longer side as torchvision computes it.
 
@@ -143,28 +189,30 @@ def _resize_shorter(img: Image.Image, size: int, resample: int, *, crop: int | N
         return img
     if crop is None or new_w * new_h <= max_pixels:
         return img.resize((new_w, new_h), resample=resample)
+    crop = (crop, crop) if isinstance(crop, int) else crop
 
-    def window(old: int, new: int) -> tuple[float, float, int]:
-        if new <= crop:
+    def window(old: int, new: int, keep: int) -> tuple[float, float, int]:
+        if new <= keep:
             return 0.0, float(old), new
-        start = int(round((new - crop) / 2.0))  # _centre_crop's offset, in resized pixels
-        return start * old / new, (start + crop) * old / new, crop
+        start = int(round((new - keep) / 2.0))  # _centre_crop's offset, in resized pixels
+        return start * old / new, (start + keep) * old / new, keep
 
-    x0, x1, out_w = window(w, new_w)
-    y0, y1, out_h = window(h, new_h)
+    x0, x1, out_w = window(w, new_w, crop[1])
+    y0, y1, out_h = window(h, new_h, crop[0])
     return img.resize((out_w, out_h), resample=resample, box=(x0, y0, x1, y1))
 
 
-def _centre_crop(img: Image.Image, size: int) -> Image.Image:
-    """Centre crop with torchvision's rounding; pads with black when the image is smaller."""
+def _centre_crop(img: Image.Image, size: int | tuple[int, int]) -> Image.Image:
+    """Centre crop (``size`` or (H, W)) with torchvision's rounding; pads with black when the image is smaller."""
+    ch, cw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     w, h = img.size
-    if w < size or h < size:
-        padded = Image.new(img.mode, (max(w, size), max(h, size)))
-        padded.paste(img, ((max(w, size) - w) // 2, (max(h, size) - h) // 2))
+    if w < cw or h < ch:
+        padded = Image.new(img.mode, (max(w, cw), max(h, ch)))
+        padded.paste(img, ((max(w, cw) - w) // 2, (max(h, ch) - h) // 2))
         img, (w, h) = padded, padded.size
-    top = int(round((h - size) / 2.0))
-    left = int(round((w - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
+    top = int(round((h - ch) / 2.0))
+    left = int(round((w - cw) / 2.0))
+    return img.crop((left, top, left + cw, top + ch))
 
 
 def preprocess_image(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
@@ -180,8 +228,8 @@ def preprocess_image(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     if img.mode != "RGB":
         img = to_rgb(img)
     if spec.resize:
-        img = _resize_shorter(img, int(spec.resize), _INTERPOLATIONS[spec.interpolation], crop=int(spec.crop))
-    img = _centre_crop(img, int(spec.crop))
+        img = _resize_shorter(img, int(spec.resize), _INTERPOLATIONS[spec.interpolation], crop=spec.crop_hw)
+    img = _centre_crop(img, spec.crop_hw)
     arr: np.ndarray = np.asarray(img, dtype=np.float32) * np.float32(spec.scale)
     if spec.color.upper() == "BGR":
         arr = arr[:, :, ::-1]
@@ -211,5 +259,5 @@ def preprocess_batch(images: Sequence[Image.Image | str | os.PathLike[str]], spe
 
 def input_shape(spec: PreprocessSpec) -> tuple[int, int, int]:
     """The per-sample tensor shape that ``preprocess_image`` produces for ``spec``."""
-    c = int(spec.crop)
-    return (3, c, c) if spec.layout.upper() == "NCHW" else (c, c, 3)
+    h, w = spec.crop_hw
+    return (3, h, w) if spec.layout.upper() == "NCHW" else (h, w, 3)

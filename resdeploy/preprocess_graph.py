@@ -58,7 +58,7 @@ def check_expressible(spec: PreprocessSpec) -> None:
     if spec.extra:
         raise ResdeployError(f"the preprocessing spec has extra steps ({', '.join(map(str, spec.extra))}) that "
                              "resdeploy cannot express in ONNX")
-    if int(spec.crop) <= 0 or int(spec.resize) < 0:
+    if min(spec.crop_hw) <= 0 or int(spec.resize) < 0:
         raise ResdeployError(f"crop {spec.crop} / resize {spec.resize}: cannot build a preprocessing graph")
 
 
@@ -72,7 +72,7 @@ def preprocess_model(spec: PreprocessSpec, *, opset: int = MIN_OPSET, batch: int
     if opset < MIN_OPSET:
         raise ResdeployError(f"in-graph preprocessing needs opset >= {MIN_OPSET} (Resize antialias, "
                              f"CenterCropPad); the model has opset {opset}", hint="re-export with --opset 18")
-    crop, size = int(spec.crop), int(spec.resize)
+    (crop_h, crop_w), size = spec.crop_hw, int(spec.resize)
     mode, _, antialias = _MODES[spec.interpolation]
     nodes: list[Any] = []
     inits: list[Any] = []
@@ -101,12 +101,12 @@ def preprocess_model(spec: PreprocessSpec, *, opset: int = MIN_OPSET, batch: int
         cur = hw
     # resdeploy crops at round((d) / 2) (half to even); CenterCropPad at floor(d / 2). They differ by
     # one when d % 4 == 3: drop that pixel first. d < 0 (padding) needs no shift: both pad at floor.
-    d = node("Max", [node("Sub", [cur, const("crop", [crop, crop])], "excess"), const("zero", [0, 0])], "excess0")
+    d = node("Max", [node("Sub", [cur, const("crop", [crop_h, crop_w])], "excess"), const("zero", [0, 0])], "excess0")
     half = node("Div", [d, const("two", [2, 2])], "half")
     shift = node("Mul", [node("Mod", [d, const("two_m", [2, 2])], "odd"),
                          node("Mod", [half, const("two_h", [2, 2])], "half_odd")], "shift")
     x = node("Slice", [x, shift, const("end", [np.iinfo(np.int64).max] * 2), const("axes", [1, 2])], "shifted")
-    x = node("CenterCropPad", [x, const("crop_shape", [crop, crop])], "cropped", axes=[1, 2])
+    x = node("CenterCropPad", [x, const("crop_shape", [crop_h, crop_w])], "cropped", axes=[1, 2])
     x = node("Mul", [x, const("scale", float(spec.scale), np.float32)], "scaled")
     if spec.color.upper() == "BGR":
         x = node("Gather", [x, const("bgr_index", [2, 1, 0])], "bgr", axis=3)
@@ -117,7 +117,7 @@ def preprocess_model(spec: PreprocessSpec, *, opset: int = MIN_OPSET, batch: int
     if output_dtype is not None and output_dtype != TensorProto.FLOAT:
         x = node("Cast", [x], "cast_out", to=output_dtype)
     nodes[-1].output[0] = _PREFIX + "out"
-    shape_out = [batch, 3, crop, crop] if spec.layout.upper() == "NCHW" else [batch, crop, crop, 3]
+    shape_out = [batch, 3, crop_h, crop_w] if spec.layout.upper() == "NCHW" else [batch, crop_h, crop_w, 3]
     graph = helper.make_graph(
         nodes, "resdeploy_preprocess",
         [helper.make_tensor_value_info(RAW_INPUT_NAME, TensorProto.UINT8, [batch, "height", "width", 3])],
@@ -147,7 +147,8 @@ def merge_preprocessing(model: Any, spec: PreprocessSpec) -> Any:
     if t.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
         raise ResdeployError(f"the model's input '{target.name}' is not float32/float16: not an image model")
     dims = [dd.dim_value if dd.HasField("dim_value") else (dd.dim_param or "batch") for dd in t.shape.dim]
-    expected = [3, int(spec.crop), int(spec.crop)] if spec.layout.upper() == "NCHW" else [int(spec.crop)] * 2 + [3]
+    crop_h, crop_w = spec.crop_hw
+    expected = [3, crop_h, crop_w] if spec.layout.upper() == "NCHW" else [crop_h, crop_w, 3]
     if len(dims) != 4 or dims[1:] != expected:
         raise ResdeployError(f"the model's input {dims} does not match the preprocessing's output "
                              f"[batch, {', '.join(map(str, expected))}]")

@@ -22,47 +22,26 @@ from resdeploy.artifacts import (
     MANIFEST_NAME,
     GraphSummary,
     Manifest,
-    TensorInfo,
     artifact_dirs_inside,
     check_not_empty,
     is_model_path,
     load_manifest,
     sha256_file,
 )
-from resdeploy.errors import ResdeployError
+from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.onnx_io import (
+    GraphInput,
+    parse_input_size,
+    read_graph_input,
+    single_input,
+    spec_without_manifest,
+)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-@dataclass(frozen=True)
-class InputFacts:
-    """The graph's (single) image input as the file declares it; layout guessed from the channel axis."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str, ...]
-    layout: str | None  # "NCHW" | "NHWC" | None when no axis is 1 or 3 channels
-    channels: int | None
-    height: int | None  # static spatial size, None when dynamic
-    width: int | None
-
-    @classmethod
-    def of(cls, t: TensorInfo) -> InputFacts:
-        dims = tuple(t.shape)
-        layout = channels = height = width = None
-
-        def static(v: Any) -> int | None:
-            return int(v) if isinstance(v, int) and v > 0 else None
-
-        if len(dims) == 4:
-            c1, c3 = static(dims[1]), static(dims[3])
-            if c1 in (1, 3) and c3 not in (1, 3):
-                layout, channels, height, width = "NCHW", c1, static(dims[2]), static(dims[3])
-            elif c3 in (1, 3) and c1 not in (1, 3):
-                layout, channels, height, width = "NHWC", c3, static(dims[1]), static(dims[2])
-            elif c1 in (1, 3):  # 3x?x3: channels-first is what exporters write
-                layout, channels, height, width = "NCHW", c1, static(dims[2]), static(dims[3])
-        return cls(t.name, t.dtype, dims, layout, channels, height, width)
+# The graph's (single) image input: name, dtype, dims, NCHW or NHWC. Read in one place, onnx_io.
+InputFacts = GraphInput
 
 
 @dataclass
@@ -136,14 +115,13 @@ class Artifact:
 
     def input(self) -> InputFacts:
         """The graph's image input: name, dtype, static H/W and layout, for a foreign ONNX too."""
-        inputs = self.graph().inputs
-        if len(inputs) != 1:
-            raise ResdeployError(f"{self.path} has {len(inputs)} inputs; resdeploy runs single-input models")
-        return InputFacts.of(inputs[0])
+        return single_input(self.graph().inputs, str(self.path))
 
     def preprocess(self, **flags: Any) -> Any:
-        """The recorded preprocessing, else the one the flags describe (``precision.preprocess_from``)."""
-        return preprocess_from(self.manifest.to_dict() if self.manifest else None, what=str(self.path), **flags)
+        """The recorded preprocessing, else the one the graph and the flags describe (``preprocess_from``)."""
+        graph = self.input() if self.manifest is None and self.kind == "onnx" else None
+        return preprocess_from(self.manifest.to_dict() if self.manifest else None, what=str(self.path),
+                               graph=graph, **flags)
 
     def parent_path(self) -> Path | None:
         """The parent's file named by the lineage, when it still exists."""
@@ -152,30 +130,42 @@ class Artifact:
         return self.manifest.parent.resolve(self.path.parent)
 
 
-def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | None = None, resize: int | None = None,
-                    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                    what: str = "the model", reporter: Any = None) -> Any:
-    """The model's recorded preprocessing; without a manifest, built from the flags (which are then required).
+def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | tuple[int, int] | str | None = None,
+                    resize: int | None = None, mean: tuple[float, ...] | None = None,
+                    std: tuple[float, ...] | None = None, what: str = "the model", reporter: Any = None,
+                    graph: GraphInput | None = None, model_path: str | os.PathLike[str] | None = None,
+                    layout: str | None = None, preset: str | None = None, required: bool = True) -> Any:
+    """The model's recorded preprocessing; without a manifest, read from its graph and the flags.
 
     Returns a ``PreprocessSpec``; quantize and validate both read a model's inputs this way.
+    ``graph`` (or the ONNX file ``model_path``, read when no graph is given) gives size and
+    layout where static (``onnx_io.spec_without_manifest``); the flags fill in what it
+    leaves dynamic. ``required=False`` (FP16 conversion reads no images) falls back to
+    224x224 NCHW instead of an error.
     """
-    from resdeploy.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+    from resdeploy.preprocess import PreprocessSpec
 
-    flags = any(v is not None for v in (input_size, resize, mean, std))
-    _check_preprocess_flags(input_size, resize, mean, std)
+    flags = any(v is not None for v in (input_size, resize, mean, std, layout, preset))
+    size = input_size if isinstance(input_size, tuple) else parse_input_size(input_size)
+    _check_preprocess_flags(size[0] if size else None, resize, mean, std)
+    if size:
+        check_positive_int(size[1], "--input-size")
     if manifest and isinstance(manifest.get("preprocess"), dict):
         if flags and reporter is not None:
-            reporter.warn("--input-size/--resize/--mean/--std ignored: the manifest records the preprocessing "
-                          "the model was exported with, and that is what is used")
+            reporter.warn("--input-size/--layout/--preprocess/--resize/--mean/--std ignored: the manifest records "
+                          "the preprocessing the model was exported with, and that is what is used")
         return PreprocessSpec.from_dict(manifest["preprocess"])
-    if input_size is None:
+    if graph is None and model_path is not None and Path(model_path).is_file() \
+            and Path(model_path).suffix.lower() == ".onnx":
+        graph = read_graph_input(model_path)
+    if graph is None and size is None and required:
         raise ResdeployError(f"{what} has no manifest recording its preprocessing",
                              hint="pass --input-size (and --resize/--mean/--std unless they are ImageNet's), "
                                   "or export it with `resdeploy export`")
-    spec = PreprocessSpec.for_input_size(int(input_size), mean=tuple(mean or IMAGENET_MEAN),
-                                         std=tuple(std or IMAGENET_STD))
-    if resize is not None:
-        spec = PreprocessSpec.from_dict({**spec.to_dict(), "resize": int(resize)})
+    spec, note = spec_without_manifest(graph, input_size=size, layout=layout, preset=preset, resize=resize,
+                                       mean=mean, std=std, what=what, required=required)
+    if reporter is not None:
+        reporter.info(note)
     return spec
 
 
@@ -183,8 +173,6 @@ def _check_preprocess_flags(input_size: int | None, resize: int | None, mean: tu
                             std: tuple[float, ...] | None) -> None:
     """One-line errors for preprocessing flags that would make NaN/inf tensors or empty crops."""
     import math
-
-    from resdeploy.errors import check_positive_int
 
     check_positive_int(input_size, "--input-size")
     if resize is not None and resize < 0:

@@ -28,6 +28,7 @@ from resdeploy.artifacts import Lineage, atomic_write_text, load_onnx, read_mani
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.onnx_io import layout_of, to_layout
 from resdeploy.preprocess import PreprocessSpec
 from resdeploy.preprocess_graph import image_array, is_raw_image_input
 from resdeploy.resolve import preprocess_from, resolve_artifact
@@ -55,8 +56,10 @@ class ValidateConfig:
     min_agreement: float | None = None  # fraction of samples whose top-1 class matches the reference's
     max_abs_error: float | None = None  # on logits
     min_cosine: float | None = None  # worst per-sample cosine similarity of logits
-    # Preprocessing for a candidate without a manifest.
-    input_size: int | None = None
+    # Preprocessing for a candidate without a manifest (size and layout default to the graph's).
+    input_size: int | tuple[int, int] | None = None  # H, or (H, W)
+    layout: str | None = None  # NCHW | NHWC
+    preprocess: str | None = None  # preset: torchvision | caffe | tf
     resize: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -121,7 +124,7 @@ class ValidateResult:
         lines.append("    </properties>")
         classname = quoteattr(f"resdeploy.validate.{Path(str(self.candidate.get('path', 'candidate'))).parent.name}")
         for g in self.gates:
-            text = g.text()
+            text = f"{g.text()} on {g.samples} samples"
             lines.append(f"    <testcase classname={classname} name={quoteattr(g.name)} time=\"0\">")
             if not g.passed:
                 lines.append(f"      <failure message={quoteattr(text + ' failed')} type=\"GateFailure\">"
@@ -137,6 +140,10 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
                        ) -> tuple[str, str, dict[str, Any]]:
     """(engine, model, description) of the reference."""
     if reference in (None, "", "parent", "torch"):
+        if manifest is None and reference == "torch":
+            raise ResdeployError(f"--reference torch needs a PyTorch model, and {candidate_path} has no resdeploy "
+                                 "manifest saying how to build one",
+                                 hint="pass --reference PATH (an FP32 ONNX model of the same network)")
         if manifest is None:
             raise ResdeployError(f"{candidate_path} has no manifest naming its FP32 parent",
                                  hint="pass --reference PATH (the FP32 ONNX model) or --reference torch")
@@ -154,7 +161,10 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
                                      hint="pass --reference PATH, or --reference torch to compare with PyTorch")
         if reference == "torch":
             pman = read_manifest(parent)
-            if not pman or not pman.get("model"):
+            if not pman:
+                raise ResdeployError(f"--reference torch needs a PyTorch model, and {parent} has no resdeploy "
+                                     "manifest saying how to build one", hint="pass --reference PATH")
+            if not pman.get("model"):
                 raise ResdeployError(f"the manifest beside {parent} does not say how to rebuild the PyTorch model",
                                      hint="export with `resdeploy export`, or pass --reference PATH")
             return "torch", str(parent.parent), {"engine": "torch", "path": str(parent.parent), "kind": "pytorch"}
@@ -191,10 +201,11 @@ def run_local(ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, reporter: R
             raise ResdeployError("a model with its preprocessing in the graph validates on an image folder (--data DIR)")
         candidate_side: Any = cand_runner
         feed: Callable[[Any], Any] | None = None
+        ref_side = reference_side(ref_runner, ds)
         if raw:  # the candidate gets the same samples as decoded images, one per call (their sizes differ)
             candidate_side = functools.partial(_infer_images, cand_runner)
             feed = functools.partial(_decoded_images, ds)
-        return compare_runners(ref_runner, candidate_side,
+        return compare_runners(ref_side, candidate_side,
                                ds.batches(batch_size, data_reporter, description="validating"),
                                on_first=on_first, candidate_inputs=feed)
     finally:  # compare_runners closes the runners it is given; a callable side's runner is closed here
@@ -239,10 +250,16 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
         load_onnx(cand_file)  # one line for a .pth/.txt/corrupt file, not ONNX Runtime's protobuf error
     manifest = read_manifest(cand_file)
     spec: PreprocessSpec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean,
-                                           std=cfg.std, what=str(cand_file), reporter=rep)
+                                           std=cfg.std, what=str(cand_file), reporter=rep, model_path=cand_file,
+                                           layout=cfg.layout, preset=cfg.preprocess)
     ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
     # Warnings that qualify the result go into it (--json, CI), not only to stderr.
     warnings: list[str] = []
+    if cfg.engine == "ort":
+        from resdeploy.precision.isa import host_warning
+
+        if (isa_warning := host_warning(manifest)) is not None:
+            warnings.append(isa_warning)
     ref_manifest = read_manifest(ref_model) if ref_engine == "ort" else read_manifest(Path(ref_model) / "model.onnx")
     if ref_manifest and isinstance(ref_manifest.get("preprocess"), dict):
         if PreprocessSpec.from_dict(ref_manifest["preprocess"]) != spec:
@@ -279,6 +296,9 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     drop = None
     if accuracy is not None:
         drop = 100.0 * (accuracy["reference"]["top1"] - accuracy["candidate"]["top1"])
+    if accuracy is not None and (not cfg.explicit_gates() or _label_gates(cfg)):
+        _check_reference_accuracy(accuracy["reference"]["top1"], int(ref_all.shape[0]), int(ref_all.shape[1]),
+                                  cfg.labels)
     gates = _gates(cfg, metrics.to_dict(), accuracy, drop, run.samples)
     cand_desc = {"engine": cfg.engine, "path": str(cand_file),
                  "precision": (manifest or {}).get("precision"), "target": (manifest or {}).get("target")}
@@ -301,6 +321,27 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
         passed=all(g.passed for g in gates), seconds=round(time.perf_counter() - t0, 3),
         skipped_files=len(ds.skipped), warnings=warnings,
     )
+
+
+def _check_reference_accuracy(top1: float, samples: int, num_classes: int, labels_file: str | None) -> None:
+    """Exit 2, not a pass, when the reference is below chance on the labels: the gate would measure nothing.
+
+    A ratio or drop gate against a reference that gets nothing right passes any candidate.
+    Below chance means 0% top-1, or (with enough samples to tell: 5 or more expected hits)
+    under a third of the chance rate 1/num_classes. Either way the labels are not the
+    model's classes far more often than the weights are untrained.
+    """
+    expected = samples / max(num_classes, 1)
+    correct = round(top1 * samples)
+    if correct > 0 and not (expected >= 5 and correct < expected / 3):
+        return
+    cause = (f"the mapping in {labels_file} is not the model's class order" if labels_file else
+             "the class folders, numbered by sorted name (0, 1, ...), are not in the model's class order")
+    raise ResdeployError(f"the reference scores {100 * top1:.1f}% top-1 on {samples} labelled samples, below "
+                         f"chance ({100 / max(num_classes, 1):.2g}% for {num_classes} classes), so an accuracy "
+                         f"gate would measure nothing: likely {cause}",
+                         hint="pass --labels FILE mapping folder names to the model's class indices, or gate on "
+                              "agreement alone (--min-agreement); are the weights trained?")
 
 
 def _check_labels(ds: Any, num_classes: int, labels_file: str | None) -> list[str]:
@@ -344,6 +385,23 @@ def _decoded_images(ds: Any, batch: Any) -> list[np.ndarray]:
     from resdeploy.preprocess import load_image
 
     return [image_array(load_image((ds.root / n) if ds.root else Path(n))) for n in batch.names]
+
+
+def reference_side(ref_runner: Any, ds: Any) -> Any:
+    """The reference as ``compare`` runs it: the runner, or (an NCHW model checking its NHWC export, or the
+    other way round) a function feeding it the same images transposed to its layout. ``run_local`` and
+    ``validate --ray``'s workers both use it."""
+    spec = getattr(ds, "spec", None)
+    ref_dims = tuple(d if isinstance(d, int) and d > 0 else None for d in ref_runner.input_meta().shape)
+    ref_layout = layout_of(ref_dims)
+    if spec is None or ref_layout is None or ref_layout == spec.layout:
+        return ref_runner
+    return functools.partial(_infer_in_layout, ref_runner, spec.layout, ref_layout)
+
+
+def _infer_in_layout(runner: Any, source: str, target: str, batch: np.ndarray) -> np.ndarray:
+    """The runner on ``batch`` (in ``source`` layout) transposed to the ``target`` layout it takes."""
+    return infer_batched(runner, to_layout(batch, source, target))
 
 
 def _infer_images(runner: Any, images: list[np.ndarray]) -> np.ndarray:

@@ -9,7 +9,6 @@ them on held-out images through the same code paths a user runs.
 
 from __future__ import annotations
 
-import platform
 
 import numpy as np
 import pytest
@@ -26,7 +25,6 @@ def digits_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, objec
     import resdeploy
     from resdeploy.datasets import write_digits
     from resdeploy.exporter import ExportConfig
-    from resdeploy.machine import cpu_flags, int8_cpu_advice
     from resdeploy.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("digits")
@@ -37,11 +35,9 @@ def digits_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, objec
     art = root / "artifacts" / "resnet20"
     exported = resdeploy.export("resnet20", art / "fp32", ExportConfig(), weights=str(trained.output))
     fp16 = resdeploy.quantize(exported.model_path, precision="fp16")
-    # x86 without VNNI adds u8 x s8 products in int16, which 8-bit weights can saturate (4 points
-    # of top-1 lost here with this model): --reduce-range there, as `resdeploy info` advises.
-    no_vnni = int8_cpu_advice(platform.machine(), cpu_flags()) is not None
+    # The default --target cpu (--cpu portable) must hold on any host, VNNI or not: no host-dependent flag.
     int8_cpu = resdeploy.quantize(exported.model_path, precision="int8", target="cpu", method="minmax",
-                                  calib_data=str(train_dir), calib_samples=256, seed=0, reduce_range=no_vnni)
+                                  calib_data=str(train_dir), calib_samples=256, seed=0)
     int8_trt = resdeploy.quantize(exported.model_path, precision="int8", target="trt",
                                   ranges=str(int8_cpu.ranges_path))
     int8_entropy = resdeploy.quantize(exported.model_path, precision="int8", target="trt", method="entropy",
@@ -88,17 +84,30 @@ def test_fp16_drop_at_most_0_1_point(digits_pipeline: dict) -> None:
     assert r.passed
 
 
-@pytest.mark.parametrize("variant", ["int8-cpu", "int8-trt", "int8-entropy"])
-def test_int8_drop_at_most_1_point(digits_pipeline: dict, variant: str) -> None:
+@pytest.mark.parametrize("variant, max_drop", [("int8-cpu", 0.5), ("int8-trt", 1.0), ("int8-entropy", 1.0)])
+def test_int8_drop_within_target(digits_pipeline: dict, variant: str, max_drop: float) -> None:
+    # --target cpu is held to 0.5 point on whatever CPU runs this (AVX2 without VNNI included:
+    # full-range weights lost 4.7 points there; the portable default's 7-bit weights do not).
     import resdeploy
 
     r = resdeploy.validate(digits_pipeline[variant].model_path, data=str(digits_pipeline["val"]),
-                           max_top1_drop=1.0)
+                           max_top1_drop=max_drop)
     assert r.accuracy["reference"]["top1"] >= 0.90
-    assert r.top1_drop_points <= 1.0, r.accuracy
+    assert r.top1_drop_points <= max_drop, r.accuracy
     assert [g.name for g in r.gates] == ["top1_drop_points"] and r.passed
     # The INT8 graph really is quantized: real Q/DQ on every Conv, not a pass-through.
     assert digits_pipeline[variant].manifest["quantization"]["quantized_ops"]["Conv"] >= 19
+
+
+def test_int8_cpu_default_is_portable_by_structure(digits_pipeline: dict) -> None:
+    # The structural side of the 0.5-point target, host-independent: no int16 pair sum can saturate.
+    import onnx
+
+    from resdeploy.precision.isa import KINDS, pair_sum_bounds
+
+    bounds = pair_sum_bounds(onnx.load(str(digits_pipeline["int8-cpu"].model_path)))
+    assert len(bounds) >= 20 and all(b.fits_int16 for b in bounds)
+    assert tuple(digits_pipeline["int8-cpu"].manifest["quantization"]["safe_on"]) == KINDS
 
 
 def test_entropy_clips_some_ranges_and_widens_none(digits_pipeline: dict) -> None:

@@ -53,11 +53,11 @@ def test_engines_info_reports_a_broken_runtime_instead_of_crashing(monkeypatch) 
     assert engines["ort"]["available"]
 
 
-def test_int8_advice_names_reduce_range_only_for_x86_without_vnni() -> None:
+def test_int8_advice_names_the_cpu_profiles_only_for_x86_without_vnni() -> None:
     from resdeploy.machine import int8_cpu_advice
 
-    assert "--reduce-range" in (int8_cpu_advice("x86_64", ["avx2", "avx512f"]) or "")
-    assert "--reduce-range" in (int8_cpu_advice("x86_64", ["avx2"]) or "")
+    assert "--cpu vnni" in (int8_cpu_advice("x86_64", ["avx2", "avx512f"]) or "")
+    assert "--cpu portable" in (int8_cpu_advice("x86_64", ["avx2"]) or "")
     for flags in (["avx2", "avx512_vnni"], ["avx2", "avx_vnni"], ["avx512f", "amx_int8"]):
         assert int8_cpu_advice("x86_64", flags) is None
     assert int8_cpu_advice("aarch64", ["asimd"]) is None  # ARM: no such saturation

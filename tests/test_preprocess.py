@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +234,31 @@ def test_batch_from_paths_and_images(tmp_path: Path) -> None:
     np.testing.assert_array_equal(batch[0], preprocess_file(p, spec))
     with pytest.raises(ResdeployError):
         preprocess_batch([], spec)
+
+
+def test_presets_give_each_frameworks_convention() -> None:
+    # One known pixel through each preset: the arithmetic each framework's ImageNet models expect.
+    from resdeploy.preprocess import spec_for
+
+    img = Image.new("RGB", (8, 8), (200, 100, 50))
+    tv = preprocess_image(img, spec_for((8, 8), resize=0))
+    assert tv[:, 0, 0] == pytest.approx([(200 / 255 - 0.485) / 0.229, (100 / 255 - 0.456) / 0.224,
+                                         (50 / 255 - 0.406) / 0.225], rel=1e-5)
+    caffe = preprocess_image(img, spec_for((8, 8), preset="caffe", resize=0))
+    assert caffe[:, 0, 0] == pytest.approx([50 - 103.939, 100 - 116.779, 200 - 123.68], rel=1e-5)  # BGR, 0-255
+    tf = preprocess_image(img, spec_for((8, 8), preset="tf", resize=0, layout="NHWC"))
+    assert tf.shape == (8, 8, 3) and tf[0, 0] == pytest.approx([200 / 127.5 - 1, 100 / 127.5 - 1, 50 / 127.5 - 1],
+                                                                rel=1e-5)
+    with pytest.raises(ResdeployError, match="unknown --preprocess 'keras'"):
+        spec_for((8, 8), preset="keras")
+
+
+def test_non_square_crop_round_trips_through_the_manifest() -> None:
+    from resdeploy.preprocess import PreprocessSpec, input_shape, spec_for
+
+    spec = spec_for((32, 24))
+    assert spec.crop_hw == (32, 24) and spec.resize == round(24 / 0.875)
+    out = preprocess_image(Image.new("RGB", (50, 40)), spec)
+    assert out.shape == (3, 32, 24) == input_shape(spec)
+    again = PreprocessSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and PreprocessSpec.from_dict({**spec.to_dict(), "crop": [16, 16]}).crop == 16

@@ -132,8 +132,10 @@ def test_bad_input(arts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Mo
     bare = tmp_path / "bare" / "model.onnx"
     bare.parent.mkdir()
     shutil.copy(arts["int8"], bare)
-    with pytest.raises(ResdeployError, match="--input-size"):
-        validate(bare, data=str(arts["flat"]), reference=str(arts["fp32"]))
+    # No manifest: the graph fixes the size, so no flag is needed; a contradicting one is refused.
+    assert validate(bare, data=str(arts["flat"]), reference=str(arts["fp32"]), min_agreement=0.0).samples == 6
+    with pytest.raises(ResdeployError, match="does not match"):
+        validate(bare, data=str(arts["flat"]), reference=str(arts["fp32"]), input_size=SIZE + 8)
     ok = validate(bare, data=str(arts["flat"]), reference=str(arts["fp32"]), input_size=SIZE, resize=SIZE,
                   min_agreement=0.0)
     assert ok.samples == 6
@@ -203,13 +205,13 @@ def test_corrupt_and_stray_files_are_counted_in_the_result(arts: dict[str, Path]
 def test_one_class_folder_and_empty_classes_are_explained(arts: dict[str, Path], tmp_path: Path) -> None:
     one = tmp_path / "one"
     shutil.copytree(arts["flat"], one / "images")  # a flat folder one level down: labelled "class 0"
-    r = validate(arts["fp16"], data=str(one))
+    r = validate(arts["fp16"], data=str(one), min_agreement=0.0)  # agreement only: a random net's top-1 is no gate
     assert r.labelled and any("only one class folder ('images')" in w for w in r.warnings)
     gap = tmp_path / "gap"
     shutil.copytree(arts["labelled"], gap)
     shutil.rmtree(gap / "b")
     (gap / "b").mkdir()
-    r = validate(arts["fp16"], data=str(gap))
+    r = validate(arts["fp16"], data=str(gap), min_agreement=0.0)
     assert r.samples == 12 and r.data["empty_classes"] == ["b"]
     assert any("hold no images: b" in w for w in r.warnings)
 

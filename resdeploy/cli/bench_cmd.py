@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from resdeploy.cli.common import finite_float, threads_option
+from resdeploy.cli.common import PreprocessFlags, finite_float, threads_option, with_preprocess_flags
 from resdeploy.cli.ray_flags import ray_address, ray_option
 
 
@@ -12,6 +12,7 @@ def register(app: typer.Typer) -> None:
     """Add the command to the app."""
 
     @app.command("bench")
+    @with_preprocess_flags
     def bench_cmd(
         model: str = typer.Argument(..., metavar="MODEL",
                                     help="Artifact dir or model.onnx (any engine), or a zoo name (torch only)."),
@@ -46,7 +47,9 @@ def register(app: typer.Typer) -> None:
         channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
                                            help="torch: channels_last memory format (default: on for CUDA)."),
         ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
-        input_size: int = typer.Option(None, "--input-size", help="H=W for models with dynamic spatial axes."),
+        # The same flags as quantize and validate; bench feeds random tensors, so only --input-size and
+        # --layout change what it runs (the shape where the graph leaves it dynamic).
+        preprocess: PreprocessFlags = PreprocessFlags(),
         seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
         data: str = typer.Option(None, "--data", metavar="FOLDER_OR_NPY", help="Time real inputs: an image folder or .npy/.npz, preprocessed as the manifest records (default: random)."),
         percentile: list[float] = typer.Option([], "--percentile", parser=finite_float, metavar="Q", help="Also report this latency percentile, e.g. 99.9 (repeatable)."),
@@ -83,7 +86,8 @@ def register(app: typer.Typer) -> None:
             batches=parse_int_list(batch, "--batch") if batch is not None else None, threads=threads,
             cpus=cpu_list, warmup_iterations=warmup, warmup_seconds=warmup_seconds, iterations=iterations,
             duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
-            input_size=input_size, seed=seed, data=data, percentiles=list(percentile),
+            input_size=preprocess.input_size, layout=preprocess.layout, seed=seed, data=data,
+            percentiles=list(percentile),
         )
         cfg.check()
         if output:

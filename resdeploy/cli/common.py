@@ -84,12 +84,17 @@ def threads_option() -> Any:
 # --- preprocessing flags ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PreprocessFlags:
-    """--input-size/--resize/--mean/--std, parsed: a model without a manifest needs them."""
+    """--input-size/--layout/--preprocess/--resize/--mean/--std, parsed: for a model without a manifest.
 
-    input_size: int | None = None
+    Size and layout default to what the model's graph fixes; the flags are needed where it does not.
+    """
+
+    input_size: tuple[int, int] | None = None
     resize: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    layout: str | None = None
+    preprocess: str | None = None
 
     def as_config(self) -> dict[str, Any]:
         """Keyword arguments for QuantizeConfig and ValidateConfig, whose fields have these names."""
@@ -98,8 +103,13 @@ class PreprocessFlags:
 
 _KW = inspect.Parameter.KEYWORD_ONLY
 _PREPROCESS_PARAMETERS = [
-    inspect.Parameter("input_size", _KW, annotation=int | None, default=typer.Option(
-        None, "--input-size", help="Without a manifest: the model's input size (crop).")),
+    inspect.Parameter("input_size", _KW, annotation=str | None, default=typer.Option(
+        None, "--input-size", help="Without a manifest, where the graph leaves it dynamic: input size H or H,W.")),
+    inspect.Parameter("layout", _KW, annotation=str | None, default=typer.Option(
+        None, "--layout", help="Without a manifest, where the graph does not tell: nchw | nhwc.")),
+    inspect.Parameter("preprocess_preset", _KW, annotation=str | None, default=typer.Option(
+        None, "--preprocess", help="Without a manifest: torchvision (RGB, /255, mean/std; default) | caffe (BGR, "
+                                   "0-255, mean subtracted) | tf ([-1, 1]).")),
     inspect.Parameter("resize", _KW, annotation=int | None, default=typer.Option(
         None, "--resize", help="Without a manifest: shorter-side resize before the crop.")),
     inspect.Parameter("mean", _KW, annotation=str | None, default=typer.Option(
@@ -110,7 +120,7 @@ _PREPROCESS_PARAMETERS = [
 
 
 def with_preprocess_flags(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command the preprocessing flags, declared here once for quantize and validate.
+    """Give a command the preprocessing flags, declared here once for quantize, validate and bench.
 
     The command takes one ``preprocess: PreprocessFlags`` parameter; typer sees the four
     flags in its place (same names, same order in --help), and the command receives them
@@ -124,9 +134,16 @@ def with_preprocess_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         raw = {name: kwargs.pop(name, None) for name in names}
+        from resdeploy.onnx_io import parse_input_size, parse_layout
+        from resdeploy.preprocess import PRESETS
+
+        preset = raw["preprocess_preset"].lower() if raw["preprocess_preset"] else None
+        if preset is not None and preset not in PRESETS:
+            raise ResdeployError(f"unknown --preprocess '{raw['preprocess_preset']}'; choose from: {', '.join(PRESETS)}")
         kwargs["preprocess"] = PreprocessFlags(
-            input_size=raw["input_size"], resize=raw["resize"],
+            input_size=parse_input_size(raw["input_size"]), resize=raw["resize"],
             mean=parse_triple(raw["mean"], "--mean"), std=parse_triple(raw["std"], "--std"),
+            layout=parse_layout(raw["layout"]), preprocess=preset,
         )
         return command(*args, **kwargs)
 

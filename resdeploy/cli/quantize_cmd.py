@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         ranges: str = typer.Option(None, "--ranges", help="Reuse calibration ranges saved by an earlier run (no data needed)."),
         fp16_io: bool = typer.Option(False, "--fp16-io", help="FP16 graph inputs and outputs (default: kept FP32)."),
         activations: str = typer.Option(None, "--activations", help="INT8 activation type: uint8 | int8 (default per target)."),
-        reduce_range: bool = typer.Option(False, "--reduce-range", help="INT8 --target cpu: 7-bit weights, for x86 CPUs without VNNI (AVX2 / AVX-512 only), where 8-bit weights can saturate."),
+        cpu: str = typer.Option("portable", "--cpu", help="INT8 --target cpu: portable (7-bit weights, right on every x86 and ARM64 CPU) | vnni (full 8-bit weights: only for CPUs with VNNI/AMX, or ARM64; wrong on AVX2 without VNNI)."),
+        reduce_range: bool = typer.Option(False, "--reduce-range", help="Kept for old scripts: 7-bit weights, which the default --cpu portable already uses."),
         val_data: str = typer.Option(None, "--val-data", help="INT8 accuracy budget: held-out labelled data; layers are kept in FP32 until validate's gates pass on it."),
         max_top1_drop: float = typer.Option(None, "--max-top1-drop", parser=finite_float, help="Budget: top-1 drop vs FP32 at most this many points (needs --val-data)."),
         min_top1_ratio: float = typer.Option(None, "--min-top1-ratio", parser=finite_float, help="Budget: INT8 top-1 / FP32 top-1 at least this."),
@@ -53,8 +54,8 @@ def register(app: typer.Typer) -> None:
         cfg = QuantizeConfig(
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
             seed=seed, method=method.lower() if method else None, percentile=percentile, exclude=list(exclude), ranges=ranges,
-            fp16_io=fp16_io, activation_type=activations.lower() if activations else None, reduce_range=reduce_range,
-            output=output, force=force, budget=budget,
+            fp16_io=fp16_io, activation_type=activations.lower() if activations else None, cpu=cpu.lower(),
+            reduce_range=reduce_range, output=output, force=force, budget=budget,
             **preprocess.as_config(),
         )
         result = quantize(model, config=cfg, reporter=Reporter.for_command(quiet, json_out))
@@ -82,6 +83,8 @@ def register(app: typer.Typer) -> None:
         if "activations" in q:
             table.add_row("activations", q["activations"])
             table.add_row("weights", q["weights"])
+            if q.get("safe_on"):
+                table.add_row("exact on", ", ".join(q["safe_on"]))
             adds = q.get("residual_adds") or {}
             if adds.get("count"):
                 table.add_row("residual Adds", f"{adds['both_inputs_quantized']}/{adds['count']} with Q/DQ on both inputs")
@@ -101,7 +104,11 @@ def register(app: typer.Typer) -> None:
                               f"(x{cost['slowdown']:.2f}, batch 1, ONNX Runtime on this host)")
         chk = m.get("check") or {}
         if chk:
+            from resdeploy.precision.quickcheck import check_verdict
+
+            colour = {"good": "green", "fair": "yellow", "poor": "red"}[check_verdict(chk)]
             table.add_row("quick check vs FP32",
-                          f"top-1 agreement {chk['top1_agreement']:.3f}, min cosine {chk['cosine_min']:.5f} on "
-                          f"{chk['samples']} {chk['data']} samples (not an accuracy gate: run `resdeploy validate`)")
+                          f"[{colour}]top-1 agreement {chk['top1_agreement']:.3f}, min cosine {chk['cosine_min']:.5f}"
+                          f"[/] on {chk['samples']} {chk['data']} samples (not an accuracy gate: run "
+                          "`resdeploy validate`)")
         stdout.print(table)

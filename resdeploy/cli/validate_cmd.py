@@ -113,9 +113,11 @@ def print_result(result) -> None:  # noqa: ANN001 - ValidateResult, imported laz
     gates.add_column("gate")
     gates.add_column("value", justify="right")
     gates.add_column("threshold", justify="right")
+    gates.add_column("samples", justify="right")
     gates.add_column("result")
     for g in result.gates:
-        gates.add_row(g.name, f"{g.value:.4f}", f"{g.op} {g.threshold:g}", "[green]PASS[/]" if g.passed else "[red]FAIL[/]")
+        gates.add_row(g.name, f"{g.value:.4f}", f"{g.op} {g.threshold:g}", str(g.samples),
+                      "[green]PASS[/]" if g.passed else "[red]FAIL[/]")
     stdout.print(gates)
     stdout.print("[bold green]PASSED[/]" if result.passed else "[bold red]FAILED[/]: " +
                  "; ".join(f"{g.name} {g.value:.4f} not {g.op} {g.threshold:g}" for g in result.failures()))

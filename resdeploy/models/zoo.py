@@ -234,7 +234,7 @@ class ModelSpec:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ResdeployError(f"cannot import '{module_name}' for model '{self.name}': {exc}") from None
-        except Exception as exc:  # the user's module fails on import (SyntaxError, its own errors)
+        except (Exception, SystemExit) as exc:  # the user's module fails on import (SyntaxError, sys.exit, ...)
             raise ResdeployError(f"importing '{module_name}' for model '{self.name}' failed: "
                                  f"{type(exc).__name__}: {_first_line(exc)}",
                                  hint="run with --debug for the traceback") from exc
@@ -243,7 +243,9 @@ class ModelSpec:
             raise ResdeployError(f"'{module_name}' has no callable '{attr}'")
         try:
             return factory(**kwargs)
-        except Exception as exc:  # the user's code: one line naming the call, --debug for the traceback
+        # The user's code: one line naming the call, --debug for the traceback. SystemExit too:
+        # a factory that calls sys.exit() must not end the command with exit 0 having written nothing.
+        except (Exception, SystemExit) as exc:
             call = f"{attr}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
             raise ResdeployError(f"{module_name}.{call} raised {type(exc).__name__}: {_first_line(exc)}",
                                  hint="run with --debug for the traceback") from exc

@@ -60,10 +60,15 @@ def pre_process(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(os.fspath(src), os.fspath(dst), skip_symbolic_shape=False)
-    except Exception:  # symbolic shape inference cannot handle every graph; ONNX's is enough here
-        quant_pre_process(os.fspath(src), os.fspath(dst), skip_symbolic_shape=True)
+    src_path, dst_path = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(dst))
+    # ORT's symbolic shape inference, when it cannot finish (dynamic H, W), saves
+    # "sym_shape_infer_temp.onnx" and its external data into the working directory: run it
+    # from a temporary one so nothing lands in the user's.
+    with tempfile.TemporaryDirectory(prefix="resdeploy-pre-") as scratch, contextlib.chdir(scratch):
+        try:
+            quant_pre_process(src_path, dst_path, skip_symbolic_shape=False)
+        except Exception:  # symbolic shape inference cannot handle every graph; ONNX's is enough here
+            quant_pre_process(src_path, dst_path, skip_symbolic_shape=True)
     return Path(dst)
 
 

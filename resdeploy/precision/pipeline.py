@@ -33,6 +33,8 @@ from resdeploy.artifacts import (
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.precision.budget import Budget
+from resdeploy.precision.isa import CPU_PROFILES, host_warning, isa_record
+from resdeploy.precision.quickcheck import check_warning
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
 from resdeploy.preprocess import PreprocessSpec
 from resdeploy.resolve import Artifact, preprocess_from, resolve_artifact
@@ -59,11 +61,17 @@ class QuantizeConfig:
     fp16_io: bool = False  # FP16 graph inputs/outputs (default keeps them FP32)
     activation_type: str | None = None  # int8: uint8 | int8; default per target (measured)
     per_channel: bool = True
-    reduce_range: bool = False  # int8 --target cpu: 7-bit weights for x86 CPUs without VNNI
+    # int8 --target cpu: which CPUs the graph must be exact on (precision/isa.py). "portable":
+    # 7-bit weights, exact on every x86 and ARM64 CPU; "vnni": full 8-bit weights, for VNNI/AMX/ARM64 only.
+    cpu: str = "portable"
+    reduce_range: bool = False  # kept for old scripts: 7-bit weights, which --cpu portable already uses
     output: str | None = None  # output directory; default: sibling of the FP32 artifact dir
     force: bool = False
-    # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists).
-    input_size: int | None = None
+    # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists); size and
+    # layout default to what the graph fixes (resdeploy/onnx_io.py).
+    input_size: int | tuple[int, int] | None = None  # H, or (H, W)
+    layout: str | None = None  # NCHW | NHWC
+    preprocess: str | None = None  # preset: torchvision | caffe | tf
     resize: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -93,6 +101,13 @@ class QuantizeConfig:
                 raise ResdeployError(f"--activations takes uint8 or int8, got '{self.activation_type}'")
             if self.target == "trt" and self.activation_type != "int8":
                 raise ResdeployError("TensorRT takes signed INT8 activations only; drop --activations or use int8")
+        if self.cpu not in CPU_PROFILES:
+            raise ResdeployError(f"unknown --cpu '{self.cpu}'; choose from: {', '.join(CPU_PROFILES)}")
+        if self.cpu != "portable" and (self.precision != "int8" or self.target != "cpu"):
+            raise ResdeployError("--cpu applies to --precision int8 --target cpu only")
+        if self.reduce_range and self.cpu == "vnni":
+            raise ResdeployError("--reduce-range (7-bit weights) contradicts --cpu vnni (full 8-bit weights); "
+                                 "drop one of them")
         if self.reduce_range:
             if self.precision != "int8":
                 raise ResdeployError("--reduce-range applies to --precision int8 only")
@@ -174,8 +189,12 @@ def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> Source
         raise ResdeployError(f"{p} has its preprocessing in the graph",
                              hint="quantize the variant it was made from, then `resdeploy package VARIANT "
                                   "--preprocess-in-graph`")
+    # FP16 conversion reads no images: without calibration data it needs no preprocessing.
+    recorded = bool(manifest and isinstance(manifest.get("preprocess"), dict))
     spec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean, std=cfg.std,
-                           what=str(p), reporter=reporter)
+                           what=str(p), reporter=reporter, graph=None if recorded else art.input(),
+                           layout=cfg.layout, preset=cfg.preprocess,
+                           required=cfg.precision == "int8" or bool(cfg.calib_data))
     art_dir = p.parent if manifest is not None else None
     sha = art.sha256
     assert sha is not None
@@ -253,6 +272,7 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
                 info["accuracy_budget"] = apply_budget(cfg.budget, src=src, calib_data=cfg.calib_data, seed=cfg.seed,
                                                        work_dir=tmp, int8_path=work_model, info=info, reporter=rep)
         check = _self_check(src.path, work_model, src, check_inputs, cfg.seed, rep)
+        _warn_on_check(check, info, rep)
 
         with atomic_dir(out, force=cfg.force) as staging:
             shutil.copyfile(work_model, staging / "model.onnx")
@@ -357,15 +377,17 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
                                    percentile=cfg.percentile if method == "percentile" else None,
                                    ranges=values)
     act = cfg.activation_type or int8.DEFAULT_ACTIVATION[cfg.target]
+    seven_bit = cfg.target == "cpu" and (cfg.cpu == "portable" or cfg.reduce_range)
     with rep.step(f"placing Q/DQ nodes (target {cfg.target}, {act} activations)"):
         model = int8.quantize_qdq(pre, dst, ranges, target=cfg.target, activation_type=act,
-                                  per_channel=cfg.per_channel, exclude_nodes=excluded, reduce_range=cfg.reduce_range)
+                                  per_channel=cfg.per_channel, exclude_nodes=excluded, reduce_range=seven_bit)
     info = {
         "format": "QDQ",
         "activations": f"{act} {'symmetric' if act == 'int8' else 'asymmetric'} per-tensor",
-        "weights": f"int8{' (7-bit range, --reduce-range)' if cfg.reduce_range else ''} symmetric "
+        "weights": f"int8{' (7-bit range [-64, 64])' if seven_bit else ''} symmetric "
                    f"{'per-channel' if cfg.per_channel else 'per-tensor'}",
-        "reduce_range": cfg.reduce_range,
+        "reduce_range": seven_bit,
+        **(isa_record(model, cfg.cpu if not seven_bit else "portable") if cfg.target == "cpu" else {}),
         "excluded": excluded,
         "quantized_ops": int8.quantized_ops(model),
         "residual_adds": {"count": len(adds := int8.add_input_quantization(model)),
@@ -374,6 +396,16 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
     if inputs is not None and len(inputs) > _CHECK_SAMPLES:
         inputs = inputs[:_CHECK_SAMPLES]
     return info, ranges, inputs
+
+
+def _warn_on_check(check: dict[str, Any], info: dict[str, Any], rep: Reporter) -> None:
+    """Warn on a poor quick check, and when it ran on a CPU the variant was not made for."""
+    host = host_warning({"precision": "int8", "target": "cpu", "quantization": info}) if "safe_on" in info else None
+    warning = check_warning(check, host)
+    if warning:
+        rep.warn(warning)
+    elif host:
+        rep.warn(host)
 
 
 def _self_check(fp32: Path, variant: Path, src: SourceModel, inputs: np.ndarray | None, seed: int,
@@ -429,6 +461,7 @@ def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path
     manifest.settings = {"precision": cfg.precision, "target": cfg.target if cfg.precision == "int8" else None,
                          "method": (ranges.method if ranges is not None else cfg.method) if cfg.precision == "int8" else None, "exclude": list(cfg.exclude),
                          "fp16_io": cfg.fp16_io, "per_channel": cfg.per_channel, "reduce_range": cfg.reduce_range,
+                         "cpu": cfg.cpu if cfg.precision == "int8" and cfg.target == "cpu" else None,
                          "activation_type": cfg.activation_type, "seed": cfg.seed}
     manifest.sections = {
         "target": cfg.target if cfg.precision == "int8" else None,

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError, check_positive_int
+from resdeploy.onnx_io import batch_fits, layout_mismatch
 
 
 @dataclass(frozen=True)
@@ -223,12 +224,15 @@ class Runner(abc.ABC):
         if shape is None:
             raise ResdeployError(f"the {self.engine} runner takes an array, not {type(batch).__name__}")
         want = list(meta.shape)
-        if len(shape) != len(want) or any(isinstance(w, int) and w > 0 and int(g) != w
-                                          for g, w in zip(shape, want, strict=True)):
+        got = tuple(int(g) for g in shape)
+        if len(got) != len(want) or (got[:1] != tuple(want[:1]) and isinstance(want[0], int) and want[0] > 0) \
+                or not batch_fits(tuple(want), got):
             shown = ", ".join(str(w) if isinstance(w, int) and w > 0 else "N" if i == 0 else "?"
                               for i, w in enumerate(want))
+            note = " (a layout mismatch: NCHW data for an NHWC model, or the other way round)" \
+                if layout_mismatch(tuple(want), got) else ""
             raise ResdeployError(f"input of shape {list(shape)} does not fit the {self.engine} model "
-                                 f"(input '{meta.name}'): expected [{shown}]", hint=self.input_hint)
+                                 f"(input '{meta.name}'): expected [{shown}]{note}", hint=self.input_hint)
         if len(shape) and int(shape[0]) == 0:
             raise ResdeployError("input batch is empty (0 samples)")
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from resdeploy.artifacts import GraphSummary, load_manifest
 from resdeploy.errors import MissingDependencyError, ResdeployError, require
+from resdeploy.onnx_io import check_batch_shape
 from resdeploy.resolve import resolve_artifact
 from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta
 
@@ -220,6 +221,12 @@ class OrtRunner(Runner):
 
     def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:
         return self.session.run(self.output_names, {self.input_name: staged})[0]
+
+    def check_input(self, batch: Any) -> None:
+        """The base check, worded with the model file's name and the graph's shape (and a layout mismatch named)."""
+        if self._meta is not None and getattr(batch, "shape", None) is not None:
+            check_batch_shape(tuple(self._meta.shape), tuple(batch.shape), str(self.model_path))
+        super().check_input(batch)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         out = self.run_staged(self.stage(batch))

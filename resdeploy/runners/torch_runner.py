@@ -255,8 +255,11 @@ class TorchRunner(Runner):
         if is_model_path(ref):  # the one rule build and the ORT runner use too
             if not path.exists():
                 raise ResdeployError(f"no such file or directory: {ref}")
-            manifest = read_manifest(path, required=True)
-            assert manifest is not None
+            manifest = read_manifest(path)
+            if manifest is None:
+                raise ResdeployError(f"the torch engine needs a PyTorch model, and {ref} has no resdeploy manifest "
+                                     "saying how to build one", hint="bench the ONNX file with --engine ort (or "
+                                     "openvino), or give torch a zoo name or module:factory")
             from resdeploy.models.zoo import model_from_manifest
 
             self._hw = _input_hw_from_manifest(manifest)

@@ -68,6 +68,7 @@ class _ValidateWorker:
 
     def shard(self, index: int, start: int, stop: int) -> _Shard:
         from resdeploy.compare import compare_batches
+        from resdeploy.validation import reference_side
 
         sub = dataclasses.replace(self.ds, items=self.ds.items[start:stop], limit=None, skipped=[],
                                   labels=None if self.ds.labels is None else self.ds.labels[start:stop])
@@ -83,7 +84,8 @@ class _ValidateWorker:
             return _Shard(index, [], None, skipped, os.getpid())
         positions = [start + offset[name] for b in batches for name in b.names]
         # Runners stay loaded for the next shard: compare_batches, not compare_runners (which closes them).
-        return _Shard(index, positions, compare_batches(self.ref, self.cand, batches), skipped, os.getpid())
+        return _Shard(index, positions, compare_batches(reference_side(self.ref, self.ds), self.cand, batches),
+                      skipped, os.getpid())
 
 
 def _shards(start: int, stop: int, batch: int, first_index: int) -> list[dict[str, int]]:

@@ -47,7 +47,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("cpu", "trt")
 _TOP_KEYS = {"output", "models", "precisions", "targets", "calibration", "validation", "bench"}
 _MODEL_KEYS = {"name", "onnx", "weights", "input_size", "num_classes", "label"}
-_CALIB_KEYS = {"data", "samples", "method", "reduce_range"}
+_CALIB_KEYS = {"data", "samples", "method", "reduce_range", "cpu"}
 _GATES = ("max_top1_drop", "min_top1_ratio", "min_agreement", "max_abs_error", "min_cosine")
 _VALIDATE_KEYS = {"data", "samples", "seed", "batch_size", "labels", "threads", *_GATES}
 _BENCH_KEYS = {"engines", "batches", "scenario", "threads", "iterations", "duration", "warmup", "qps", "slo_ms"}
@@ -276,6 +276,9 @@ def _quantize(fp32: Outcome, entry: ModelEntry, precision: str, target: str | No
     inputs = {"parent": sha256_file(fp32.path), "precision": precision, "target": target,
               "calib": data_fingerprint(calib.get("data")), "calib_samples": calib.get("samples", 128),
               "method": calib.get("method", "minmax"), "reduce_range": calib.get("reduce_range", False),
+              # INT8 --target cpu: portable (7-bit weights, the default) or vnni; part of the key, as
+              # what the default makes changed (artifacts cached before it were full 8-bit)
+              "cpu": calib.get("cpu", "portable") if precision == "int8" and (target or "cpu") == "cpu" else None,
               "input_size": entry.input_size}
 
     def build(tmp: Path) -> None:
@@ -284,6 +287,7 @@ def _quantize(fp32: Outcome, entry: ModelEntry, precision: str, target: str | No
         cfg = QuantizeConfig(precision=precision, target=target or "cpu", calib_data=calib.get("data"),
                              calib_samples=calib.get("samples", 128), method=calib.get("method", "minmax"),
                              reduce_range=bool(calib.get("reduce_range", False)), output=str(tmp),
+                             cpu=str(inputs["cpu"] or "portable"),
                              input_size=entry.input_size if entry.onnx else None)
         quantize(fp32.path, config=cfg)  # type: ignore[arg-type]
 

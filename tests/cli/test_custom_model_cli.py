@@ -45,3 +45,24 @@ def test_factory_module_in_cwd_is_found_by_the_console_entry(tmp_path: Path, mon
     assert manifest["parity"]["passed"] is True
     # Appended, not prepended: a file in the working directory cannot shadow an installed package.
     assert sys.path[-1] == str(tmp_path) and sys.path[0] != str(tmp_path)
+
+
+@pytest.mark.parametrize("body, named", [
+    ("def factory(**kwargs):\n    raise SystemExit(0)\n", "factory(num_classes=5) raised SystemExit"),
+    ("import sys\nsys.exit(0)\n", "importing 'resdeploy_exiting_net_{i}'"),
+])
+def test_factory_or_module_that_exits_is_exit_2_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          body: str, named: str) -> None:
+    # A user's sys.exit(0) used to end `export` with exit 0 having written nothing.
+    i = len(body)
+    module = f"resdeploy_exiting_net_{i}"
+    (tmp_path / f"{module}.py").write_text(body)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    code, out, err = run_cli("export", f"{module}:factory", "--input-size", "32", "--num-classes", "5",
+                             "-o", str(tmp_path / "out"), "--quiet")
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    assert code == 2, (out, err)
+    assert named.format(i=i) in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -35,7 +35,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "imgs": root / "imgs", "fp32": Path(fp32)}
 
 
-def test_int8_trt_json_then_rebuild_from_ranges(setup: dict[str, Path]) -> None:
+def test_int8_trt_json_then_rebuild_from_ranges(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, err = run_cli("quantize", str(setup["fp32"].parent), "--precision", "int8", "--target", "trt",
                              "--calib-data", str(setup["imgs"]), "--calib-samples", "4", "--seed", "3", "--json")
     assert code == 0, err
@@ -49,10 +49,14 @@ def test_int8_trt_json_then_rebuild_from_ranges(setup: dict[str, Path]) -> None:
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["stage"] == "quantize" and manifest["precision"] == "int8" and manifest["target"] == "trt"
 
+    # A narrow $COLUMNS must not cut the table when stdout is not a terminal (a CI log).
+    monkeypatch.setenv("COLUMNS", "40")
     code, out, err = run_cli("quantize", str(setup["fp32"]), "--ranges", str(out_dir / "calibration_ranges.json"),
                              "--target", "cpu")
     assert code == 0, err
     assert "saved ranges" in out and (out_dir.parent / "int8-cpu" / "model.onnx").exists()
+    assert str(out_dir.parent / "int8-cpu" / "model.onnx") in out and "…" not in out
+    assert "exact on" in out and "x86-avx2" in out  # the portable default says where it is right
     code, out, err = run_cli("quantize", str(setup["fp32"]), "--ranges", str(out_dir / "calibration_ranges.json"),
                              "--target", "cpu")
     _one_line_error(code, out, err, "already exists; pass --force")
@@ -82,7 +86,9 @@ def test_bad_input_exit_2(setup: dict[str, Path], tmp_path: Path) -> None:
     _one_line_error(*run_cli("quantize", str(junk), "-p", "fp16"), "not a readable ONNX model")
     bare = tmp_path / "bare.onnx"
     shutil.copy(setup["fp32"], bare)
-    _one_line_error(*run_cli("quantize", str(bare), "--calib-data", str(setup["imgs"])), "pass --input-size")
+    # No manifest: the graph fixes 16x16, so a different --input-size is a contradiction, not a guess.
+    _one_line_error(*run_cli("quantize", str(bare), "--calib-data", str(setup["imgs"]), "--input-size", "24"),
+                    "does not match")
     _one_line_error(*run_cli("quantize", str(setup["fp32"]), "--calib-data", str(tmp_path / "none"),
                              "-o", str(tmp_path / "o1")), "data source not found")
     _one_line_error(*run_cli("quantize", str(bare), "--input-size", "16", "--mean", "1,2",

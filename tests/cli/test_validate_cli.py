@@ -27,12 +27,26 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / "data" / cls / f"{i}.png")
     fp32 = resdeploy.export("resnet20", root / "r20" / "fp32", ExportConfig(input_size=SIZE)).model_path
     fp16 = resdeploy.quantize(fp32, precision="fp16").model_path
-    return {"root": root, "data": root / "data", "fp32": Path(fp32), "fp16": Path(fp16)}
+    # A random-init net scores 0% on arbitrary labels, and a gate cannot pass on that: map each
+    # folder to the class the FP32 model gives its first image, so the reference gets some right.
+    from resdeploy.artifacts import read_manifest
+    from resdeploy.data import open_data
+    from resdeploy.precision import preprocess_from
+    from resdeploy.runners import RunnerConfig, create_runner
+
+    spec = preprocess_from(read_manifest(fp32))
+    with create_runner(RunnerConfig(engine="ort", model=str(fp32))) as runner:
+        labels = {cls: int(runner.infer(open_data(root / "data" / cls / "0.png", spec).load()[0]).argmax())
+                  for cls in ("cat", "dog")}
+    (root / "labels.json").write_text(json.dumps(labels))
+    return {"root": root, "data": root / "data", "fp32": Path(fp32), "fp16": Path(fp16),
+            "labels": root / "labels.json"}
 
 
 def test_pass_table_and_junit(setup: dict[str, Path]) -> None:
     junit = setup["root"] / "reports" / "v.xml"
-    code, out, err = run_cli("validate", str(setup["fp16"].parent), "--data", str(setup["data"]), "--junit", str(junit))
+    code, out, err = run_cli("validate", str(setup["fp16"].parent), "--data", str(setup["data"]), "--junit", str(junit),
+                             "--labels", str(setup["labels"]))
     assert code == 0, err
     assert "top-1 accuracy" in out and "top1_ratio" in out and "PASSED" in out
     suite = ET.parse(junit).getroot().find("testsuite")

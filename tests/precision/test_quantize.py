@@ -201,8 +201,8 @@ def test_bad_inputs_are_one_line_errors(fp32: Path, int8_trt, images: Path, tmp_
     bare = tmp_path / "bare" / "model.onnx"
     bare.parent.mkdir()
     shutil.copy(fp32, bare)
-    with pytest.raises(ResdeployError, match="--input-size"):
-        quantize(bare, precision="int8", calib_data=str(images))
+    with pytest.raises(ResdeployError, match="--input-size 24,24 does not match"):
+        quantize(bare, precision="int8", calib_data=str(images), input_size=24)
     ok = quantize(bare, precision="int8", calib_data=str(images), calib_samples=4, input_size=SIZE, resize=SIZE)
     assert ok.output_dir == bare.parent / "model-int8-cpu" and ok.manifest["preprocess"]["crop"] == SIZE
     with pytest.raises(ResdeployError, match="already an int8 model"):
@@ -253,7 +253,7 @@ def test_fixed_batch_export_can_be_quantized(tmp_path: Path, images: Path) -> No
 
 
 @pytest.mark.parametrize("flags, match", [
-    ({"input_size": 0}, "--input-size must be a positive integer"),
+    ({"input_size": 0}, "--input-size takes H or H,W"),
     ({"input_size": 32, "resize": -1}, "--resize must be"),
     ({"input_size": 32, "std": (0.0, 1.0, 1.0)}, "--std values must be positive"),
     ({"input_size": 32, "mean": (float("nan"), 0.0, 0.0)}, "--mean takes three finite numbers"),
@@ -267,7 +267,7 @@ def test_preprocessing_flags_without_manifest_are_checked(flags: dict, match: st
     assert preprocess_from(None, input_size=32, resize=0).resize == 0
 
 
-def test_reduce_range_gives_7_bit_weights_and_keeps_activations(fp32: Path, images: Path, tmp_path: Path) -> None:
+def test_portable_default_has_7_bit_weights_and_vnni_full_range(fp32: Path, images: Path, tmp_path: Path) -> None:
     from onnx import numpy_helper
 
     def weights_and_scales(path: Path) -> tuple[int, list[float]]:
@@ -279,18 +279,30 @@ def test_reduce_range_gives_7_bit_weights_and_keeps_activations(fp32: Path, imag
         return widest, scales
 
     common = {"precision": "int8", "target": "cpu", "calib_data": str(images), "calib_samples": 12}
-    full = quantize(fp32, output=str(tmp_path / "full"), **common)
-    reduced = quantize(fp32, output=str(tmp_path / "reduced"), reduce_range=True, **common)
+    full = quantize(fp32, output=str(tmp_path / "full"), cpu="vnni", **common)
+    default = quantize(fp32, output=str(tmp_path / "default"), **common)
+    reduced = quantize(fp32, output=str(tmp_path / "reduced"), reduce_range=True, **common)  # old scripts' flag
     w_full, s_full = weights_and_scales(full.model_path)
-    w_red, s_red = weights_and_scales(reduced.model_path)
-    assert w_full == 127 and w_red == 64  # per-channel symmetric: the largest weight of each channel sits at the edge
-    assert s_red == s_full  # activations keep their 8 bits
-    q = reduced.manifest["quantization"]
+    w_def, s_def = weights_and_scales(default.model_path)
+    assert w_full == 127 and w_def == 64  # per-channel symmetric: the largest weight of each channel sits at the edge
+    assert s_def == s_full  # activations keep their 8 bits
+    assert weights_and_scales(reduced.model_path) == (w_def, s_def)
+    q = default.manifest["quantization"]
     assert q["reduce_range"] is True and "7-bit" in q["weights"]
+    assert q["cpu"] == "portable" and "x86-avx2" in q["safe_on"] and q["int16_pair_sum_max"] == 2 * 255 * 64
+    qf = full.manifest["quantization"]
+    assert qf["cpu"] == "vnni" and qf["reduce_range"] is False and "x86-avx2" not in qf["safe_on"]
+    assert qf["int16_pair_sum_max"] == 2 * 255 * 127
     # The self-check ran both on the calibration images: one bit less on the weights is a
     # little noisier, not broken.
-    assert reduced.manifest["check"]["cosine_min"] > 0.98
-    assert reduced.manifest["check"]["cosine_min"] > full.manifest["check"]["cosine_min"] - 0.02
+    assert default.manifest["check"]["cosine_min"] > 0.98
+    assert default.manifest["check"]["cosine_min"] > full.manifest["check"]["cosine_min"] - 0.02
+    with pytest.raises(ResdeployError, match="contradicts --cpu vnni"):
+        QuantizeConfig(precision="int8", cpu="vnni", reduce_range=True, calib_data="synthetic").check()
+    with pytest.raises(ResdeployError, match="--cpu applies to --precision int8 --target cpu only"):
+        QuantizeConfig(precision="int8", target="trt", cpu="vnni", calib_data="synthetic").check()
+    with pytest.raises(ResdeployError, match="unknown --cpu 'avx9'"):
+        QuantizeConfig(precision="int8", cpu="avx9", calib_data="synthetic").check()
     with pytest.raises(ResdeployError, match="TensorRT takes full INT8"):
         QuantizeConfig(precision="int8", target="trt", reduce_range=True, calib_data="synthetic").check()
     with pytest.raises(ResdeployError, match="--precision int8 only"):

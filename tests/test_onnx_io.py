@@ -1,0 +1,67 @@
+"""Reading a bare classifier's input from its graph (resdeploy/onnx_io.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resdeploy.errors import ResdeployError
+from resdeploy.onnx_io import (
+    GraphInput,
+    check_batch_shape,
+    layout_of,
+    parse_input_size,
+    parse_layout,
+    spec_without_manifest,
+    to_layout,
+)
+
+
+@pytest.mark.parametrize("dims, layout", [
+    ((None, 3, 224, 224), "NCHW"), ((None, 224, 224, 3), "NHWC"), ((1, 1, 28, 28), "NCHW"),
+    ((None, 3, None, None), "NCHW"), ((None, None, None, 3), "NHWC"),
+    ((None, 3, 3, 3), None), ((None, None, None, None), None), ((None, 10), None),
+])
+def test_layout_of(dims: tuple, layout: str | None) -> None:
+    assert layout_of(dims) == layout
+
+
+def test_flags_parse_and_refuse_in_one_line() -> None:
+    assert parse_input_size("224") == (224, 224) and parse_input_size("224,160") == (224, 160)
+    assert parse_input_size("224x160") == (224, 160) and parse_input_size(None) is None
+    for bad in ("0", "a", "1,2,3", "224,"):
+        with pytest.raises(ResdeployError, match="--input-size takes H or H,W"):
+            parse_input_size(bad)
+    assert parse_layout("nhwc") == "NHWC"
+    with pytest.raises(ResdeployError, match="--layout takes nchw or nhwc"):
+        parse_layout("chw")
+
+
+def test_spec_from_the_graph_and_what_flags_may_add() -> None:
+    nhwc = GraphInput("input_1", "float32", (None, 64, 48, 3), "NHWC")
+    spec, note = spec_without_manifest(nhwc, preset="caffe")
+    assert (spec.crop_hw, spec.layout, spec.color, spec.scale) == ((64, 48), "NHWC", "BGR", 1.0)
+    assert "from the graph" in note
+    with pytest.raises(ResdeployError, match="does not match"):
+        spec_without_manifest(nhwc, input_size=(32, 32))
+    with pytest.raises(ResdeployError, match="--layout nchw does not match"):
+        spec_without_manifest(nhwc, layout="nchw")
+    dynamic = GraphInput("x", "float32", (None, None, None, None), None)
+    with pytest.raises(ResdeployError, match="does not tell NCHW from NHWC"):
+        spec_without_manifest(dynamic, input_size=(32, 32))
+    with pytest.raises(ResdeployError, match="leaves height and width dynamic"):
+        spec_without_manifest(dynamic, layout="nhwc")
+    spec, _ = spec_without_manifest(dynamic, layout="nhwc", input_size=(32, 24))
+    assert spec.crop_hw == (32, 24) and spec.layout == "NHWC"
+    spec, _ = spec_without_manifest(dynamic, required=False)  # FP16: no images, so no flags needed
+    assert spec.crop_hw == (224, 224)
+
+
+def test_batch_shape_check_and_layout_transpose() -> None:
+    check_batch_shape(("batch", 3, 8, 8), (2, 3, 8, 8), "m.onnx")
+    with pytest.raises(ResdeployError, match=r"m\.onnx takes input of shape \('\?', 3, 8, 8\).*layout mismatch"):
+        check_batch_shape(("batch", 3, 8, 8), (2, 8, 8, 3), "m.onnx")
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    assert to_layout(x, "NCHW", "NHWC").shape == (2, 4, 5, 3)
+    assert np.array_equal(to_layout(to_layout(x, "NCHW", "NHWC"), "NHWC", "NCHW"), x)
+    assert to_layout(x, "NCHW", None) is x

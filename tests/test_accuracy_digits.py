@@ -9,7 +9,6 @@ them on held-out images through the same code paths a user runs.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

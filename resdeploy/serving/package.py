@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from resdeploy import artifacts
-from resdeploy.artifacts import GraphSummary, TensorInfo
+from resdeploy.artifacts import GraphSummary, TensorInfo, read_json
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.resolve import resolve_artifact
@@ -185,17 +185,9 @@ def _dims(shape: list[int | str], batched: bool) -> tuple[int, ...]:
 
 # --- the bench result ---------------------------------------------------------------------------
 def _load_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
-    import json
-
-    p = Path(path)
-    if not p.is_file():
-        raise ResdeployError(f"no such file: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ResdeployError(f"cannot read {p} as JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != BENCH_SCHEMA or not isinstance(data.get("runs"), list):
-        raise ResdeployError(f"{p} is not a resdeploy bench result (expected schema {BENCH_SCHEMA})")
+    data: dict[str, Any] = read_json(path, schema=BENCH_SCHEMA, what="bench result")
+    if not isinstance(data.get("runs"), list):
+        raise ResdeployError(f"{path} is not a resdeploy bench result (expected schema {BENCH_SCHEMA})")
     return data
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from resdeploy.artifacts import utc_now
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.preprocess import InputFlags
 from resdeploy.preprocess_graph import is_raw_image_input
 from resdeploy.resolve import resolve_artifact
 from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
@@ -60,7 +61,7 @@ def option_readers(key: str, device: str = "cpu") -> set[str]:
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(InputFlags):
     """What to measure and how long. Iterations and duration are both minimums (as in trtexec)."""
 
     model: str
@@ -82,8 +83,7 @@ class BenchConfig:
     slo_ms: float | None = None
     transfers: bool = True  # GPU: include host->device input and device->host output copies
     options: dict[str, Any] = field(default_factory=dict)  # runner options: compile, cuda_graph, ep...
-    input_size: int | tuple[int, int] | None = None  # H or (H, W) where the model's spatial axes are dynamic
-    layout: str | None = None  # NCHW | NHWC where neither the graph nor a manifest tells
+    # input_size, layout (InputFlags): where the model's spatial axes are dynamic and no manifest tells
     buffers: int = 4
     seed: int = 0
     keep_latencies: bool = True
@@ -149,8 +149,7 @@ class BenchConfig:
         if self.iterations < 0 or self.duration < 0:
             raise ResdeployError("--iterations and --duration must be >= 0")
         LoopLimits(self.iterations, self.duration).check("the measurement (--iterations/--duration)")
-        for v in (self.input_size if isinstance(self.input_size, tuple) else (self.input_size,)):
-            check_positive_int(v, "--input-size")
+        self.check_preprocess()
         if self.buffers < 1:
             raise ResdeployError("buffers must be >= 1")
         if self.cpus is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from resdeploy.errors import ResdeployError
+from resdeploy.errors import ResdeployError, check_positive_int
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,6 +79,57 @@ PRESETS: dict[str, dict[str, Any]] = {
     # TensorFlow / Keras mode "tf" (MobileNet, Inception, ResNetV2): [-1, 1].
     "tf": {"color": "RGB", "scale": 1.0 / 255.0, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
 }
+
+
+@dataclass(kw_only=True)
+class InputFlags:
+    """``--input-size``/``--layout``: the input shape where neither the graph nor a manifest fixes it.
+
+    Declared once and embedded (as a base) in every stage config that takes these flags
+    (bench, validate, quantize), so the keyword arguments, the CLI flags and the check agree.
+    Keyword-only, so configs with required fields (``BenchConfig.model``) can embed it.
+    """
+
+    input_size: int | tuple[int, int] | None = None  # H, or (H, W)
+    layout: str | None = None  # NCHW | NHWC
+
+    def check_preprocess(self) -> None:
+        """One-line errors for flags that would make empty crops (``check_preprocess_flags``)."""
+        check_preprocess_flags(self.input_size)
+
+
+@dataclass(kw_only=True)
+class PreprocessFlags(InputFlags):
+    """Preprocessing for a model without a manifest (ignored when one records it): validate and quantize."""
+
+    preprocess: str | None = None  # preset: torchvision | caffe | tf
+    resize: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def check_preprocess(self) -> None:
+        check_preprocess_flags(self.input_size, self.resize, self.mean, self.std)
+
+    def preprocess_flags(self) -> dict[str, Any]:
+        """The flags as ``resolve.preprocess_from`` takes them."""
+        return {"input_size": self.input_size, "layout": self.layout, "preset": self.preprocess,
+                "resize": self.resize, "mean": self.mean, "std": self.std}
+
+
+def check_preprocess_flags(input_size: int | tuple[int, ...] | None, resize: int | None = None,
+                           mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> None:
+    """One-line errors for preprocessing flags that would make NaN/inf tensors or empty crops."""
+    import math
+
+    for v in (input_size if isinstance(input_size, tuple) else (input_size,)):
+        check_positive_int(v, "--input-size")
+    if resize is not None and resize < 0:
+        raise ResdeployError(f"--resize must be a positive integer (or 0: no resize), got {resize}")
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if values is not None and (len(values) != 3 or not all(math.isfinite(v) for v in values)):
+            raise ResdeployError(f"{flag} takes three finite numbers (R,G,B), got {','.join(map(str, values))}")
+    if std is not None and any(v <= 0 for v in std):
+        raise ResdeployError(f"--std values must be positive, got {','.join(map(str, std))}")
 
 
 def spec_for(size: tuple[int, int], *, preset: str = "torchvision", layout: str = "NCHW", resize: int | None = None,

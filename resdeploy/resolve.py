@@ -28,7 +28,7 @@ from resdeploy.artifacts import (
     load_manifest,
     sha256_file,
 )
-from resdeploy.errors import ResdeployError, check_positive_int
+from resdeploy.errors import ResdeployError
 from resdeploy.onnx_io import (
     GraphInput,
     parse_input_size,
@@ -143,13 +143,11 @@ def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | tuple[
     leaves dynamic. ``required=False`` (FP16 conversion reads no images) falls back to
     224x224 NCHW instead of an error.
     """
-    from resdeploy.preprocess import PreprocessSpec
+    from resdeploy.preprocess import PreprocessSpec, check_preprocess_flags
 
     flags = any(v is not None for v in (input_size, resize, mean, std, layout, preset))
     size = input_size if isinstance(input_size, tuple) else parse_input_size(input_size)
-    _check_preprocess_flags(size[0] if size else None, resize, mean, std)
-    if size:
-        check_positive_int(size[1], "--input-size")
+    check_preprocess_flags(size, resize, mean, std)
     if manifest and isinstance(manifest.get("preprocess"), dict):
         if flags and reporter is not None:
             reporter.warn("--input-size/--layout/--preprocess/--resize/--mean/--std ignored: the manifest records "
@@ -167,21 +165,6 @@ def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | tuple[
     if reporter is not None:
         reporter.info(note)
     return spec
-
-
-def _check_preprocess_flags(input_size: int | None, resize: int | None, mean: tuple[float, ...] | None,
-                            std: tuple[float, ...] | None) -> None:
-    """One-line errors for preprocessing flags that would make NaN/inf tensors or empty crops."""
-    import math
-
-    check_positive_int(input_size, "--input-size")
-    if resize is not None and resize < 0:
-        raise ResdeployError(f"--resize must be a positive integer (or 0: no resize), got {resize}")
-    for flag, values in (("--mean", mean), ("--std", std)):
-        if values is not None and (len(values) != 3 or not all(math.isfinite(v) for v in values)):
-            raise ResdeployError(f"{flag} takes three finite numbers (R,G,B), got {','.join(map(str, values))}")
-    if std is not None and any(v <= 0 for v in std):
-        raise ResdeployError(f"--std values must be positive, got {','.join(map(str, std))}")
 
 
 def resolve_artifact(ref: str | os.PathLike[str], *, role: str = "model", zoo: bool = True,

@@ -29,7 +29,7 @@ from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batche
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.onnx_io import layout_of, to_layout
-from resdeploy.preprocess import PreprocessSpec
+from resdeploy.preprocess import PreprocessFlags, PreprocessSpec
 from resdeploy.preprocess_graph import image_array, is_raw_image_input
 from resdeploy.resolve import preprocess_from, resolve_artifact
 
@@ -39,8 +39,12 @@ _MAX_LISTED = 100  # skipped files listed by name in the result (the count is al
 
 
 @dataclass
-class ValidateConfig:
-    """What to compare, on which data, and the gates (None: the defaults described above)."""
+class ValidateConfig(PreprocessFlags):
+    """What to compare, on which data, and the gates (None: the defaults described above).
+
+    The preprocessing flags (``PreprocessFlags``) apply to a candidate without a manifest
+    (size and layout default to the graph's).
+    """
 
     data: str | None = None  # labelled folder (class subfolders), unlabelled folder, .npy/.npz, synthetic
     reference: str | None = None  # None: the FP32 parent in the candidate's manifest; "torch"; or a path
@@ -56,13 +60,6 @@ class ValidateConfig:
     min_agreement: float | None = None  # fraction of samples whose top-1 class matches the reference's
     max_abs_error: float | None = None  # on logits
     min_cosine: float | None = None  # worst per-sample cosine similarity of logits
-    # Preprocessing for a candidate without a manifest (size and layout default to the graph's).
-    input_size: int | tuple[int, int] | None = None  # H, or (H, W)
-    layout: str | None = None  # NCHW | NHWC
-    preprocess: str | None = None  # preset: torchvision | caffe | tf
-    resize: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
 
     def explicit_gates(self) -> bool:
         return any(v is not None for v in (self.max_top1_drop, self.min_top1_ratio, self.min_agreement,
@@ -249,9 +246,8 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     if cand_file.is_file() and (cfg.engine == "ort" or cand_file.suffix.lower() == ".onnx"):
         load_onnx(cand_file)  # one line for a .pth/.txt/corrupt file, not ONNX Runtime's protobuf error
     manifest = read_manifest(cand_file)
-    spec: PreprocessSpec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean,
-                                           std=cfg.std, what=str(cand_file), reporter=rep, model_path=cand_file,
-                                           layout=cfg.layout, preset=cfg.preprocess)
+    spec: PreprocessSpec = preprocess_from(manifest, **cfg.preprocess_flags(), what=str(cand_file), reporter=rep,
+                                           model_path=cand_file)
     ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
     # Warnings that qualify the result go into it (--json, CI), not only to stderr.
     warnings: list[str] = []

@@ -262,3 +262,25 @@ def test_non_square_crop_round_trips_through_the_manifest() -> None:
     assert out.shape == (3, 32, 24) == input_shape(spec)
     again = PreprocessSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec and PreprocessSpec.from_dict({**spec.to_dict(), "crop": [16, 16]}).crop == 16
+
+
+def test_preprocessing_flags_are_declared_once_and_checked_by_one_function() -> None:
+    import dataclasses
+
+    import resdeploy
+    from resdeploy.preprocess import InputFlags, PreprocessFlags
+
+    shared = {f.name for f in dataclasses.fields(PreprocessFlags)}
+    assert shared == {"input_size", "layout", "preprocess", "resize", "mean", "std"}
+    for cls in (resdeploy.QuantizeConfig, resdeploy.ValidateConfig):
+        assert issubclass(cls, PreprocessFlags)
+    assert issubclass(resdeploy.BenchConfig, InputFlags) and not issubclass(resdeploy.BenchConfig, PreprocessFlags)
+    # the keyword arguments still work, and land where preprocess_from reads them
+    cfg = resdeploy.ValidateConfig(data="synthetic", input_size=(64, 48), layout="NHWC", preprocess="caffe",
+                                   resize=72, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0))
+    assert cfg.preprocess_flags() == {"input_size": (64, 48), "layout": "NHWC", "preset": "caffe", "resize": 72,
+                                      "mean": (1.0, 2.0, 3.0), "std": (4.0, 5.0, 6.0)}
+    with pytest.raises(ResdeployError, match="--input-size"):
+        resdeploy.BenchConfig(model="resnet18", input_size=(224, 0)).check()
+    with pytest.raises(ResdeployError, match="--std values must be positive"):
+        resdeploy.QuantizeConfig(precision="fp16", std=(1.0, 0.0, 1.0)).check_preprocess()

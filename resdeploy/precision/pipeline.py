@@ -36,7 +36,7 @@ from resdeploy.precision.budget import Budget
 from resdeploy.precision.isa import CPU_PROFILES, host_warning, isa_record
 from resdeploy.precision.quickcheck import check_warning
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
-from resdeploy.preprocess import PreprocessSpec
+from resdeploy.preprocess import PreprocessFlags, PreprocessSpec
 from resdeploy.resolve import Artifact, preprocess_from, resolve_artifact
 
 PRECISIONS = ("fp16", "int8")
@@ -46,7 +46,7 @@ _CHECK_SAMPLES = 16  # samples in the quick FP32-vs-variant check recorded in th
 
 
 @dataclass
-class QuantizeConfig:
+class QuantizeConfig(PreprocessFlags):
     """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, the target's measured estimator, 128 samples."""
 
     precision: str = "int8"  # fp16 | int8
@@ -67,14 +67,8 @@ class QuantizeConfig:
     reduce_range: bool = False  # kept for old scripts: 7-bit weights, which --cpu portable already uses
     output: str | None = None  # output directory; default: sibling of the FP32 artifact dir
     force: bool = False
-    # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists); size and
-    # layout default to what the graph fixes (resdeploy/onnx_io.py).
-    input_size: int | tuple[int, int] | None = None  # H, or (H, W)
-    layout: str | None = None  # NCHW | NHWC
-    preprocess: str | None = None  # preset: torchvision | caffe | tf
-    resize: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    # Preprocessing for a bare ONNX file with no manifest (ignored when a manifest exists): the
+    # PreprocessFlags fields; size and layout default to what the graph fixes (resdeploy/onnx_io.py).
     calib_batch_size: int = 8
     budget: Budget | None = None  # int8: gates on held-out data met by keeping layers in FP32 (budget.py)
 
@@ -191,9 +185,8 @@ def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> Source
                                   "--preprocess-in-graph`")
     # FP16 conversion reads no images: without calibration data it needs no preprocessing.
     recorded = bool(manifest and isinstance(manifest.get("preprocess"), dict))
-    spec = preprocess_from(manifest, input_size=cfg.input_size, resize=cfg.resize, mean=cfg.mean, std=cfg.std,
-                           what=str(p), reporter=reporter, graph=None if recorded else art.input(),
-                           layout=cfg.layout, preset=cfg.preprocess,
+    spec = preprocess_from(manifest, **cfg.preprocess_flags(), what=str(p), reporter=reporter,
+                           graph=None if recorded else art.input(),
                            required=cfg.precision == "int8" or bool(cfg.calib_data))
     art_dir = p.parent if manifest is not None else None
     sha = art.sha256

@@ -17,7 +17,7 @@ staged input is copied device-to-device into the bound buffer, on the provider's
 stream), else ONNX Runtime's own ``OrtValue`` buffers, in which case every run copies
 its input from the host.
 
-Options (``RunnerConfig.options``): ``ep`` ("cuda" | "trt"), ``cuda_graph`` (default
+Options (``OrtCudaOptions``, parsed from ``RunnerConfig.options``): ``ep`` ("cuda" | "trt"), ``cuda_graph`` (default
 False), ``nhwc`` (default True), ``cudnn_search`` ("EXHAUSTIVE" | "HEURISTIC" |
 "DEFAULT", default EXHAUSTIVE), ``trt_fp16`` (TensorRT provider: build FP16 kernels for an
 FP32 graph, default False: precision lives in the graph).
@@ -112,16 +112,17 @@ class OrtCudaRunner(OrtRunner):
 
     def __init__(self, config: RunnerConfig) -> None:
         self.device_id = device_index(config.device)
-        opts = config.options  # parsed into OrtCudaOptions by the base class; read as given here
-        self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
-        self.nhwc = option_flag(opts.get("nhwc"), True)
-        self.cudnn_search = str(opts.get("cudnn_search") or "EXHAUSTIVE").upper()
+        super().__init__(config)
+        opts = self.options  # parsed from config.options by the base class
+        assert isinstance(opts, OrtCudaOptions)
+        self.cuda_graph = option_flag(opts.cuda_graph, False)
+        self.nhwc = option_flag(opts.nhwc, True)
+        self.cudnn_search = str(opts.cudnn_search or "EXHAUSTIVE").upper()
         if self.cudnn_search not in CUDNN_SEARCH:
             raise ResdeployError(
-                f"unknown cuDNN search '{opts.get('cudnn_search')}'; choose from: {', '.join(CUDNN_SEARCH)}"
+                f"unknown cuDNN search '{opts.cudnn_search}'; choose from: {', '.join(CUDNN_SEARCH)}"
             )
-        self.trt_fp16 = option_flag(opts.get("trt_fp16"), False)
-        super().__init__(config)
+        self.trt_fp16 = option_flag(opts.trt_fp16, False)
         self._torch: Any = None  # the torch module when it has CUDA, for device buffers
         self._stream: Any = None
         self._bindings: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (binding, input buf, output buf)

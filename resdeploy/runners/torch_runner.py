@@ -12,7 +12,7 @@ logits: the cast to FP16/BF16 and to channels_last runs inside the timed forward
 inside the CUDA graph or the compiled graph), as the Cast nodes do in an FP16 ONNX graph
 with FP32 I/O. That keeps engine comparisons like for like.
 
-Options (``RunnerConfig.options``):
+Options (``TorchOptions``, parsed from ``RunnerConfig.options`` by the base class):
 
 ``compile``        False | True | an Inductor mode ("default", "reduce-overhead",
                    "max-autotune", "max-autotune-no-cudagraphs"). True means
@@ -206,7 +206,8 @@ class TorchRunner(Runner):
 
     def __init__(self, config: RunnerConfig) -> None:
         super().__init__(config)
-        opts = dict(config.options)
+        opts = self.options  # parsed from config.options by the base class
+        assert isinstance(opts, TorchOptions)
         self.device_kind = config.device.split(":")[0]
         if self.device_kind not in ("cpu", "cuda"):
             raise ResdeployError(f"the torch engine runs on cpu or cuda[:N], not '{config.device}'")
@@ -220,9 +221,9 @@ class TorchRunner(Runner):
                 "torch fp16 runs on CUDA only: CPU kernels for FP16 convolutions are slow reference code",
                 hint="use --precision bf16 or fp32 on CPU, or --device cuda",
             )
-        self.compile_mode = compile_mode(opts.get("compile"), self.device_kind)
-        self.freeze: bool | None = None if opts.get("freeze") is None else option_flag(opts.get("freeze"), False)
-        self.cuda_graph = option_flag(opts.get("cuda_graph"), False)
+        self.compile_mode = compile_mode(opts.compile, self.device_kind)
+        self.freeze: bool | None = None if opts.freeze is None else option_flag(opts.freeze, False)
+        self.cuda_graph = option_flag(opts.cuda_graph, False)
         if self.cuda_graph and self.device_kind != "cuda":
             raise ResdeployError("CUDA-graph replay needs --device cuda")
         if self.cuda_graph and self._inductor_graphs:
@@ -232,8 +233,8 @@ class TorchRunner(Runner):
             # treat the frozen weights as non-static inputs and copy all of them on every replay
             # (batch 1: 3.7 ms instead of 0.65 ms). So freeze only where no CUDA graph is replayed.
             self.freeze = not self._inductor_graphs
-        self.channels_last = option_flag(opts.get("channels_last"), self.device_kind == "cuda")
-        self.cudnn_benchmark = option_flag(opts.get("cudnn_benchmark"), True)
+        self.channels_last = option_flag(opts.channels_last, self.device_kind == "cuda")
+        self.cudnn_benchmark = option_flag(opts.cudnn_benchmark, True)
         self.model_info: dict[str, Any] = {}
         self._hw: tuple[int, int] | None = None
         self._fn: Any = None
@@ -247,15 +248,18 @@ class TorchRunner(Runner):
     # --- building ---------------------------------------------------------------------------
     def _build_model(self) -> torch.nn.Module:
         """A zoo name (or torchvision:/timm:/module:factory) or an exported artifact's manifest."""
-        opts = self.config.options
+        opts = self.options
+        assert isinstance(opts, TorchOptions)
         ref = str(self.config.model)
         path = Path(ref)
-        from resdeploy.artifacts import is_model_path, read_manifest
+        from resdeploy.artifacts import is_model_path
+        from resdeploy.resolve import resolve_artifact
 
         if is_model_path(ref):  # the one rule build and the ORT runner use too
-            if not path.exists():
-                raise ResdeployError(f"no such file or directory: {ref}")
-            manifest = read_manifest(path)
+            # the one resolver: artifact dir, model.onnx, manifest.json or engine plan; the file is
+            # checked against its manifest; a directory without model.onnx (a torch artifact) is kept
+            typed = resolve_artifact(ref, onnx_dir=False).describing_manifest()
+            manifest = typed.to_dict() if typed is not None else None
             if manifest is None:
                 raise ResdeployError(f"the torch engine needs a PyTorch model, and {ref} has no resdeploy manifest "
                                      "saying how to build one", hint="bench the ONNX file with --engine ort (or "
@@ -271,13 +275,13 @@ class TorchRunner(Runner):
             return _cached(info, lambda: model_from_manifest(manifest))
         from resdeploy.models.zoo import ModelSpec
 
-        input_size = opts.get("input_size")
-        spec = ModelSpec(name=ref, weights=opts.get("weights"), num_classes=opts.get("num_classes"),
-                         seed=int(opts.get("seed", 0)), input_size=input_size)
+        input_size = opts.input_size
+        spec = ModelSpec(name=ref, weights=opts.weights, num_classes=opts.num_classes,
+                         seed=int(opts.seed), input_size=input_size)
         size = int(input_size or spec.default_input_size)
         self._hw = (size, size)
         self.model_info = {"name": ref, "source": spec.source,
-                           "weights": opts.get("weights") or f"random, seed {spec.seed}"}
+                           "weights": opts.weights or f"random, seed {spec.seed}"}
         return _cached(spec.to_dict(), spec.build)
 
     def _load(self) -> None:

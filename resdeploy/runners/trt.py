@@ -25,7 +25,7 @@ import numpy as np
 
 from resdeploy.console import QUIET
 from resdeploy.errors import ResdeployError
-from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta
+from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta, option_flag
 from resdeploy.trt import loader
 from resdeploy.trt.compat import BatchProfile, EngineMetadata, check_compatible, is_engine_file, read_metadata
 
@@ -140,6 +140,9 @@ class TrtRunner(Runner):
         # At construction, not load: `bench --engine ort,trt` without --device cuda must fail
         # before ort is timed, not minutes later.
         loader.cuda_index(config.device)
+        assert isinstance(self.options, TrtOptions)
+        # replay CUDA graphs; turned off for this runner when a capture fails
+        self.cuda_graph = option_flag(self.options.cuda_graph, False)
         self.engine_path: Path | None = None
         self.metadata: EngineMetadata | None = None
         self.cached: bool | None = None
@@ -187,7 +190,7 @@ class TrtRunner(Runner):
         self.engine_path, self.metadata = path, meta
 
         t0 = time.perf_counter()
-        self._logger = loader.make_logger(int(self.config.options.get("verbose", 0)), quiet=True)
+        self._logger = loader.make_logger(int(self.options.verbose or 0), quiet=True)
         runtime = trt.Runtime(self._logger)
         if meta.build_options.version_compatible and not meta.build_options.exclude_lean_runtime:
             runtime.engine_host_code_allowed = True  # the plan carries its own lean runtime
@@ -253,7 +256,7 @@ class TrtRunner(Runner):
             "tensorrt": self._tensorrt_version or None,
             "engine_path": str(self.engine_path) if self.engine_path else None,
             "engine_cached": self.cached,
-            "cuda_graph": bool(self.config.options.get("cuda_graph")),
+            "cuda_graph": self.cuda_graph,
         })
         if meta is not None:
             d.update({"precision": meta.precision, "profile": str(meta.batch_profile), "gpu": meta.gpu_name,
@@ -282,7 +285,7 @@ class TrtRunner(Runner):
         if host is None:
             host = self._host_in[n] = self._device.host_empty((n, *self._chw), self._input_dtype)
         host.copy_(torch.from_numpy(arr))  # float32 -> the engine's input type (FP16 graphs may take half)
-        if self.config.options.get("cuda_graph"):
+        if self.cuda_graph:
             dev = self._graph_input(n)  # graphs read fixed addresses
         else:
             dev = self._device.empty((n, *self._chw), self._input_dtype)
@@ -297,7 +300,7 @@ class TrtRunner(Runner):
             staged = self.stage(np.asarray(staged))
         n = staged.batch
         out = self._prepare(n)
-        if self.config.options.get("cuda_graph"):
+        if self.cuda_graph:
             graph_in = self._graph_input(n)
             if staged.tensor.data_ptr() != graph_in.data_ptr():
                 with self._device.on_stream():
@@ -362,7 +365,7 @@ class TrtRunner(Runner):
                 replay = self._device.capture(lambda: self._launch(inp, out))
             except Exception as exc:  # capture is an optimisation: run without it rather than fail
                 QUIET.warn(f"CUDA graph capture failed ({exc}); running without it")
-                self.config.options["cuda_graph"] = False
+                self.cuda_graph = False
                 return
             self._graphs[n] = replay
         replay()

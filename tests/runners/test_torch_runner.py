@@ -45,7 +45,7 @@ def test_artifact_dir_rebuilds_the_manifest_model(tmp_path) -> None:
     spec = ModelSpec(MODEL, seed=3)
     write_manifest(tmp_path, {"stage": "export", "model": {"name": MODEL, "source": "zoo", "spec": spec.to_dict()},
                               "inputs": [{"name": "input", "shape": ["batch", 3, 32, 32], "dtype": "float32"}]})
-    (tmp_path / "model.onnx").write_bytes(b"")  # the torch engine reads only the manifest
+    (tmp_path / "model.onnx").write_bytes(b"not an ONNX graph")  # torch reads the manifest only
     x = _x(3, seed=1)
     with create_runner(RunnerConfig(engine="torch", model=str(tmp_path / "model.onnx"))) as r:
         out = r.infer(x)

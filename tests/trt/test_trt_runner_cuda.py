@@ -69,7 +69,7 @@ def test_cuda_graph_replays_with_new_inputs(cuda_fake: FakeTensorRT, tiny_onnx: 
         for _ in range(4):
             x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
             np.testing.assert_allclose(runner.infer(x), _expected(x), rtol=1e-5, atol=1e-6)
-        assert runner.config.options["cuda_graph"] is True  # capture worked, no fallback
+        assert runner.cuda_graph is True  # capture worked, no fallback
         assert len(runner._graphs) == 1
     # One plain launch before capture, one inside it; replays do not call execute_async_v3.
     assert len(cuda_fake.record.executes) == 2

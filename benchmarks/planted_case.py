@@ -26,19 +26,24 @@ def build(workdir: Path) -> dict[str, Path]:
 
     sys.path.insert(0, str(ROOT / "tests"))
     import test_accuracy_digits as digits  # the one recipe for the digits model
+    from safetensors.torch import load_file
 
     import resdeploy
+    from resdeploy.datasets import write_digits
     from resdeploy.exporter import ExportConfig
+    from resdeploy.training import TrainConfig, train
 
     data = workdir / "data"
     if not (data / "val").exists():
-        digits._write_digits(data)
-    weights = workdir / "resnet20_digits.pt"
-    if not weights.exists():
-        digits._train(data / "train", weights)
+        write_digits(data, val_fraction=digits.VAL_FRACTION, seed=0)
+    trained = workdir / "trained"
+    if not (trained / "model.safetensors").exists():
+        train(TrainConfig(data=str(data / "train"), output=str(trained), model="resnet20", val_data=str(data / "val"),
+                          epochs=digits.EPOCHS, input_size=digits.INPUT_SIZE, flip=False, seed=0))
+    weights = trained / "model.safetensors"
     planted = workdir / "resnet20_planted.pt"
     if not planted.exists():
-        torch.save(plant(torch.load(weights), data / "train"), planted)
+        torch.save(plant(load_file(str(weights)), data / "train"), planted)
     out = {"train": data / "train", "val": data / "val"}
     for name, w in (("plain", weights), ("planted", planted)):
         fp32 = workdir / name / "fp32"

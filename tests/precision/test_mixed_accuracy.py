@@ -49,11 +49,17 @@ def test_report_ranks_the_planted_layer_first_and_budget_fixes_it(case: dict[str
     res = _minmax(case, "planted", target, tmp_path / "mixed",
                   Budget(val_data=str(case["val"]), max_top1_drop=0.5))
     b = res.manifest["quantization"]["accuracy_budget"]
-    assert b["trials"][0]["step"] == "plain" and b["trials"][0]["top1_drop_points"] > 5.0  # the planted damage
-    assert b["met"] and b["top1_drop_points"] <= 0.5
-    assert 1 <= len(b["kept_fp32"]) <= 3 and b["full_validations"] <= 8
-    assert PLANTED in [k["module"] for k in b["kept_fp32"]]
-    assert b["speed_cost"]["int8_p50_ms"] > 0 and b["speed_cost"]["mixed_p50_ms"] > 0
+    assert b["trials"][0]["step"] == "plain" and b["met"] and b["top1_drop_points"] <= 0.5
+    if target == "cpu":
+        # Measured after the portable default landed (7-bit weights, u8 activations, the same on
+        # every CPU): plain --target cpu already keeps the planted model within 0.5 point, so the
+        # budget is the one-validation no-op. --target trt (s8 activations) shows the damage.
+        assert b["trials"][0]["top1_drop_points"] <= 0.5 and b["kept_fp32"] == [] and b["full_validations"] == 1
+    else:
+        assert b["trials"][0]["top1_drop_points"] > 5.0  # the planted damage
+        assert 1 <= len(b["kept_fp32"]) <= 3 and b["full_validations"] <= 8
+        assert PLANTED in [k["module"] for k in b["kept_fp32"]]
+        assert b["speed_cost"]["int8_p50_ms"] > 0 and b["speed_cost"]["mixed_p50_ms"] > 0
     # The written variant is what was validated: validate agrees on its own.
     again = resdeploy.validate(res.model_path, data=str(case["val"]), max_top1_drop=0.5)
     assert again.passed and again.top1_drop_points == pytest.approx(b["top1_drop_points"], abs=1e-3)

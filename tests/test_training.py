@@ -154,13 +154,17 @@ def test_validate_labels_folders_by_the_trained_class_names(tmp_path: Path) -> N
     (only_right / "right").mkdir(parents=True)
     for f in sorted((data / "right").iterdir())[:6]:
         (only_right / "right" / f.name).write_bytes(f.read_bytes())
-    by_name = resdeploy.validate(art.model_path, reference="torch", data=str(only_right))
+    # Gated on agreement alone: a 2-epoch model may score below chance on one class, which fails
+    # an accuracy gate with exit 2 (issue 11); top-1 under each labelling is still reported.
+    by_name = resdeploy.validate(art.model_path, reference="torch", data=str(only_right), min_agreement=0.0)
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({"left": 0, "right": 1}))
-    by_file = resdeploy.validate(art.model_path, reference="torch", data=str(only_right), labels=str(labels))
+    by_file = resdeploy.validate(art.model_path, reference="torch", data=str(only_right), labels=str(labels),
+                                 min_agreement=0.0)
     assert by_name.accuracy == by_file.accuracy  # label 1, as the labels file says, not 0 by position
     labels.write_text(json.dumps({"left": 1, "right": 0}))
-    by_position = resdeploy.validate(art.model_path, reference="torch", data=str(only_right), labels=str(labels))
+    by_position = resdeploy.validate(art.model_path, reference="torch", data=str(only_right), labels=str(labels),
+                                     min_agreement=0.0)
     top1 = by_file.accuracy["candidate"]["top1"]
     assert top1 == 0.5 or by_position.accuracy["candidate"]["top1"] != top1  # the labels really differ
     assert any("class names" in w for w in by_name.warnings)

@@ -78,7 +78,9 @@ def run_validate(work: Path, images: int, size: int) -> dict[str, Any]:
     int8 = fp32_dir.parent / "int8-cpu"
     if not (int8 / "model.onnx").exists():
         resdeploy.quantize(fp32_dir / "model.onnx", precision="int8", calib_data=str(data), calib_samples=32)
-    cfg = ValidateConfig(data=str(data), batch_size=16, threads=1)
+    # Random-init weights on made-up labels are below chance, which an accuracy gate refuses (exit 2):
+    # gate on agreement alone; "identical metrics" is about the arithmetic, not about accuracy.
+    cfg = ValidateConfig(data=str(data), batch_size=16, threads=1, min_agreement=0.0)
     runs: dict[str, Any] = {}
     print(f"validate in process, 1 thread, {images} images ...", flush=True)
     local = validate(int8, config=cfg)

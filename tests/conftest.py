@@ -65,6 +65,18 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def _tiny_net():  # noqa: ANN202 - a torch module; torch is imported lazily
+    """The seeded tiny conv net (3x32x32 -> 10 logits) behind ``tiny_onnx`` and ``tiny_artifact``."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
+    ).eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (path, torch module)
     """A tiny conv net exported with torch.onnx.export: input "input" [batch,3,32,32], output "logits" [batch,10].
@@ -74,12 +86,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (path
     """
     import torch
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
-    ).eval()
+    net = _tiny_net()
     path = tmp_path_factory.mktemp("tiny") / "model.onnx"
     import warnings
 
@@ -105,12 +112,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - P
     from resdeploy import artifacts
     from resdeploy.preprocess import PreprocessSpec
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
-    ).eval()
+    net = _tiny_net()
     out = tmp_path_factory.mktemp("tinyart") / "tinynet" / "fp32"
     out.mkdir(parents=True)
     path = out / "model.onnx"

@@ -4,7 +4,8 @@ Every stage writes ``<dir>/model.onnx`` (or an engine) with ``<dir>/manifest.jso
 Writes go to a temporary sibling first and are renamed at the end, so a failed or
 interrupted run never leaves a half-written artifact that a later stage could trust,
 and the rename is exclusive: an output that appeared while the work ran is an error
-(unless ``force``), never silently replaced.
+(unless ``force``), never silently replaced. Directories commit through ``atomic_dir``,
+single files (bench results, reports, plots, JUnit XML, plans) through ``commit_file``.
 
 The manifest (schema 2, ``Manifest``) describes the file beside it with facts measured
 from that very file (``FileRecord``: sha256, bytes, external data; ``GraphSummary``: ops,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -106,22 +108,68 @@ def follow_umask(path: Path) -> None:
         os.chmod(path, 0o666 & ~mask)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+def check_output_file(path: str | os.PathLike[str], *, force: bool, flag: str = "--output") -> Path:
+    """Fail before the work, with one line, when a single-file output cannot be written or is taken.
+
+    A directory, an unwritable parent, or (without ``force``) an existing file: minutes of
+    measuring must not end in "cannot write" or in a refusal to replace. ``commit_file``
+    checks again at the end, when the output may have appeared in the meantime.
+    """
     final = Path(path)
-    check_writable_dir(final.parent)
-    tmp = _tmp_sibling(final, directory=False)
-    try:
-        tmp.write_bytes(data)
-        follow_umask(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if final.is_dir():
+        raise ResdeployError(f"{flag} {final} is a directory; pass a file path such as {final / 'result.json'}")
+    if (final.exists() or final.is_symlink()) and not force:
+        raise ResdeployError(f"{final} already exists; pass --force to overwrite it")
+    check_writable_dir(final.resolve().parent)
     return final
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def _taken(final: Path) -> ResdeployError:
+    return ResdeployError(f"{final} already exists (another run writing the same file?); it was left as it is "
+                          "and nothing was written", hint="pass --force to replace it, or write to another file")
+
+
+def commit_file(path: str | os.PathLike[str], data: bytes | str, *, force: bool) -> Path:
+    """The one way a single-file output is written: a temporary sibling, then committed in one step.
+
+    Without ``force`` the commit is exclusive: ``link(2)`` does not replace, so an output
+    that is there now (before the work, or written by another run while this one worked)
+    is one line, exit 2, and is left as it is; of two runs racing for one name, one wins
+    and the file holds its complete content. With ``force`` ``os.replace`` swaps it
+    atomically: a reader sees the old file or the new one, never a half-written one.
+    """
+    final = Path(path)
+    if final.is_dir():
+        raise ResdeployError(f"{final} is a directory; pass a file path")
+    check_writable_dir(final.parent)
+    tmp = _tmp_sibling(final, directory=False)
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        follow_umask(tmp)
+        if force:
+            os.replace(tmp, final)
+        else:
+            _link_exclusive(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)  # the temporary name (linked: the output keeps its own name)
+    return final
+
+
+def _link_exclusive(tmp: Path, final: Path) -> None:
+    try:
+        os.link(tmp, final)
+        return
+    except FileExistsError:
+        raise _taken(final) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+            raise ResdeployError(f"cannot write {final}: {exc.strerror or exc}") from None
+    # A file system without hard links: claim the name with O_EXCL, then rename onto our own claim.
+    try:
+        os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise _taken(final) from None
+    os.replace(tmp, final)
 
 
 def to_json(obj: Any) -> str:
@@ -156,8 +204,9 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, to_json(obj))
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, force: bool) -> Path:
+    """``to_json(obj)`` through ``commit_file``."""
+    return commit_file(path, to_json(obj), force=force)
 
 
 @contextlib.contextmanager
@@ -576,11 +625,16 @@ class Manifest:
                    created=str(d.get("created") or ""), schema=str(d.get("schema") or MANIFEST_SCHEMA))
 
     def write(self, directory: str | os.PathLike[str]) -> Path:
-        return atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict())
+        """Write ``directory/manifest.json``: the directory is this run's own (being built, then committed by
+        ``atomic_dir``), so an earlier manifest there is replaced."""
+        return atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict(), force=True)
 
     def write_beside(self, file: str | os.PathLike[str]) -> Path:
-        """Write the manifest that describes ``file`` (``<plan>.json`` for an engine plan; see ``manifest_path_for``)."""
-        return atomic_write_json(manifest_path_for(file), self.to_dict())
+        """Write the manifest that describes ``file`` (``<plan>.json`` for an engine plan; see ``manifest_path_for``).
+
+        Replaces an earlier one: it describes the file just committed, which its writer owns.
+        """
+        return atomic_write_json(manifest_path_for(file), self.to_dict(), force=True)
 
     def verify(self, directory: Path, manifest: Path | None = None) -> None:
         if self.artifact is not None:

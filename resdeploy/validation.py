@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from resdeploy.artifacts import Lineage, atomic_write_text, load_onnx, read_manifest
+from resdeploy.artifacts import Lineage, commit_file, load_onnx, read_manifest
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
@@ -455,20 +455,13 @@ def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str,
     return gates
 
 
-def check_output_file(path: str | os.PathLike[str], flag: str = "--junit") -> None:
-    """Fail before the run, not after it, when a result file cannot be written where asked."""
-    from resdeploy.artifacts import check_writable_dir
+def write_junit(result: ValidateResult, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """The gates as JUnit XML (``artifacts.commit_file``: an existing file is replaced only with ``force``)."""
+    from resdeploy.artifacts import check_output_file
 
-    p = Path(path)
-    if p.is_dir():
-        raise ResdeployError(f"{flag} {p} is a directory; pass a file path such as {p / 'validate.xml'}")
-    check_writable_dir(p.parent)
+    check_output_file(path, force=force, flag="--junit")
+    return commit_file(path, result.junit_xml(), force=force)
 
 
-def write_junit(result: ValidateResult, path: str | os.PathLike[str]) -> Path:
-    check_output_file(path)
-    return atomic_write_text(path, result.junit_xml())
-
-
-__all__ = ["Executor", "Gate", "ValidateConfig", "ValidateResult", "check_output_file", "infer_batched", "run_local",
+__all__ = ["Executor", "Gate", "ValidateConfig", "ValidateResult", "infer_batched", "run_local",
            "validate", "write_junit"]

@@ -197,6 +197,9 @@ def build(
     existing_key = _existing_key(output)
     if output.exists() and existing_key != key and not config.force:
         raise ResdeployError(f"{output} already exists and was built from other inputs; pass --force to overwrite it")
+    # The plan is committed exclusively (artifacts.commit_file) unless --force, the cache's own entry, or
+    # the same build already there: a plan that appears at -o while this one builds is not replaced.
+    replace = config.force or config.cache_only or existing_key == key
 
     if config.use_cache and existing_key == key:
         reporter.info(f"[green]✓[/] {output} is up to date (same ONNX, precision, profile, GPU and TensorRT)")
@@ -206,7 +209,7 @@ def build(
     if config.use_cache and _valid_cache_entry(cached_engine, key):
         reporter.info(f"[green]✓[/] reusing cached engine {cached_engine.name[:16]}… (unchanged inputs)")
         manifest = _publish(cached_engine.read_bytes(), load_engine_manifest(cached_engine), output, onnx_path,
-                            onnx_sha)
+                            onnx_sha, force=replace)
         return BuildResult(output, manifest_path_for(output), manifest, onnx_path, cached=True,
                            cache_path=cached_engine)
 
@@ -234,8 +237,8 @@ def build(
                                   "device": config.device},
                         sections={"versions": {"resdeploy": _resdeploy_version(), "tensorrt": trt_version}})
     if config.use_cache and output != cached_engine:
-        _publish(plan.data, template, cached_engine, onnx_path, onnx_sha)
-    manifest = _publish(plan.data, template, output, onnx_path, onnx_sha)
+        _publish(plan.data, template, cached_engine, onnx_path, onnx_sha, force=True)
+    manifest = _publish(plan.data, template, output, onnx_path, onnx_sha, force=replace)
     return BuildResult(output, manifest_path_for(output), manifest, onnx_path, cached=False,
                        cache_path=cached_engine if config.use_cache else None)
 
@@ -319,7 +322,7 @@ def build_plan(
         reason = "; ".join(errors[-3:]) if errors else "no reason logged (run with -vv for TensorRT's log)"
         raise ResdeployError(f"TensorRT could not build an engine from {onnx_path}: {reason}")
     if cache is not None and timing_cache is not None:
-        artifacts.atomic_write_bytes(timing_cache, bytes(cache.serialize()))
+        artifacts.commit_file(timing_cache, bytes(cache.serialize()), force=True)  # a cache: the newer one wins
     return Plan(
         data=bytes(serialized), input_name=inp.name, input_chw=chw, input_dtype=dtype_name(inp.dtype),
         output_name=out.name, output_dtype=dtype_name(out.dtype),
@@ -552,14 +555,16 @@ def _valid_cache_entry(engine: Path, key: str) -> bool:
     return _existing_key(engine) == key
 
 
-def _publish(plan: bytes, template: Manifest, engine: Path, onnx_path: Path, onnx_sha: str) -> Manifest:
-    """Write the plan, then its manifest: a reader that finds the manifest finds a whole plan.
+def _publish(plan: bytes, template: Manifest, engine: Path, onnx_path: Path, onnx_sha: str, *,
+             force: bool) -> Manifest:
+    """Write the plan (exclusively unless ``force``), then its manifest: a reader that finds the manifest
+    finds a whole plan.
 
     The file record is measured from the plan just written and the lineage points from
     where it is to the ONNX it was compiled from, so a copy in the cache and one beside the
     ONNX each have their own manifest.
     """
-    artifacts.atomic_write_bytes(engine, plan)
+    artifacts.commit_file(engine, plan, force=force)
     try:
         parent = artifacts.load_manifest(onnx_path)
     except ResdeployError:

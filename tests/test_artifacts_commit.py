@@ -127,6 +127,48 @@ def test_bench_output_that_appears_during_the_run_is_kept(tiny_onnx, tmp_path: P
     assert json.loads(out.read_text())["schema"] == "resdeploy.bench/1"
 
 
+@pytest.mark.parametrize(("command", "name"), [
+    (["bench", "{model}", *FAST, "-o", "{out}"], "result.json"),
+    (["report", "{out}", "-o", "{out2}"], "report.html"),
+    (["layers", "{model}", "--data", "synthetic", "--plot", "{out}"], "layers.png"),
+    (["validate", "{model}", "--reference", "{model}", "--data", "synthetic", "--input-size", "32", "--junit", "{out}"],
+     "v.xml"),
+])
+def test_an_existing_output_is_refused_before_any_work(tiny_onnx, tmp_path: Path, command: list[str],  # noqa: ANN001
+                                                       name: str) -> None:
+    """Without --force, every single-file output that is already there is one line, exit 2, before the work."""
+    path, _ = tiny_onnx
+    out = tmp_path / name
+    out.write_text("earlier run\n")
+    args = [a.format(model=path, out=out, out2=out) for a in command]
+    code, stdout, stderr = run_cli(*args)
+    assert code == 2 and stdout == "", stderr
+    assert stderr.strip().splitlines() == [f"error: {out} already exists; pass --force to overwrite it"]
+    assert out.read_text() == "earlier run\n" and sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_junit_and_report_are_replaced_with_force(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN001
+    path, _ = tiny_onnx
+    junit = tmp_path / "v.xml"
+    junit.write_text("earlier run\n")
+    code, _, stderr = run_cli("validate", str(path), "--reference", str(path), "--data", "synthetic", "--input-size",
+                              "32", "--samples", "4", "--junit", str(junit), "--force", "-q")
+    assert code == 0, stderr
+    assert junit.read_text().startswith("<?xml")
+    bench = tmp_path / "b.json"
+    assert run_cli("bench", str(path), *FAST, "-o", str(bench), "-q")[0] == 0
+    md = tmp_path / "r.md"
+    assert run_cli("report", str(bench), "-o", str(md), "-q")[0] == 0
+    code, _, stderr = run_cli("report", str(bench), "-o", str(md), "-q")  # the .md and its plot folder are there
+    assert code == 2 and "already exists" in stderr
+    md.unlink()  # a plot folder left without its document is an output too
+    code, _, stderr = run_cli("report", str(bench), "-o", str(md), "-q")
+    assert code == 2 and stderr.strip() == f"error: {tmp_path / 'r_plots'} already exists; pass --force to overwrite it"
+    code, _, stderr = run_cli("report", str(bench), "-o", str(md), "-q", "--force", "--title", "again")
+    assert code == 0, stderr
+    assert "again" in md.read_text() and (tmp_path / "r_plots" / "throughput.png").is_file()
+
+
 @pytest.mark.slow
 def test_two_bench_processes_racing_for_one_output(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN001
     """Two `resdeploy bench -o same.json` processes at once: one exits 0, the other 2; one complete JSON."""

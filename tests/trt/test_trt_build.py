@@ -236,6 +236,27 @@ def test_existing_output_from_other_inputs_needs_force(fake_trt: FakeTensorRT, t
         "min": 1, "opt": 1, "max": 1}
 
 
+def test_plan_that_appears_at_the_output_while_building_is_kept(fake_trt: FakeTensorRT, tiny_onnx: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import resdeploy.trt.build as trt_build
+
+    out = tiny_onnx.parent / "x.engine"
+    real = trt_build.build_plan
+
+    def build_then_rival_writes(*args: object, **kwargs: object) -> object:
+        plan = real(*args, **kwargs)  # type: ignore[arg-type]
+        out.write_bytes(b"another run's plan")
+        return plan
+
+    monkeypatch.setattr(trt_build, "build_plan", build_then_rival_writes)
+    with pytest.raises(ResdeployError, match="x.engine already exists .*left as it is"):
+        build(tiny_onnx, BuildConfig(output=str(out)))
+    assert out.read_bytes() == b"another run's plan" and not out.with_name("x.engine.json").exists()
+    monkeypatch.setattr(trt_build, "build_plan", real)
+    result = build(tiny_onnx, BuildConfig(output=str(out), force=True))  # --force replaces it
+    assert result.manifest.artifact is not None and result.manifest.artifact.sha256 == artifacts.sha256_file(out)
+
+
 def test_parser_errors_are_reported_per_node(install_fake: Callable[..., FakeTensorRT], tmp_path: Path) -> None:
     install_fake(unsupported_ops=("MyCustomOp", "Gemm"))
     onnx_path = make_onnx(tmp_path / "bad" / "model.onnx", extra_op="MyCustomOp")

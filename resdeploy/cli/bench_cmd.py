@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from resdeploy.cli.common import PreprocessFlags, finite_float, threads_option, with_preprocess_flags
+from resdeploy.cli.common import PREPROCESS_FLAGS, finite_float, threads_option, with_preprocess_flags
 from resdeploy.cli.ray_flags import ray_address, ray_option
+
+if TYPE_CHECKING:
+    from resdeploy.preprocess import PreprocessFlags
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +54,7 @@ def register(app: typer.Typer) -> None:
         ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
         # The same flags as quantize and validate; bench feeds random tensors, so only --input-size and
         # --layout change what it runs (the shape where the graph leaves it dynamic).
-        preprocess: PreprocessFlags = PreprocessFlags(),
+        preprocess: PreprocessFlags = PREPROCESS_FLAGS,
         seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
         data: str = typer.Option(None, "--data", metavar="FOLDER_OR_NPY", help="Time real inputs: an image folder or .npy/.npz, preprocessed as the manifest records (default: random)."),
         percentile: list[float] = typer.Option([], "--percentile", parser=finite_float, metavar="Q", help="Also report this latency percentile, e.g. 99.9 (repeatable)."),

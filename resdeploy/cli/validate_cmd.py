@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from resdeploy.cli.common import (
-    PreprocessFlags,
+    PREPROCESS_FLAGS,
     finite_float,
     positive_int,
+    preprocess_kwargs,
     threads_option,
     with_preprocess_flags,
 )
 from resdeploy.cli.ray_flags import ray_address, ray_option
+
+if TYPE_CHECKING:
+    from resdeploy.preprocess import PreprocessFlags
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +43,7 @@ def register(app: typer.Typer) -> None:
         min_cosine: float = typer.Option(None, "--min-cosine", parser=finite_float, help="Gate: worst per-sample cosine similarity of logits."),
         junit: str = typer.Option(None, "--junit", help="Also write the gates as JUnit XML to this file (for CI)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing --junit file."),
-        preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
+        preprocess: PreprocessFlags = PREPROCESS_FLAGS,  # --input-size, --layout, --preprocess, --resize, --mean, --std
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
         ray: str = ray_option(),
@@ -56,7 +62,7 @@ def register(app: typer.Typer) -> None:
         cfg = ValidateConfig(
             data=data, reference=reference, engine=engine, device=device, threads=threads, batch_size=batch_size,
             samples=samples, seed=seed, labels=labels, max_top1_drop=max_top1_drop, min_top1_ratio=min_top1_ratio,
-            min_agreement=min_agreement, max_abs_error=max_abs_error, min_cosine=min_cosine, **preprocess.as_config(),
+            min_agreement=min_agreement, max_abs_error=max_abs_error, min_cosine=min_cosine, **preprocess_kwargs(preprocess),
         )
         if junit:
             # before the run: a long validation must not end in "cannot write" or "already exists"

@@ -442,3 +442,16 @@ def test_the_resolver_reads_an_engine_plan_through_its_manifest(fake_trt: FakeTe
     assert result.manifest.artifact is not None
     assert art.sha256 == result.manifest.artifact.sha256 == artifacts.sha256_file(result.engine_path)
     assert result.to_dict()["schema"] == "resdeploy.build/1"
+
+
+def test_validate_takes_an_fp16_plans_fp32_grandparent_as_reference(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
+    """The plan's lineage names the FP16 ONNX it was compiled from; validate's reference is that variant's parent."""
+    from resdeploy.validation import ValidateConfig, validate
+
+    result = build(tiny_onnx, BuildConfig(precision="fp16"))
+    assert result.manifest.parent is not None and result.manifest.parent.resolve(result.engine_path.parent) == \
+        result.onnx_path.resolve()
+    res = validate(result.engine_path, config=ValidateConfig(engine="trt", device="cuda", data="synthetic",
+                                                              samples=4, batch_size=2))
+    assert res.reference["path"] == str(tiny_onnx.resolve()) and res.reference["kind"] == "parent"
+    assert res.samples == 4

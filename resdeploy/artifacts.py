@@ -108,7 +108,8 @@ def follow_umask(path: Path) -> None:
         os.chmod(path, 0o666 & ~mask)
 
 
-def check_output_file(path: str | os.PathLike[str], *, force: bool, flag: str = "--output") -> Path:
+def check_output_file(path: str | os.PathLike[str], *, force: bool, flag: str = "--output",
+                      example: str = "result.json") -> Path:
     """Fail before the work, with one line, when a single-file output cannot be written or is taken.
 
     A directory, an unwritable parent, or (without ``force``) an existing file: minutes of
@@ -117,7 +118,7 @@ def check_output_file(path: str | os.PathLike[str], *, force: bool, flag: str = 
     """
     final = Path(path)
     if final.is_dir():
-        raise ResdeployError(f"{flag} {final} is a directory; pass a file path such as {final / 'result.json'}")
+        raise ResdeployError(f"{flag} {final} is a directory; pass a file path such as {final / example}")
     if (final.exists() or final.is_symlink()) and not force:
         raise ResdeployError(f"{final} already exists; pass --force to overwrite it")
     check_writable_dir(final.resolve().parent)

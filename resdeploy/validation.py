@@ -469,7 +469,7 @@ def write_junit(result: ValidateResult, path: str | os.PathLike[str], *, force: 
     """The gates as JUnit XML (``artifacts.commit_file``: an existing file is replaced only with ``force``)."""
     from resdeploy.artifacts import check_output_file
 
-    check_output_file(path, force=force, flag="--junit")
+    check_output_file(path, force=force, flag="--junit", example="validate.xml")
     return commit_file(path, result.junit_xml(), force=force)
 
 

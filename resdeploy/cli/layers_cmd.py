@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         if plot:
             from resdeploy.artifacts import check_output_file
 
-            check_output_file(plot, force=force, flag="--plot")  # before the analysis, not after it
+            check_output_file(plot, force=force, flag="--plot", example="layers.png")  # before the analysis, not after it
         report = analyze(candidate, data, samples=samples, seed=seed, reporter=Reporter(quiet=quiet or json_out))
         if plot:
             write_plot(report, plot, force=force)

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         )
         if junit:
             # before the run: a long validation must not end in "cannot write" or "already exists"
-            check_output_file(junit, force=force, flag="--junit")
+            check_output_file(junit, force=force, flag="--junit", example="validate.xml")
         rep = Reporter.for_command(quiet, json_out)
         if ray_workers is not None and ray is None:
             from resdeploy.errors import ResdeployError

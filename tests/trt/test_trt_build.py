@@ -144,6 +144,8 @@ def test_engine_metadata_written_before_plans_had_manifests_still_loads(tmp_path
     assert (engine.tensorrt_version, engine.gpu_name, engine.compute_capability) == (
         old["tensorrt_version"], old["gpu_name"], old["compute_capability"])
     assert engine.profile == old["profile"] and engine.cache_key == old["cache_key"]
+    with pytest.raises(ResdeployError, match="not a valid resdeploy manifest.*name of its plan"):
+        artifacts.parse_manifest(old, "somewhere/metadata.json")  # not named after a plan: no file record to make
     # the compatibility checks read the migrated record
     assert compat.compatibility_problem(engine, GpuInfo(old["gpu_name"], old["compute_capability"]),
                                         old["tensorrt_version"]) is None

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from resdeploy.artifacts import atomic_write_json, atomic_write_text, read_manifest, utc_now
+from resdeploy.artifacts import atomic_write_json, commit_file, read_manifest, utc_now
 from resdeploy.benchmark import BenchConfig, bench, input_shape, make_inputs, measure
 from resdeploy.console import Reporter, stderr, stdout
 from resdeploy.errors import ResdeployError
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{engine}-{read_manifest(model)['precision']}"  # type: ignore[index]
                 res = bench(BenchConfig(model=str(model), engines=[engine], batches=batches, threads=args.threads,
                                         **bench_kw), reporter=rep)
-                saved.append(res.save(out / f"bench-{name}-{label}.json"))
+                saved.append(res.save(out / f"bench-{name}-{label}.json", force=True))
     except ResdeployError as exc:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                "machine": machine, "quick": args.quick, "threads": args.threads, "tolerance": TOLERANCE,
                "harness_check": trust, "int8": variants, "bench_results": [str(p) for p in saved],
                "table": [r.to_dict() for r in rows]}
-    atomic_write_json(out / "harness.json", summary)
+    atomic_write_json(out / "harness.json", summary, force=True)  # the harness's own results folder
     stdout.print(rich_table(rows, title="CPU table"))
     ok = all(t["passed"] for t in trust)
     cpu = machine["cpu"]
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     md += ["Harness check (resdeploy's median vs a bare `session.run` loop on the same session, interleaved):", ""]
     md += [f"- {t['model']} batch {t['batch']}: {t['resdeploy_p50_ms']:.2f} ms vs "
            f"{t['bare_p50_ms']:.2f} ms ({t['difference']:+.1%}) {'pass' if t['passed'] else 'FAIL'}" for t in trust]
-    atomic_write_text(out / "table.md", "\n".join(md) + "\n")
+    commit_file(out / "table.md", "\n".join(md) + "\n", force=True)
     stdout.print("\n".join(md[-len(trust):]), highlight=False)
     stdout.print(f"wrote {out}/harness.json, {out}/table.md and {len(saved)} bench results", highlight=False)
     return 0 if ok else 1

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         from resdeploy.artifacts import atomic_write_json
 
         result["elapsed_seconds"] = round(time.perf_counter() - t_start, 1)
-        atomic_write_json(out_dir / "gpu_resnet50.json", result)
+        atomic_write_json(out_dir / "gpu_resnet50.json", result, force=True)  # this script's own results folder
 
     import torch
 

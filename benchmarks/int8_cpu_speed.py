@@ -116,7 +116,7 @@ def main() -> int:
         "variants": {k: {"model": str(variants[k]), "stats": s.to_dict(), "speedup_p50": base / s.p50_ms}
                      for k, s in stats.items()},
     }
-    atomic_write_json(args.out, result)
+    atomic_write_json(args.out, result, force=True)  # rerunning the script refreshes its results
     print(f"\nwrote {args.out}")
     return 0
 

@@ -4,7 +4,8 @@ Every stage writes ``<dir>/model.onnx`` (or an engine) with ``<dir>/manifest.jso
 Writes go to a temporary sibling first and are renamed at the end, so a failed or
 interrupted run never leaves a half-written artifact that a later stage could trust,
 and the rename is exclusive: an output that appeared while the work ran is an error
-(unless ``force``), never silently replaced.
+(unless ``force``), never silently replaced. Directories commit through ``atomic_dir``,
+single files (bench results, reports, plots, JUnit XML, plans) through ``commit_file``.
 
 The manifest (schema 2, ``Manifest``) describes the file beside it with facts measured
 from that very file (``FileRecord``: sha256, bytes, external data; ``GraphSummary``: ops,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -34,6 +36,9 @@ from resdeploy.errors import ResdeployError
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "resdeploy.manifest/2"
 MANIFEST_SCHEMA_V1 = "resdeploy.manifest/1"
+# What `resdeploy build` wrote beside a TensorRT plan before the plan had a manifest of its own.
+ENGINE_SCHEMA_V1 = "resdeploy.trt-engine/1"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _CHUNK = 1 << 20
 
 
@@ -103,22 +108,69 @@ def follow_umask(path: Path) -> None:
         os.chmod(path, 0o666 & ~mask)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+def check_output_file(path: str | os.PathLike[str], *, force: bool, flag: str = "--output",
+                      example: str = "result.json") -> Path:
+    """Fail before the work, with one line, when a single-file output cannot be written or is taken.
+
+    A directory, an unwritable parent, or (without ``force``) an existing file: minutes of
+    measuring must not end in "cannot write" or in a refusal to replace. ``commit_file``
+    checks again at the end, when the output may have appeared in the meantime.
+    """
     final = Path(path)
-    check_writable_dir(final.parent)
-    tmp = _tmp_sibling(final, directory=False)
-    try:
-        tmp.write_bytes(data)
-        follow_umask(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if final.is_dir():
+        raise ResdeployError(f"{flag} {final} is a directory; pass a file path such as {final / example}")
+    if (final.exists() or final.is_symlink()) and not force:
+        raise ResdeployError(f"{final} already exists; pass --force to overwrite it")
+    check_writable_dir(final.resolve().parent)
     return final
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def _taken(final: Path) -> ResdeployError:
+    return ResdeployError(f"{final} already exists (another run writing the same file?); it was left as it is "
+                          "and nothing was written", hint="pass --force to replace it, or write to another file")
+
+
+def commit_file(path: str | os.PathLike[str], data: bytes | str, *, force: bool) -> Path:
+    """The one way a single-file output is written: a temporary sibling, then committed in one step.
+
+    Without ``force`` the commit is exclusive: ``link(2)`` does not replace, so an output
+    that is there now (before the work, or written by another run while this one worked)
+    is one line, exit 2, and is left as it is; of two runs racing for one name, one wins
+    and the file holds its complete content. With ``force`` ``os.replace`` swaps it
+    atomically: a reader sees the old file or the new one, never a half-written one.
+    """
+    final = Path(path)
+    if final.is_dir():
+        raise ResdeployError(f"{final} is a directory; pass a file path")
+    check_writable_dir(final.parent)
+    tmp = _tmp_sibling(final, directory=False)
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        follow_umask(tmp)
+        if force:
+            os.replace(tmp, final)
+        else:
+            _link_exclusive(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)  # the temporary name (linked: the output keeps its own name)
+    return final
+
+
+def _link_exclusive(tmp: Path, final: Path) -> None:
+    try:
+        os.link(tmp, final)
+        return
+    except FileExistsError:
+        raise _taken(final) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+            raise ResdeployError(f"cannot write {final}: {exc.strerror or exc}") from None
+    # A file system without hard links: claim the name with O_EXCL, then rename onto our own claim.
+    try:
+        os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise _taken(final) from None
+    os.replace(tmp, final)
 
 
 def to_json(obj: Any) -> str:
@@ -153,8 +205,9 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, to_json(obj))
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, force: bool) -> Path:
+    """``to_json(obj)`` through ``commit_file``."""
+    return commit_file(path, to_json(obj), force=force)
 
 
 @contextlib.contextmanager
@@ -262,19 +315,20 @@ class FileRecord:
                    external_data=[cls.from_dict(e) for e in d.get("external_data") or []],
                    mtime_ns=int(d["mtime_ns"]) if d.get("mtime_ns") is not None else None)
 
-    def verify(self, directory: Path) -> None:
+    def verify(self, directory: Path, manifest: Path | None = None) -> None:
         """The file in ``directory`` is the one recorded: size and mtime first, the sha256 when they differ.
 
-        A mismatch is one line (exit 2) naming both hashes: a model that changed after
-        its manifest was written must not be quantized, validated or benched as if it were
-        the recorded one.
+        A mismatch is one line (exit 2) naming both hashes: a model (or engine plan) that
+        changed after its manifest (``manifest``, default ``directory/manifest.json``) was
+        written must not be quantized, validated or benched as if it were the recorded one.
         """
+        manifest = manifest or directory / MANIFEST_NAME
         for record in (self, *self.external_data):
             path = directory / record.file
             try:
                 st = path.stat()
             except OSError:
-                raise ResdeployError(f"{path} is missing; {directory / MANIFEST_NAME} records it",
+                raise ResdeployError(f"{path} is missing; {manifest} records it",
                                      hint="export or quantize it again") from None
             if record.bytes == st.st_size and record.mtime_ns == st.st_mtime_ns:
                 continue
@@ -284,9 +338,9 @@ class FileRecord:
             _HASHED[key] = actual
             if actual != record.sha256 or (record.bytes is not None and record.bytes != st.st_size):
                 raise ResdeployError(
-                    f"{path} does not match {directory / MANIFEST_NAME}: the manifest records sha256 {record.sha256} "
+                    f"{path} does not match {manifest}: the manifest records sha256 {record.sha256} "
                     f"({record.bytes} bytes), the file has sha256 {actual} ({st.st_size} bytes)",
-                    hint="the file changed after its manifest was written: export or quantize it again")
+                    hint="the file changed after its manifest was written: export, quantize or build it again")
 
 
 @dataclass
@@ -420,10 +474,61 @@ class Lineage:
         return None
 
 
+@dataclass
+class EngineRecord:
+    """A TensorRT plan's build facts: where it can run, what it takes, and its build-cache key.
+
+    The ``engine`` part of a plan's manifest (stage ``build``): the plan's own file record,
+    precision, preprocessing and lineage (the ONNX it was compiled from) sit in the
+    ``Manifest`` like any artifact's. ``trt.compat`` reads these fields to refuse a plan
+    built for another GPU or TensorRT version; ``options`` are ``trt.compat.BuildOptions``.
+    """
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    profile: dict[str, int]  # the optimization profile's batch range: min, opt, max
+    input_name: str
+    input_shape: list[int]  # C, H, W (the batch comes from the profile)
+    input_dtype: str
+    output_name: str
+    output_dtype: str
+    options: dict[str, Any] = field(default_factory=dict)
+    cache_key: str = ""
+    build_seconds: float = 0.0
+    built_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tensorrt_version": self.tensorrt_version, "gpu_name": self.gpu_name,
+                "compute_capability": self.compute_capability, "profile": dict(self.profile),
+                "input_name": self.input_name, "input_shape": list(self.input_shape), "input_dtype": self.input_dtype,
+                "output_name": self.output_name, "output_dtype": self.output_dtype, "options": dict(self.options),
+                "cache_key": self.cache_key, "build_seconds": self.build_seconds, "built_at": self.built_at}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngineRecord:
+        profile = d["profile"]
+        if not isinstance(profile, dict):
+            raise ValueError(f"engine profile must be {{min, opt, max}}, got {profile!r}")
+        return cls(tensorrt_version=str(d["tensorrt_version"]), gpu_name=str(d["gpu_name"]),
+                   compute_capability=str(d["compute_capability"]),
+                   profile={k: int(profile[k]) for k in ("min", "opt", "max")},
+                   input_name=str(d["input_name"]), input_shape=[int(v) for v in d["input_shape"]],
+                   input_dtype=str(d["input_dtype"]), output_name=str(d["output_name"]),
+                   output_dtype=str(d["output_dtype"]), options=dict(d.get("options") or {}),
+                   cache_key=str(d.get("cache_key") or ""), build_seconds=float(d.get("build_seconds") or 0.0),
+                   built_at=str(d.get("built_at") or ""))
+
+
+def is_engine_file(path: str | os.PathLike[str]) -> bool:
+    """A TensorRT plan, by its name (.engine, .plan, .trt)."""
+    return Path(path).suffix.lower() in ENGINE_SUFFIXES
+
+
 # Keys the typed fields own; everything else in a manifest is a stage's own section (parity,
-# calibration, quantization, check, exporter, versions, timings, target, dynamic_axes, engine...).
+# calibration, quantization, check, exporter, versions, timings, target, dynamic_axes...).
 _TYPED_KEYS = ("schema", "created", "stage", "precision", "model", "preprocess", "artifact", "inputs", "outputs",
-               "opset", "graph", "parent", "settings", "node_modules", "classes")
+               "opset", "graph", "parent", "settings", "node_modules", "classes", "engine")
 
 
 @dataclass
@@ -432,7 +537,8 @@ class Manifest:
 
     ``artifact`` and ``graph`` are measured from the artifact's own file; ``parent`` is
     lineage, not inheritance. ``sections`` holds each stage's settings and results under
-    their own keys, written at the top level of the JSON as schema 1 had them.
+    their own keys, written at the top level of the JSON as schema 1 had them. A TensorRT
+    plan's manifest (``<plan>.json``, stage ``build``) has no graph but an ``engine`` record.
     """
 
     stage: str
@@ -448,6 +554,7 @@ class Manifest:
     # ONNX node name -> PyTorch module path, measured from this artifact's own graph at export
     # (per-layer reports, --exclude by module); None where no stage recorded it.
     node_modules: dict[str, str] | None = None
+    engine: EngineRecord | None = None  # a TensorRT plan's build facts (stage build)
     created: str = field(default_factory=utc_now)
     schema: str = MANIFEST_SCHEMA
 
@@ -481,6 +588,8 @@ class Manifest:
             d["parent"] = self.parent.to_dict()
         if self.node_modules is not None:
             d["node_modules"] = dict(self.node_modules)
+        if self.engine is not None:
+            d["engine"] = self.engine.to_dict()
         d["settings"] = self.settings
         d.update({k: v for k, v in self.sections.items() if k not in d})
         return d
@@ -500,6 +609,7 @@ class Manifest:
                 outputs=[TensorInfo.from_dict(t) for t in d.get("outputs") or []])
         parent = d.get("parent")
         mods = d.get("node_modules")
+        engine = d.get("engine")
         return cls(stage=str(d.get("stage") or "unknown"),
                    precision=str(d["precision"]) if d.get("precision") is not None else None,
                    artifact=FileRecord.from_dict(d["artifact"]) if isinstance(d.get("artifact"), dict) else None,
@@ -510,27 +620,52 @@ class Manifest:
                    parent=Lineage.from_dict(parent) if isinstance(parent, dict) else None,
                    settings=dict(d.get("settings") or {}),
                    node_modules={str(k): str(v) for k, v in mods.items()} if isinstance(mods, dict) else None,
+                   engine=EngineRecord.from_dict(engine) if isinstance(engine, dict) else None,
                    sections={k: v for k, v in d.items() if k not in _TYPED_KEYS
                              or (graph is None and k in ("inputs", "outputs", "opset"))},
                    created=str(d.get("created") or ""), schema=str(d.get("schema") or MANIFEST_SCHEMA))
 
     def write(self, directory: str | os.PathLike[str]) -> Path:
-        return atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict())
+        """Write ``directory/manifest.json``: the directory is this run's own (being built, then committed by
+        ``atomic_dir``), so an earlier manifest there is replaced."""
+        return atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict(), force=True)
 
-    def verify(self, directory: Path) -> None:
+    def write_beside(self, file: str | os.PathLike[str]) -> Path:
+        """Write the manifest that describes ``file`` (``<plan>.json`` for an engine plan; see ``manifest_path_for``).
+
+        Replaces an earlier one: it describes the file just committed, which its writer owns.
+        """
+        return atomic_write_json(manifest_path_for(file), self.to_dict(), force=True)
+
+    def verify(self, directory: Path, manifest: Path | None = None) -> None:
         if self.artifact is not None:
-            self.artifact.verify(directory)
+            self.artifact.verify(directory, manifest)
+
+    def require_engine(self, where: str = "the manifest") -> EngineRecord:
+        """The engine record of a TensorRT plan's manifest; one line when it has none."""
+        if self.engine is None:
+            raise ResdeployError(f"{where} describes no TensorRT engine plan (stage {self.stage})",
+                                 hint="build the plan with `resdeploy build`")
+        return self.engine
 
 
-def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
-    """A schema-1 manifest as schema 2: the one migration, for manifests written by earlier releases.
+def migrate_v1(data: dict[str, Any], *, file: str | None = None) -> dict[str, Any]:
+    """A schema-1 manifest as schema 2: the one migration, for files written by earlier releases.
 
-    Schema 1 let a variant (``stage: quantize``) copy its FP32 parent's manifest, so its
-    ``artifact`` record, ``inputs``, ``outputs``, ``opset`` and ``graph`` describe the
-    parent's file, not its own; only the top-level ``sha256`` and ``model_file`` were its
-    own. Those become the file record (bytes unknown: the sha256 decides), and the
-    parent's graph facts are dropped (``load_manifest`` measures them from the file).
+    Two schema-1 files describe an artifact:
+
+    - ``resdeploy.manifest/1`` (``manifest.json``). It let a variant (``stage: quantize``)
+      copy its FP32 parent's manifest, so its ``artifact`` record, ``inputs``, ``outputs``,
+      ``opset`` and ``graph`` describe the parent's file, not its own; only the top-level
+      ``sha256`` and ``model_file`` were its own. Those become the file record (bytes
+      unknown: the sha256 decides), and the parent's graph facts are dropped
+      (``load_manifest`` measures them from the file).
+    - ``resdeploy.trt-engine/1`` (``<plan>.json``, a TensorRT plan's metadata; ``file`` is
+      the plan's name). Its ``engine_sha256`` becomes the plan's file record, ``onnx_sha256``
+      and ``onnx_path`` the lineage, and the build facts the ``engine`` record.
     """
+    if data.get("schema") == ENGINE_SCHEMA_V1:
+        return _migrate_engine_v1(data, file)
     if data.get("schema") != MANIFEST_SCHEMA_V1:
         raise ValueError(f"not a schema-1 manifest: {data.get('schema')!r}")
     d = {k: v for k, v in data.items() if k not in ("sha256", "model_file")}
@@ -549,13 +684,41 @@ def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def _migrate_engine_v1(data: dict[str, Any], file: str | None) -> dict[str, Any]:
+    """``resdeploy.trt-engine/1`` metadata (the plan's facts in one flat dict) as a schema-2 build manifest."""
+    if not file:
+        raise ValueError("engine metadata migrates with the name of its plan")
+    engine = {k: data[k] for k in ("tensorrt_version", "gpu_name", "compute_capability", "profile", "input_name",
+                                   "input_shape", "input_dtype", "output_name", "output_dtype")}
+    engine.update({k: data.get(k) for k in ("options", "cache_key", "build_seconds", "built_at")})
+    precision = str(data["precision"])
+    d: dict[str, Any] = {"schema": MANIFEST_SCHEMA, "created": str(data.get("built_at") or ""), "stage": "build",
+                         "precision": precision, "engine": engine, "settings": {}}
+    if data.get("engine_sha256"):  # the plan's sha256, checked on load; bytes unknown: the sha256 decides
+        d["artifact"] = {"file": file, "sha256": str(data["engine_sha256"]), "bytes": None, "external_data": []}
+    if data.get("onnx_sha256") or data.get("onnx_path"):
+        # build compiles the precision variant, so the ONNX holds the plan's precision
+        d["parent"] = {"path": "", "abspath": str(data.get("onnx_path") or ""), "sha256": str(data.get("onnx_sha256") or ""),
+                       "precision": precision}
+    if isinstance(data.get("preprocess"), dict):
+        d["preprocess"] = data["preprocess"]
+    if data.get("versions"):
+        d["versions"] = data["versions"]
+    return d
+
+
 def parse_manifest(data: Any, where: str = "manifest.json") -> Manifest:
-    """A manifest dict of either schema as a typed Manifest; one line for anything else."""
-    if not isinstance(data, dict) or data.get("schema") not in (MANIFEST_SCHEMA, MANIFEST_SCHEMA_V1):
+    """A manifest dict of any schema as a typed Manifest; one line for anything else.
+
+    For a plan's ``<plan>.json`` (``where``), schema-1 engine metadata is migrated with
+    the plan's name.
+    """
+    if not isinstance(data, dict) or data.get("schema") not in (MANIFEST_SCHEMA, MANIFEST_SCHEMA_V1, ENGINE_SCHEMA_V1):
         raise ResdeployError(f"{where} is not a resdeploy manifest (expected schema {MANIFEST_SCHEMA})")
-    if data["schema"] == MANIFEST_SCHEMA_V1:
-        data = migrate_v1(data)
     try:
+        if data["schema"] != MANIFEST_SCHEMA:
+            plan = Path(where).name.removesuffix(".json")
+            data = migrate_v1(data, file=plan if is_engine_file(plan) else None)
         return Manifest.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ResdeployError(f"{where} is not a valid resdeploy manifest: {exc}") from None
@@ -577,9 +740,18 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest | dict[
 
 
 def manifest_path_for(model_path: str | os.PathLike[str]) -> Path:
-    """The manifest that describes a model file or artifact directory."""
+    """The manifest that describes a model file or artifact directory.
+
+    A TensorRT plan has its own, ``<plan>.json`` (``model.fp16.engine.json``): several plans
+    (precisions, GPUs) sit beside the ONNX they were built from, whose ``manifest.json``
+    describes that ONNX.
+    """
     p = Path(model_path)
-    return p / MANIFEST_NAME if p.is_dir() else p.parent / MANIFEST_NAME
+    if p.is_dir():
+        return p / MANIFEST_NAME
+    if is_engine_file(p):
+        return p.with_name(p.name + ".json")
+    return p.parent / MANIFEST_NAME
 
 
 def load_manifest(model_path: str | os.PathLike[str], *, required: bool = False,
@@ -598,14 +770,35 @@ def load_manifest(model_path: str | os.PathLike[str], *, required: bool = False,
             )
         return None
     manifest = parse_manifest(read_json(mp), str(mp))
+    if is_engine_file(model_path) and manifest.artifact is not None:
+        # <plan>.json describes the plan of its name: a plan copied with its manifest under a new name is that plan
+        manifest.artifact.file = Path(model_path).name
     if verify:
-        manifest.verify(mp.parent)
+        manifest.verify(mp.parent, mp)
     if manifest.graph is None and manifest.artifact is not None and manifest.artifact.file.endswith(".onnx") \
             and (mp.parent / manifest.artifact.file).is_file():
         try:
             manifest.graph = GraphSummary.measure(mp.parent / manifest.artifact.file)
         except ResdeployError:
             pass  # the file is damaged: whoever runs it says so
+    return manifest
+
+
+def load_engine_manifest(engine: str | os.PathLike[str], *, verify: bool = True) -> Manifest:
+    """A TensorRT plan's manifest (``<plan>.json``, schema 2 or migrated engine metadata), with its engine record.
+
+    ``verify`` checks the plan against the manifest's file record, as for any artifact. A
+    plan without one is refused: nothing else says which GPU and TensorRT version built it.
+    """
+    mp = manifest_path_for(engine)
+    manifest = load_manifest(engine, verify=verify) if mp.is_file() else None
+    if manifest is None:
+        raise ResdeployError(
+            f"no metadata beside {engine} (expected {mp.name}): resdeploy cannot tell which GPU and TensorRT "
+            "version built it",
+            hint="build it with `resdeploy build`, or pass the ONNX instead and let resdeploy build the engine",
+        )
+    manifest.require_engine(str(mp))
     return manifest
 
 

@@ -219,10 +219,11 @@ class BenchResult:
         return {"schema": self.schema, "created": self.created, "machine": self.machine,
                 "config": self.config, "runs": [asdict(r) for r in self.runs]}
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write the result JSON (``artifacts.commit_file``): an existing file is replaced only with ``force``."""
         from resdeploy.artifacts import atomic_write_json
 
-        return atomic_write_json(path, self.to_dict())
+        return atomic_write_json(path, self.to_dict(), force=force)
 
 
 # --- memory ---------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
         with reporter.step(f"validate {variant} on {folders.val_images} held-out digits"):
             v = resdeploy.validate(paths[variant], reference="torch" if variant == "fp32" else None,
                                    data=str(folders.val), threads=cfg.threads)
-        atomic_write_json(results / f"validate-{variant}.json", v.to_dict())
+        atomic_write_json(results / f"validate-{variant}.json", v.to_dict(), force=False)
         assert v.accuracy is not None
         top1[variant] = 100.0 * v.accuracy["candidate"]["top1"]
         if variant == "fp32":
@@ -142,7 +142,7 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
     rows = _rows(runs, top1, cfg.batches)
     result = DemoResult(rows, report_path, round(time.perf_counter() - t_start, 1), dict(reporter.timings),
                         max(cfg.batches))
-    atomic_write_json(out / "demo.json", result.to_dict())
+    atomic_write_json(out / "demo.json", result.to_dict(), force=False)  # a folder made afresh above
     return result
 
 

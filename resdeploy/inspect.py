@@ -282,7 +282,7 @@ def _openvino_read(p: Path) -> None:
 
 # --- TensorRT plans and training outputs ------------------------------------------------------
 def _inspect_plan(art: Artifact, check_engines: bool) -> InspectResult:
-    from resdeploy.trt.compat import metadata_path_for
+    from resdeploy.artifacts import manifest_path_for
     from resdeploy.trt.loader import tensorrt_status
 
     assert art.path is not None
@@ -300,9 +300,9 @@ def _inspect_plan(art: Artifact, check_engines: bool) -> InspectResult:
                            "note": "only TensorRT runs a plan, on the GPU and TensorRT version that built it"
                            + ("" if status["available"] else "; TensorRT is not installed here")}]
     try:
-        meta = art.engine_metadata()
+        manifest = art.engine_manifest()
     except ResdeployError as exc:
-        result.unreadable.append(f"{metadata_path_for(p).name}: {exc}")
+        result.unreadable.append(f"{manifest_path_for(p).name}: {exc}")
         try:  # an artifact folder's manifest.json next to the plan still says where it came from
             described = art.describing_manifest()
         except ResdeployError:
@@ -312,18 +312,20 @@ def _inspect_plan(art: Artifact, check_engines: bool) -> InspectResult:
             result.lineage = lineage(p, beside)
             result.classes = beside.get("classes")
         return result
-    result.precision = meta.precision
+    meta = manifest.require_engine()
+    result.precision = manifest.precision
     result.inputs = [TensorInfo(meta.input_name, ["batch", *meta.input_shape], meta.input_dtype, "NCHW")]
     result.outputs = [TensorInfo(meta.output_name, ["batch", "classes"], meta.output_dtype, None)]
-    onnx_path = Path(meta.onnx_path)
+    onnx_path = manifest.parent.resolve(p.parent) if manifest.parent else None
     result.lineage = [{"path": str(p), "stage": "build", "precision": result.precision,
                        "built_at": meta.built_at, "profile": meta.profile}]
-    if onnx_path.exists():
+    result.classes = manifest.classes
+    if onnx_path is not None:
         m = _manifest(onnx_path)
         result.lineage += lineage(onnx_path, m)
-        result.classes = (m or {}).get("classes")
-    else:
-        result.lineage.append({"path": str(onnx_path), "missing": True})
+        result.classes = result.classes or (m or {}).get("classes")
+    elif manifest.parent is not None:
+        result.lineage.append({"path": manifest.parent.abspath or manifest.parent.path, "missing": True})
     return result
 
 

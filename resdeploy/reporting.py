@@ -614,10 +614,11 @@ class ReportConfig:
     output: str | None = None
     baseline: str | None = None  # engine (or machine/engine) the speed-ups are against
     title: str = "resdeploy benchmark report"
+    force: bool = False  # replace an existing report (and a Markdown report's plot folder)
 
     def check(self) -> None:
         """Everything about the output path, before the inputs are read and the plots drawn."""
-        from resdeploy.artifacts import check_writable_dir
+        from resdeploy.artifacts import check_output_file
 
         if self.output is None:
             return
@@ -626,27 +627,33 @@ class ReportConfig:
             raise ResdeployError(f"report output must end in .html or .md, got '{out.name}'")
         if out.is_dir():
             raise ResdeployError(f"{out} is a directory; pass a file path such as {out / ('report' + out.suffix)}")
-        if out.suffix.lower() == ".md" and _plot_dir(out).exists() and not _plot_dir(out).is_dir():
-            raise ResdeployError(f"{_plot_dir(out)} exists and is not a directory; the Markdown report's plots go there")
-        check_writable_dir(out.parent if str(out.parent) else Path("."))
+        if out.suffix.lower() == ".md" and _plot_dir(out).exists():
+            if not _plot_dir(out).is_dir():
+                raise ResdeployError(f"{_plot_dir(out)} exists and is not a directory; the Markdown report's plots "
+                                     "go there")
+            if not self.force:
+                raise ResdeployError(f"{_plot_dir(out)} already exists; pass --force to overwrite it")
+        check_output_file(out, force=self.force)
 
 
 def report(source: Sequence[str | os.PathLike[str]], config: ReportConfig | str | os.PathLike[str] | None = None, *,
            reporter: Any = None, output: str | os.PathLike[str] | None = None, baseline: str | None = None,
-           title: str | None = None) -> ReportResult:
+           title: str | None = None, force: bool | None = None) -> ReportResult:
     """Merge the bench results ``source`` and write the report ``config.output`` describes.
 
-    ``report(paths, "report.html", baseline=...)`` (earlier releases) works too.
+    ``report(paths, "report.html", baseline=...)`` (earlier releases) works too. The report is
+    committed exclusively: an existing one is replaced only with ``force``.
     """
-    from resdeploy.artifacts import atomic_write_text
+    from resdeploy.artifacts import commit_file
 
     if isinstance(config, (str, os.PathLike)):
         output, config = config, None
     cfg = config or ReportConfig()
-    if output is not None or baseline is not None or title is not None:
+    if output is not None or baseline is not None or title is not None or force is not None:
         cfg = ReportConfig(output=os.fspath(output) if output is not None else cfg.output,
                            baseline=baseline if baseline is not None else cfg.baseline,
-                           title=title if title is not None else cfg.title)
+                           title=title if title is not None else cfg.title,
+                           force=force if force is not None else cfg.force)
     cfg.check()
     paths, baseline, title = source, cfg.baseline, cfg.title
     out = Path(cfg.output) if cfg.output is not None else None
@@ -665,10 +672,11 @@ def report(source: Sequence[str | os.PathLike[str]], config: ReportConfig | str 
         if points:
             plots = {"accuracy_vs_speed": tradeoff.plot(points), **plots}
         if out.suffix.lower() == ".md":
-            _write_markdown(out, plots, rows, results, base, title)
+            _write_markdown(out, plots, rows, results, base, title, force=cfg.force)
         else:
-            atomic_write_text(out, render_html(rows, results, base, plots, title,
-                                               tradeoff_table=tradeoff.html_table(points) if points else ""))
+            commit_file(out, render_html(rows, results, base, plots, title,
+                                         tradeoff_table=tradeoff.html_table(points) if points else ""),
+                        force=cfg.force)
     return ReportResult(rows=rows, baseline=base, output=out, sources=[s for s, _ in results] +
                         [a.source for a in accuracies], tradeoff=points)
 
@@ -709,7 +717,7 @@ def _plot_dir(out: Path) -> Path:
 
 
 def _write_markdown(out: Path, plots: dict[str, bytes], rows: Sequence[Row],
-                    results: Sequence[tuple[str, dict[str, Any]]], baseline: str, title: str) -> None:
+                    results: Sequence[tuple[str, dict[str, Any]]], baseline: str, title: str, *, force: bool) -> None:
     """The document and its PNGs are written together or not at all.
 
     The PNGs go into a temporary sibling of the plot directory, the document is written
@@ -717,16 +725,18 @@ def _write_markdown(out: Path, plots: dict[str, bytes], rows: Sequence[Row],
     renamed into place. A failure while drawing, writing the PNGs or writing the document
     (a full disk, Ctrl-C) leaves the previous report and plots as they were, not new plots
     beside an old document; after the document only a rename in the same directory is left.
+    Without ``force`` both commits are exclusive, the document's first: of two runs writing
+    one report, the one whose document lands also gets the plots.
     """
-    from resdeploy.artifacts import atomic_dir, atomic_write_text
+    from resdeploy.artifacts import atomic_dir, commit_file
 
     plot_dir = _plot_dir(out)
     rel = {name: f"{plot_dir.name}/{name}.png" for name in plots}
     document = render_markdown(rows, results, baseline, rel, title)  # rendered before anything is written
-    with atomic_dir(plot_dir, force=True) as tmp:
+    with atomic_dir(plot_dir, force=force) as tmp:
         for name, data in plots.items():
             (tmp / f"{name}.png").write_bytes(data)
-        atomic_write_text(out, document)
+        commit_file(out, document, force=force)
 
 
 def bench_rows(result: Any) -> tuple[list[Row], str]:

@@ -3,9 +3,10 @@
 People type an artifact directory (``artifacts/resnet50/fp32``), its ``model.onnx``, its
 ``manifest.json``, a TensorRT plan (``model.fp16.engine``), a zoo name (``resnet50``) or
 an ONNX file from elsewhere that has no manifest. ``resolve_artifact`` turns each into an
-``Artifact``: the model file, its typed manifest (checked against the file: a model
-changed after its manifest was written is an error, exit 2), and for a foreign ONNX the
-facts read from the graph (input name, dtype, static H/W, NCHW or NHWC).
+``Artifact``: the model file, its typed manifest (checked against the file: a model or
+plan changed after its manifest was written is an error, exit 2; a plan's manifest is
+``<plan>.json``), and for a foreign ONNX the facts read from the graph (input name, dtype,
+static H/W, NCHW or NHWC).
 
 What a stage then does with it (export a zoo name first, refuse an INT8 source, ...)
 stays the stage's decision; the resolver only says what is there.
@@ -24,8 +25,11 @@ from resdeploy.artifacts import (
     Manifest,
     artifact_dirs_inside,
     check_not_empty,
+    is_engine_file,
     is_model_path,
+    load_engine_manifest,
     load_manifest,
+    manifest_path_for,
     sha256_file,
 )
 from resdeploy.errors import ResdeployError
@@ -36,9 +40,6 @@ from resdeploy.onnx_io import (
     single_input,
     spec_without_manifest,
 )
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
 
 # The graph's (single) image input: name, dtype, dims, NCHW or NHWC. Read in one place, onnx_io.
 InputFacts = GraphInput
@@ -68,10 +69,17 @@ class Artifact:
         return self.path.stem if self.path.suffix == ".onnx" else self.path.name
 
     def describing_manifest(self) -> Manifest | None:
-        """The manifest that says which model this is: its own, or for an engine plan built beside its
-        ONNX, that ONNX's (model name, preprocessing; not the plan's file record)."""
-        if self.manifest is None and self.kind == "engine" and self.path is not None:
-            return load_manifest(self.path)
+        """The manifest that says which model this is (model spec, preprocessing, classes).
+
+        Its own; for an engine plan whose manifest does not name the model (engine metadata
+        from before plans had manifests), that of the ONNX it was built from, when it is there.
+        """
+        if self.kind == "engine" and self.path is not None and (self.manifest is None or not self.manifest.model):
+            source = self.manifest.parent.resolve(self.path.parent) if self.manifest and self.manifest.parent else None
+            for candidate in (source, self.path.parent / MANIFEST_NAME):
+                described = load_manifest(candidate) if candidate is not None and candidate.exists() else None
+                if described is not None:
+                    return described
         return self.manifest
 
     @property
@@ -98,20 +106,20 @@ class Artifact:
 
     @property
     def precision(self) -> str:
-        """fp32 | fp16 | int8: what the graph holds (for an engine plan: what its metadata records)."""
+        """fp32 | fp16 | int8: what the graph holds (for an engine plan: what its manifest records)."""
         if self.kind == "onnx":
             return self.graph().precision
         if self.kind == "engine":
-            return str(self.engine_metadata().precision)
+            return str(self.engine_manifest().precision)
         return (self.manifest.precision if self.manifest else None) or "unknown"
 
-    def engine_metadata(self) -> Any:
-        """A TensorRT plan's ``<engine>.json`` (``trt.compat.EngineMetadata``): the plan's manifest."""
+    def engine_manifest(self) -> Manifest:
+        """A TensorRT plan's manifest (``<plan>.json``) with its engine record; one line when it has none."""
         if self.kind != "engine" or self.path is None:
             raise ResdeployError(f"{self.ref} is not a TensorRT engine plan")
-        from resdeploy.trt.compat import read_metadata
-
-        return read_metadata(self.path)
+        if self.manifest is not None and self.manifest.engine is not None:
+            return self.manifest
+        return load_engine_manifest(self.path, verify=False)  # resolve_artifact verified it
 
     def input(self) -> InputFacts:
         """The graph's image input: name, dtype, static H/W and layout, for a foreign ONNX too."""
@@ -214,12 +222,17 @@ def resolve_artifact(ref: str | os.PathLike[str], *, role: str = "model", zoo: b
             pass
     except OSError as exc:
         raise ResdeployError(f"cannot read {p}: {exc.strerror}") from None
-    kind = "engine" if p.suffix.lower() in ENGINE_SUFFIXES else "onnx"
-    manifest = load_manifest(p) if kind == "onnx" else None
+    kind = "engine" if is_engine_file(p) else "onnx"
+    try:
+        manifest = load_manifest(p)  # an engine plan's is <plan>.json, and it names that plan
+    except ResdeployError:
+        if verify or kind == "onnx":
+            raise
+        manifest = None  # an unreadable <plan>.json, not checked: engine_manifest() says what is wrong with it
     if manifest is not None and manifest.artifact is not None and manifest.artifact.file != p.name:
         manifest = None  # a manifest.json beside it that describes another file
     if manifest is not None and verify:
-        manifest.verify(p.parent)
+        manifest.verify(p.parent, manifest_path_for(p))
     return Artifact(text, kind, p, manifest)
 
 

@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from resdeploy.artifacts import Lineage, atomic_write_text, load_onnx, read_manifest
+from resdeploy.artifacts import Lineage, commit_file, load_onnx, manifest_path_for, read_manifest
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
@@ -147,10 +147,20 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
         # the manifest's typed lineage (not precision.pipeline: quantize's budget runs validate)
         lineage = manifest.get("parent")
         parent = Lineage.from_dict(lineage).resolve(candidate_path.parent) if isinstance(lineage, dict) else None
+        named_in = manifest_path_for(candidate_path)
+        if parent is not None and manifest.get("stage") == "build" and (lineage or {}).get("precision") != "fp32":
+            # a plan's lineage names the ONNX it was compiled from; an FP16/INT8 one is a variant,
+            # whose own parent is the FP32 reference
+            named_in, variant = manifest_path_for(parent), read_manifest(parent)
+            lineage = (variant or {}).get("parent")
+            parent = Lineage.from_dict(lineage).resolve(parent.parent) if isinstance(lineage, dict) else None
+            if parent is None and not lineage:
+                raise ResdeployError(f"{named_in} names no FP32 parent of the ONNX {candidate_path} was built from",
+                                     hint="pass --reference PATH (the FP32 ONNX model) or --reference torch")
         if parent is None:
-            if manifest.get("parent"):
-                raise ResdeployError(f"the FP32 model named in {candidate_path.parent / 'manifest.json'} is gone: "
-                                     f"{manifest['parent'].get('path')}", hint="pass --reference PATH")
+            if lineage:
+                raise ResdeployError(f"the FP32 model named in {named_in} is gone: "
+                                     f"{lineage.get('path') or lineage.get('abspath')}", hint="pass --reference PATH")
             if reference == "torch" and manifest.get("model"):
                 parent = candidate_path  # an FP32 export itself, compared with its PyTorch model
             else:
@@ -455,20 +465,13 @@ def _gates(cfg: ValidateConfig, m: dict[str, Any], accuracy: dict[str, dict[str,
     return gates
 
 
-def check_output_file(path: str | os.PathLike[str], flag: str = "--junit") -> None:
-    """Fail before the run, not after it, when a result file cannot be written where asked."""
-    from resdeploy.artifacts import check_writable_dir
+def write_junit(result: ValidateResult, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """The gates as JUnit XML (``artifacts.commit_file``: an existing file is replaced only with ``force``)."""
+    from resdeploy.artifacts import check_output_file
 
-    p = Path(path)
-    if p.is_dir():
-        raise ResdeployError(f"{flag} {p} is a directory; pass a file path such as {p / 'validate.xml'}")
-    check_writable_dir(p.parent)
+    check_output_file(path, force=force, flag="--junit", example="validate.xml")
+    return commit_file(path, result.junit_xml(), force=force)
 
 
-def write_junit(result: ValidateResult, path: str | os.PathLike[str]) -> Path:
-    check_output_file(path)
-    return atomic_write_text(path, result.junit_xml())
-
-
-__all__ = ["Executor", "Gate", "ValidateConfig", "ValidateResult", "check_output_file", "infer_batched", "run_local",
+__all__ = ["Executor", "Gate", "ValidateConfig", "ValidateResult", "infer_batched", "run_local",
            "validate", "write_junit"]

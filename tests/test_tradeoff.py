@@ -49,7 +49,7 @@ def merged_report(tmp_path_factory: pytest.TempPathFactory, tiny_onnx: tuple[Pat
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "data" / f"c{k}" / f"{i}.png")
     v = resdeploy.validate(model, reference=str(model), data=str(root / "data"), input_size=32, resize=32)
-    atomic_write_json(root / "validate.json", v.to_dict())
+    atomic_write_json(root / "validate.json", v.to_dict(), force=True)
     b = resdeploy.bench(BenchConfig(model=str(model), engines=["ort"], batches=[1, 2], iterations=5, duration=0.05,
                                     warmup_iterations=1, input_size=32))
     b.save(root / "bench.json")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from resdeploy.cli.common import PreprocessFlags, finite_float, threads_option, with_preprocess_flags
+from resdeploy.cli.common import PREPROCESS_FLAGS, finite_float, threads_option, with_preprocess_flags
 from resdeploy.cli.ray_flags import ray_address, ray_option
+
+if TYPE_CHECKING:
+    from resdeploy.preprocess import PreprocessFlags
 
 
 def register(app: typer.Typer) -> None:
@@ -49,12 +54,13 @@ def register(app: typer.Typer) -> None:
         ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
         # The same flags as quantize and validate; bench feeds random tensors, so only --input-size and
         # --layout change what it runs (the shape where the graph leaves it dynamic).
-        preprocess: PreprocessFlags = PreprocessFlags(),
+        preprocess: PreprocessFlags = PREPROCESS_FLAGS,
         seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
         data: str = typer.Option(None, "--data", metavar="FOLDER_OR_NPY", help="Time real inputs: an image folder or .npy/.npz, preprocessed as the manifest records (default: random)."),
         percentile: list[float] = typer.Option([], "--percentile", parser=finite_float, metavar="Q", help="Also report this latency percentile, e.g. 99.9 (repeatable)."),
         json_out: bool = typer.Option(False, "--json", help="Print the full result JSON on stdout."),
         output: str = typer.Option(None, "--output", "-o", help="Write the result JSON to this file."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing --output file."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
         ray: str = ray_option(),
         nodes: str = typer.Option(None, "--nodes", help="With --ray: the same bench on each matching node: all, "
@@ -91,16 +97,10 @@ def register(app: typer.Typer) -> None:
         )
         cfg.check()
         if output:
-            from pathlib import Path
+            from resdeploy.artifacts import check_output_file
 
-            from resdeploy.artifacts import check_writable_dir
-            from resdeploy.errors import ResdeployError
-
-            # Fail before minutes of measuring, not after them with a traceback.
-            if Path(output).is_dir():
-                raise ResdeployError(f"--output {output} is a directory; pass a file path such as "
-                                     f"{Path(output) / 'result.json'}")
-            check_writable_dir(Path(output).resolve().parent)
+            # Fail before minutes of measuring, not after them; the commit checks again at the end.
+            check_output_file(output, force=force, flag="--output")
         rep = Reporter.for_command(quiet, json_out)
         if nodes is not None and ray is None:
             from resdeploy.errors import ResdeployError
@@ -110,11 +110,11 @@ def register(app: typer.Typer) -> None:
             from resdeploy.scale.fleet import fleet_bench
 
             fleet_result = fleet_bench(cfg, nodes, address=ray_address(ray), reporter=rep)
-            print_fleet(fleet_result, output, json_out, rep)
+            print_fleet(fleet_result, output, json_out, rep, force=force)
             return
         result = bench(cfg, reporter=rep)
         if output:
-            result.save(output)
+            result.save(output, force=force)
             from rich.markup import escape
 
             rep.info(f"wrote {escape(output)}")
@@ -132,12 +132,12 @@ def register(app: typer.Typer) -> None:
                               + ", ".join(f"{r.engine} batch {r.batch} p99 {r.latency.p99_ms:.2f} ms" for r in missed))
 
 
-def print_fleet(fleet, output: str | None, json_out: bool, rep) -> None:  # noqa: ANN001 - lazily imported types
+def print_fleet(fleet, output: str | None, json_out: bool, rep, *, force: bool = False) -> None:  # noqa: ANN001 - lazily imported types
     """One table per node (its own machine in the title), one file for `report`."""
     from resdeploy.benchmark import BenchResult, RunResult
 
     if output:
-        fleet.save(output)
+        fleet.save(output, force=force)
         from rich.markup import escape
 
         rep.info(f"wrote {escape(output)} (one result per node; `resdeploy report {escape(output)}` compares them)")

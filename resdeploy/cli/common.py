@@ -7,13 +7,16 @@ import inspect
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from resdeploy.artifacts import read_json, to_json
 from resdeploy.errors import ResdeployError
+
+if TYPE_CHECKING:  # resdeploy.preprocess imports PIL: not for `resdeploy --help`
+    from resdeploy.preprocess import PreprocessFlags
 
 
 def parse_int_list(text: str, flag: str, *, minimum: int = 1) -> list[int]:
@@ -82,23 +85,14 @@ def threads_option() -> Any:
 
 
 # --- preprocessing flags ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PreprocessFlags:
-    """--input-size/--layout/--preprocess/--resize/--mean/--std, parsed: for a model without a manifest.
+# The default of a command's ``preprocess`` parameter: ``with_preprocess_flags`` replaces it with the
+# parsed flags, a ``resdeploy.preprocess.PreprocessFlags`` (the library's one declaration of them).
+PREPROCESS_FLAGS: Any = None
 
-    Size and layout default to what the model's graph fixes; the flags are needed where it does not.
-    """
 
-    input_size: tuple[int, int] | None = None
-    resize: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    layout: str | None = None
-    preprocess: str | None = None
-
-    def as_config(self) -> dict[str, Any]:
-        """Keyword arguments for QuantizeConfig and ValidateConfig, whose fields have these names."""
-        return asdict(self)
+def preprocess_kwargs(flags: PreprocessFlags) -> dict[str, Any]:
+    """The flags as keyword arguments of QuantizeConfig and ValidateConfig, which embed PreprocessFlags."""
+    return {f.name: getattr(flags, f.name) for f in fields(flags)}
 
 
 _KW = inspect.Parameter.KEYWORD_ONLY
@@ -122,9 +116,10 @@ _PREPROCESS_PARAMETERS = [
 def with_preprocess_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command the preprocessing flags, declared here once for quantize, validate and bench.
 
-    The command takes one ``preprocess: PreprocessFlags`` parameter; typer sees the four
-    flags in its place (same names, same order in --help), and the command receives them
-    parsed, so a bad --mean fails the same way in every command that reads it.
+    The command takes one ``preprocess: PreprocessFlags = PREPROCESS_FLAGS`` parameter; typer
+    sees the six flags in its place (same names, same order in --help), and the command
+    receives them parsed into the library's ``resdeploy.preprocess.PreprocessFlags``, so a bad
+    --mean fails the same way in every command that reads it.
     """
     signature = inspect.signature(command)
     params = list(signature.parameters.values())
@@ -135,7 +130,7 @@ def with_preprocess_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         raw = {name: kwargs.pop(name, None) for name in names}
         from resdeploy.onnx_io import parse_input_size, parse_layout
-        from resdeploy.preprocess import PRESETS
+        from resdeploy.preprocess import PRESETS, PreprocessFlags
 
         preset = raw["preprocess_preset"].lower() if raw["preprocess_preset"] else None
         if preset is not None and preset not in PRESETS:

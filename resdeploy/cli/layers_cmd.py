@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         plot: str = typer.Option(None, "--plot", help="Write a bar chart of the worst layers (.png or .svg)."),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing --plot file."),
     ) -> None:
         """Per quantized node: SQNR and cosine vs FP32, cumulative and alone; ranked by the error it adds alone."""
         from resdeploy.console import Reporter, stdout
@@ -30,14 +31,12 @@ def register(app: typer.Typer) -> None:
         if plot and not plot.lower().endswith((".png", ".svg")):
             raise ResdeployError(f"--plot writes .png or .svg, not '{plot}'")
         if plot:
-            from pathlib import Path
+            from resdeploy.artifacts import check_output_file
 
-            from resdeploy.artifacts import check_writable_dir
-
-            check_writable_dir(Path(plot).parent)
+            check_output_file(plot, force=force, flag="--plot", example="layers.png")  # before the analysis, not after it
         report = analyze(candidate, data, samples=samples, seed=seed, reporter=Reporter(quiet=quiet or json_out))
         if plot:
-            write_plot(report, plot)
+            write_plot(report, plot, force=force)
         if json_out:
             from resdeploy.cli.common import emit_json
 

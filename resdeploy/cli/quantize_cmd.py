@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from resdeploy.cli.common import PreprocessFlags, finite_float, with_preprocess_flags
+from resdeploy.cli.common import PREPROCESS_FLAGS, finite_float, preprocess_kwargs, with_preprocess_flags
+
+if TYPE_CHECKING:
+    from resdeploy.preprocess import PreprocessFlags
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +42,7 @@ def register(app: typer.Typer) -> None:
         max_trials: int = typer.Option(8, "--max-trials", help="Budget: at most this many full validations."),
         output: str = typer.Option(None, "--output", "-o", help="Output dir (default: sibling of the FP32 dir, e.g. .../int8-cpu)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output dir."),
-        preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
+        preprocess: PreprocessFlags = PREPROCESS_FLAGS,  # --input-size, --layout, --preprocess, --resize, --mean, --std
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     ) -> None:
@@ -56,7 +61,7 @@ def register(app: typer.Typer) -> None:
             seed=seed, method=method.lower() if method else None, percentile=percentile, exclude=list(exclude), ranges=ranges,
             fp16_io=fp16_io, activation_type=activations.lower() if activations else None, cpu=cpu.lower(),
             reduce_range=reduce_range, output=output, force=force, budget=budget,
-            **preprocess.as_config(),
+            **preprocess_kwargs(preprocess),
         )
         result = quantize(model, config=cfg, reporter=Reporter.for_command(quiet, json_out))
         if json_out:

@@ -19,12 +19,13 @@ def register(app: typer.Typer) -> None:
         title: str = typer.Option("resdeploy benchmark report", "--title", help="Report title."),
         json_out: bool = typer.Option(False, "--json", help="Print the merged rows as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No 'wrote FILE' line on stderr."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing report (and a .md report's plots)."),
     ) -> None:
         """Merge RESULTS into one table with speed-ups and plots; write HTML or Markdown with -o."""
         from resdeploy.console import stdout
         from resdeploy.reporting import footnotes, machine_legend, report, rich_table
 
-        res = report(results, output, baseline=baseline, title=title)
+        res = report(results, output, baseline=baseline, title=title, force=force)
         if json_out:
             from resdeploy.cli.common import emit_json
 

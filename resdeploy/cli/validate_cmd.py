@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from resdeploy.cli.common import (
-    PreprocessFlags,
+    PREPROCESS_FLAGS,
     finite_float,
     positive_int,
+    preprocess_kwargs,
     threads_option,
     with_preprocess_flags,
 )
 from resdeploy.cli.ray_flags import ray_address, ray_option
+
+if TYPE_CHECKING:
+    from resdeploy.preprocess import PreprocessFlags
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +42,8 @@ def register(app: typer.Typer) -> None:
         max_abs_error: float = typer.Option(None, "--max-abs-error", parser=finite_float, help="Gate: largest absolute logit difference."),
         min_cosine: float = typer.Option(None, "--min-cosine", parser=finite_float, help="Gate: worst per-sample cosine similarity of logits."),
         junit: str = typer.Option(None, "--junit", help="Also write the gates as JUnit XML to this file (for CI)."),
-        preprocess: PreprocessFlags = PreprocessFlags(),  # --input-size, --resize, --mean, --std
+        force: bool = typer.Option(False, "--force", help="Replace an existing --junit file."),
+        preprocess: PreprocessFlags = PREPROCESS_FLAGS,  # --input-size, --layout, --preprocess, --resize, --mean, --std
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
         ray: str = ray_option(),
@@ -48,16 +55,18 @@ def register(app: typer.Typer) -> None:
         Default gate: on labelled data, candidate top-1 >= 99% of the reference's (MLPerf);
         on unlabelled data, top-1 agreement >= 0.99. Any gate flag replaces the default.
         """
+        from resdeploy.artifacts import check_output_file
         from resdeploy.console import Reporter
-        from resdeploy.validation import ValidateConfig, check_output_file, validate, write_junit
+        from resdeploy.validation import ValidateConfig, validate, write_junit
 
         cfg = ValidateConfig(
             data=data, reference=reference, engine=engine, device=device, threads=threads, batch_size=batch_size,
             samples=samples, seed=seed, labels=labels, max_top1_drop=max_top1_drop, min_top1_ratio=min_top1_ratio,
-            min_agreement=min_agreement, max_abs_error=max_abs_error, min_cosine=min_cosine, **preprocess.as_config(),
+            min_agreement=min_agreement, max_abs_error=max_abs_error, min_cosine=min_cosine, **preprocess_kwargs(preprocess),
         )
         if junit:
-            check_output_file(junit)  # before the run: a long validation must not end in "cannot write"
+            # before the run: a long validation must not end in "cannot write" or "already exists"
+            check_output_file(junit, force=force, flag="--junit", example="validate.xml")
         rep = Reporter.for_command(quiet, json_out)
         if ray_workers is not None and ray is None:
             from resdeploy.errors import ResdeployError
@@ -70,7 +79,7 @@ def register(app: typer.Typer) -> None:
         else:
             result = validate(candidate, config=cfg, reporter=rep)
         if junit:
-            write_junit(result, junit)
+            write_junit(result, junit, force=force)
         for w in result.warnings:
             rep.warn(w)
         if json_out:

@@ -354,15 +354,16 @@ def plot_bytes(report: LayerReport | dict[str, Any], fmt: str = "png", *, top: i
     return buf.getvalue()
 
 
-def plot(report: LayerReport, path: str | os.PathLike[str], *, top: int = 30) -> Path:
-    """Write the chart of ``plot_bytes`` to ``path`` (.png or .svg), atomically."""
-    from resdeploy.artifacts import atomic_write_bytes
+def plot(report: LayerReport, path: str | os.PathLike[str], *, top: int = 30, force: bool = False) -> Path:
+    """Write the chart of ``plot_bytes`` to ``path`` (.png or .svg) through ``artifacts.commit_file``
+    (an existing file is replaced only with ``force``)."""
+    from resdeploy.artifacts import commit_file
 
     p = Path(path)
     fmt = p.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         raise ResdeployError(f"--plot writes .png or .svg, not '{p.suffix or p.name}'")
-    return atomic_write_bytes(p, plot_bytes(report, fmt, top=top))
+    return commit_file(p, plot_bytes(report, fmt, top=top), force=force)
 
 
 __all__ = ["LAYERS_SCHEMA", "LayerError", "LayerReport", "analyze", "isolation_model", "layer_errors",

@@ -271,7 +271,7 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
             shutil.copyfile(work_model, staging / "model.onnx")
             ranges_path = None
             if ranges is not None:
-                ranges.save(staging / RANGES_NAME)
+                ranges.save(staging / RANGES_NAME, force=True)  # inside this run's staging dir
                 ranges_path = out / RANGES_NAME
             typed = _manifest(src, cfg, out, staging / "model.onnx", info, check, ranges)
             typed.write(staging)

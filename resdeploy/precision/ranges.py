@@ -42,8 +42,8 @@ class CalibrationRanges:
         d["ranges"] = {k: [float(lo), float(hi)] for k, (lo, hi) in sorted(self.ranges.items())}
         return {"schema": RANGES_SCHEMA, **d}
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        return atomic_write_json(path, self.to_dict())
+    def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=force)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CalibrationRanges:

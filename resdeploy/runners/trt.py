@@ -10,7 +10,8 @@ inference as one launch, which matters at small batches where launch overhead sh
 The runner is given an engine: building one from an ONNX is the build stage's job
 (``resdeploy.trt.build.engine_config``, which bench and validate call through
 ``resdeploy.prepare`` before they create runners, as ``Runner.prepare`` names it). It
-checks the metadata beside the plan and refuses one built for another GPU or TensorRT.
+reads the plan's manifest (``<plan>.json``), checks the plan against its file record, and
+refuses one whose engine record says it was built for another GPU or TensorRT.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resdeploy.artifacts import EngineRecord, Manifest, load_engine_manifest
 from resdeploy.console import QUIET
 from resdeploy.errors import ResdeployError
 from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta, option_flag
 from resdeploy.trt import loader
-from resdeploy.trt.compat import BatchProfile, EngineMetadata, check_compatible, is_engine_file, read_metadata
+from resdeploy.trt.compat import BatchProfile, batch_profile, build_options, check_compatible, is_engine_file
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -144,7 +146,7 @@ class TrtRunner(Runner):
         # replay CUDA graphs; turned off for this runner when a capture fails
         self.cuda_graph = option_flag(self.options.cuda_graph, False)
         self.engine_path: Path | None = None
-        self.metadata: EngineMetadata | None = None
+        self.manifest: Manifest | None = None  # the plan's (<plan>.json), with its engine record
         self.cached: bool | None = None
         self._tensorrt_version = ""
         self._trt_engine: trt.ICudaEngine | None = None
@@ -181,18 +183,20 @@ class TrtRunner(Runner):
         path = Path(self.config.model)
         if not path.exists():
             raise ResdeployError(f"no such file: {path}")
-        meta = read_metadata(path)
+        manifest = load_engine_manifest(path)  # a plan changed since its manifest was written: one line, exit 2
+        meta = manifest.require_engine(str(path))
         check_compatible(path, meta, gpu, self._tensorrt_version)
         assert isinstance(self.options, TrtOptions)
         built = self.options.built or {}
         self.cached = built.get("cached")
         self.setup_seconds["build"] = float(built.get("seconds", 0.0))
-        self.engine_path, self.metadata = path, meta
+        self.engine_path, self.manifest = path, manifest
 
         t0 = time.perf_counter()
         self._logger = loader.make_logger(int(self.options.verbose or 0), quiet=True)
         runtime = trt.Runtime(self._logger)
-        if meta.build_options.version_compatible and not meta.build_options.exclude_lean_runtime:
+        options = build_options(meta)
+        if options.version_compatible and not options.exclude_lean_runtime:
             runtime.engine_host_code_allowed = True  # the plan carries its own lean runtime
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
@@ -207,7 +211,7 @@ class TrtRunner(Runner):
         self._runtime = runtime
         self.setup_seconds["load"] = round(time.perf_counter() - t0, 3)
 
-    def _bind_io(self, engine: trt.ICudaEngine, meta: EngineMetadata, path: Path) -> None:
+    def _bind_io(self, engine: trt.ICudaEngine, meta: EngineRecord, path: Path) -> None:
         import tensorrt as trt
 
         inputs: list[str] = []
@@ -222,7 +226,7 @@ class TrtRunner(Runner):
         self._output_dtype = _torch_dtype(engine.get_tensor_dtype(self._output_name))
         shape = loader.dims_tuple(engine.get_tensor_shape(self._input_name))
         self._chw = shape[1:] if all(d > 0 for d in shape[1:]) else tuple(meta.input_shape)
-        self._profile = meta.batch_profile
+        self._profile = batch_profile(meta)
 
     def _close(self) -> None:
         if self._device is not None:
@@ -251,15 +255,16 @@ class TrtRunner(Runner):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        meta = self.metadata
+        manifest = self.manifest
         d.update({
             "tensorrt": self._tensorrt_version or None,
             "engine_path": str(self.engine_path) if self.engine_path else None,
             "engine_cached": self.cached,
             "cuda_graph": self.cuda_graph,
         })
-        if meta is not None:
-            d.update({"precision": meta.precision, "profile": str(meta.batch_profile), "gpu": meta.gpu_name,
+        if manifest is not None and manifest.engine is not None:
+            meta = manifest.engine
+            d.update({"precision": manifest.precision, "profile": str(batch_profile(meta)), "gpu": meta.gpu_name,
                       "compute_capability": meta.compute_capability, "build_options": meta.options})
         return d
 

@@ -84,7 +84,7 @@ class Cache:
         try:
             build(tmp)
             atomic_write_json(tmp / "cache.json", {"schema": CACHE_SCHEMA, "stage": stage, "key": key,
-                                                   "inputs": inputs})
+                                                   "inputs": inputs}, force=True)
             try:
                 os.rename(tmp, final)
             except OSError:
@@ -109,7 +109,8 @@ class Cache:
     def put_json(self, stage: str, key: str, value: dict[str, Any]) -> Path:
         path = self.json_entry(stage, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write_json(path, value)  # a temporary sibling, then os.replace: never half-written
+        # a cache entry is replaced (same key, same content): a temporary sibling, then os.replace
+        return atomic_write_json(path, value, force=True)
 
 
 __all__ = ["Cache", "cache_key", "data_fingerprint"]

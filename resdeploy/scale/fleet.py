@@ -126,10 +126,11 @@ class FleetResult:
 
         return {"schema": FLEET_SCHEMA, "created": utc_now(), "selector": self.selector, "results": self.results}
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write the fleet JSON (``artifacts.commit_file``): an existing file is replaced only with ``force``."""
         from resdeploy.artifacts import atomic_write_json
 
-        return atomic_write_json(path, self.to_dict())
+        return atomic_write_json(path, self.to_dict(), force=force)
 
 
 def fleet_bench(cfg: Any, nodes: str | None = None, *, address: str | None = None,

@@ -549,14 +549,16 @@ def sweep(spec: SweepSpec | str | os.PathLike[str], *, ray_address: str | None =
     result = SweepResult(spec=spec.path, output=str(out), combos=results, seconds=0.0, ray=use_ray)
     benches = [c.bench_path for c in results if c.bench_path]
     if write_report and benches:
-        from resdeploy.reporting import report
+        from resdeploy.reporting import ReportConfig, report
 
         try:
-            result.report = str(report(benches, out / "report.md", title="resdeploy sweep").output)
+            result.report = str(report(benches, ReportConfig(output=str(out / "report.md"), title="resdeploy sweep",
+                                                             force=True)).output)
         except ResdeployError as exc:
             reporter.warn(f"no report: {exc}")
     result.seconds = round(time.perf_counter() - t0, 3)
-    atomic_write_json(out / "sweep.json", result.to_dict())
+    # OUTPUT is the sweep's own folder (its cache): each run rewrites its results there, atomically
+    atomic_write_json(out / "sweep.json", result.to_dict(), force=True)
     return result
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from resdeploy import artifacts
-from resdeploy.artifacts import GraphSummary, TensorInfo, read_json
+from resdeploy.artifacts import GraphSummary, Manifest, TensorInfo, read_json
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.resolve import resolve_artifact
@@ -130,16 +130,17 @@ class PackageResult:
         return d
 
 
-def _resolve_variant(variant: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None, Any]:
-    """(model file, manifest or None, TensorRT engine metadata or None) for what the user typed.
+def _resolve_variant(variant: str | os.PathLike[str]) -> tuple[Path, dict[str, Any] | None, Manifest | None]:
+    """(model file, ONNX manifest or None, TensorRT plan's manifest or None) for what the user typed.
 
-    ``resolve.resolve_artifact`` decides what the path is and checks an ONNX file against
-    its manifest's record (a file changed after its manifest was written is refused there).
+    ``resolve.resolve_artifact`` decides what the path is and checks the file (ONNX or
+    plan) against its manifest's record (a file changed after its manifest was written is
+    refused there).
     """
     art = resolve_artifact(variant, zoo=False)
     assert art.path is not None
     if art.kind == "engine":
-        return art.path, None, art.engine_metadata()
+        return art.path, None, art.engine_manifest()
     if art.path.suffix.lower() != ".onnx":
         raise ResdeployError(f"{art.path} is neither an ONNX model nor a TensorRT engine (.plan/.engine)")
     return art.path, art.manifest.to_dict() if art.manifest else None, None
@@ -155,16 +156,20 @@ def read_onnx_tensors(path: Path) -> ModelTensors:
     return ModelTensors(describe(graph.inputs), describe(graph.outputs), graph.precision)
 
 
-def _engine_tensors(meta: Any) -> ModelTensors:
-    """A plan's tensors from its resdeploy metadata (TensorRT is not needed to read it); outputs from its ONNX."""
-    onnx_path = Path(meta.onnx_path)
-    if not onnx_path.is_file():
-        raise ResdeployError(f"the engine's ONNX ({onnx_path}) is gone: its output shape cannot be read",
+def _engine_tensors(plan: Path, manifest: Manifest) -> ModelTensors:
+    """A plan's tensors from its manifest's engine record (TensorRT is not needed to read it); outputs
+    from the ONNX its lineage names."""
+    meta = manifest.require_engine()
+    onnx_path = manifest.parent.resolve(plan.parent) if manifest.parent else None
+    if onnx_path is None or not onnx_path.is_file():
+        gone = (manifest.parent.abspath or manifest.parent.path) if manifest.parent else "not recorded"
+        raise ResdeployError(f"the engine's ONNX ({gone}) is gone: its output shape cannot be read",
                              hint="rebuild the engine with `resdeploy build`")
     outputs = read_onnx_tensors(onnx_path).outputs
     outputs = [(name, meta.output_dtype, dims) for name, _, dims in outputs]
-    inputs = [(meta.input_name, meta.input_dtype, ["batch", *meta.input_shape])]
-    return ModelTensors(inputs, outputs, str(meta.precision), max_batch=int(meta.profile["max"]))
+    dims: list[int | str] = ["batch", *meta.input_shape]
+    inputs = [(meta.input_name, meta.input_dtype, dims)]
+    return ModelTensors(inputs, outputs, str(manifest.precision), max_batch=int(meta.profile["max"]))
 
 
 def _triton_dtype(dtype: str, where: str) -> str:
@@ -246,7 +251,7 @@ def package_triton(variant: str | os.PathLike[str], repository: str | os.PathLik
     kind = cfg.resolved_kind() if cfg.kind or platform != "tensorrt_plan" else "gpu"
     if platform == "tensorrt_plan" and kind != "gpu":
         raise ResdeployError("a TensorRT plan runs on GPU instances only: pass --kind gpu")
-    tensors = _engine_tensors(engine_meta) if engine_meta else read_onnx_tensors(src)
+    tensors = _engine_tensors(src, engine_meta) if engine_meta else read_onnx_tensors(src)
     sha = artifacts.sha256_file(src)
     warnings: list[str] = []
 
@@ -339,7 +344,7 @@ def entry_name(variant: str | os.PathLike[str], config: TritonConfig | None = No
     if config is not None and config.name:
         return config.name
     src, manifest, engine_meta = _resolve_variant(variant)
-    tensors = _engine_tensors(engine_meta) if engine_meta else read_onnx_tensors(src)
+    tensors = _engine_tensors(src, engine_meta) if engine_meta else read_onnx_tensors(src)
     if raw_image:
         tensors.inputs = [(n, "uint8", s) for n, _, s in tensors.inputs]
     return _default_name(manifest, tensors, src)
@@ -354,10 +359,10 @@ def _default_name(manifest: dict[str, Any] | None, tensors: ModelTensors, src: P
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(parts))
 
 
-def _manifest_sha(manifest: dict[str, Any] | None, engine_meta: Any) -> str | None:
+def _manifest_sha(manifest: dict[str, Any] | None, engine_meta: Manifest | None) -> str | None:
     """The model file's sha256 as its manifest records it (export: artifact.sha256; quantize: sha256)."""
     if engine_meta is not None:
-        return str(engine_meta.engine_sha256) or None
+        return engine_meta.artifact.sha256 if engine_meta.artifact else None
     if not manifest:
         return None
     art = manifest.get("artifact")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BatchProfile", "BuildConfig", "BuildResult", "EngineMetadata", "build"]
+__all__ = ["BatchProfile", "BuildConfig", "BuildResult", "EngineRecord", "build"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
         from resdeploy.trt import build as _build
 
         return getattr(_build, name)
-    if name in ("BatchProfile", "EngineMetadata"):
+    if name in ("BatchProfile", "EngineRecord"):
         from resdeploy.trt import compat
 
         return getattr(compat, name)

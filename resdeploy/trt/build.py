@@ -26,18 +26,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resdeploy import artifacts
+from resdeploy.artifacts import (
+    EngineRecord,
+    FileRecord,
+    Lineage,
+    Manifest,
+    load_engine_manifest,
+    manifest_path_for,
+)
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.trt import loader
-from resdeploy.trt.compat import (
-    BatchProfile,
-    BuildOptions,
-    EngineMetadata,
-    cache_key,
-    is_engine_file,
-    metadata_path_for,
-    read_metadata,
-)
+from resdeploy.trt.compat import BatchProfile, BuildOptions, batch_profile, cache_key, is_engine_file
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -96,25 +96,29 @@ BUILD_RESULT_SCHEMA = "resdeploy.build/1"
 
 @dataclass
 class BuildResult:
-    """The engine file, its metadata, and whether it came from the cache."""
+    """The engine file, its manifest (``<engine>.json``), and whether it came from the cache."""
 
     engine_path: Path
-    metadata_path: Path
-    metadata: EngineMetadata
+    manifest_path: Path
+    manifest: Manifest  # the plan's: file record, lineage to the compiled ONNX, engine record
     onnx_path: Path  # the precision variant that was compiled
     cached: bool
     cache_path: Path | None = None
+
+    @property
+    def engine(self) -> EngineRecord:
+        return self.manifest.require_engine(str(self.manifest_path))
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": BUILD_RESULT_SCHEMA, **self.summary()}
 
     def summary(self) -> dict[str, Any]:
-        m = self.metadata
+        e = self.engine
         return {
-            "engine": str(self.engine_path), "metadata": str(self.metadata_path), "onnx": str(self.onnx_path),
-            "precision": m.precision, "profile": str(m.batch_profile), "tensorrt": m.tensorrt_version,
-            "gpu": f"{m.gpu_name} (sm {m.compute_capability})", "cached": self.cached,
-            "build_seconds": m.build_seconds, "options": m.options,
+            "engine": str(self.engine_path), "metadata": str(self.manifest_path), "onnx": str(self.onnx_path),
+            "precision": self.manifest.precision, "profile": str(batch_profile(e)), "tensorrt": e.tensorrt_version,
+            "gpu": f"{e.gpu_name} (sm {e.compute_capability})", "cached": self.cached,
+            "build_seconds": e.build_seconds, "options": e.options,
         }
 
 
@@ -142,7 +146,8 @@ def build(
     """Compile ``model`` (ONNX file, artifact dir or zoo name) into a TensorRT engine.
 
     Reuses a cached plan when the ONNX, precision, profile, GPU, TensorRT version and
-    build options are unchanged; writes the engine and ``<engine>.json`` atomically.
+    build options are unchanged; writes the engine, then its manifest ``<engine>.json``
+    (file record measured from the plan, lineage to the compiled ONNX, engine record).
     """
     model = source
     config = config or BuildConfig()
@@ -192,16 +197,21 @@ def build(
     existing_key = _existing_key(output)
     if output.exists() and existing_key != key and not config.force:
         raise ResdeployError(f"{output} already exists and was built from other inputs; pass --force to overwrite it")
+    # The plan is committed exclusively (artifacts.commit_file) unless --force, the cache's own entry, or
+    # the same build already there: a plan that appears at -o while this one builds is not replaced.
+    replace = config.force or config.cache_only or existing_key == key
 
     if config.use_cache and existing_key == key:
         reporter.info(f"[green]✓[/] {output} is up to date (same ONNX, precision, profile, GPU and TensorRT)")
-        meta = read_metadata(output)
-        return BuildResult(output, metadata_path_for(output), meta, onnx_path, cached=True, cache_path=cached_engine)
+        manifest = load_engine_manifest(output)
+        return BuildResult(output, manifest_path_for(output), manifest, onnx_path, cached=True,
+                           cache_path=cached_engine)
     if config.use_cache and _valid_cache_entry(cached_engine, key):
         reporter.info(f"[green]✓[/] reusing cached engine {cached_engine.name[:16]}… (unchanged inputs)")
-        meta = read_metadata(cached_engine)
-        _publish(cached_engine.read_bytes(), meta, output)
-        return BuildResult(output, metadata_path_for(output), meta, onnx_path, cached=True, cache_path=cached_engine)
+        manifest = _publish(cached_engine.read_bytes(), load_engine_manifest(cached_engine), output, onnx_path,
+                            onnx_sha, force=replace)
+        return BuildResult(output, manifest_path_for(output), manifest, onnx_path, cached=True,
+                           cache_path=cached_engine)
 
     timing_cache = Path(config.timing_cache) if config.timing_cache else (
         root / "timing" / f"{_slug(trt_version)}-{_slug(gpu.name)}-sm{_slug(gpu.compute_capability)}.cache"
@@ -210,20 +220,26 @@ def build(
     plan = build_plan(onnx_path, io, profile, options, timing_cache=timing_cache, verbose=config.verbose,
                       reporter=reporter)
     seconds = round(time.perf_counter() - t0, 2)
-    meta = EngineMetadata(
+    engine = EngineRecord(
         tensorrt_version=trt_version, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
-        precision=precision, profile={"min": profile.min, "opt": profile.opt, "max": profile.max},
+        profile={"min": profile.min, "opt": profile.opt, "max": profile.max},
         input_name=plan.input_name, input_shape=list(plan.input_chw), input_dtype=plan.input_dtype,
-        output_name=plan.output_name, output_dtype=plan.output_dtype, onnx_sha256=onnx_sha,
-        onnx_path=str(onnx_path.resolve()), options=dataclasses.asdict(options), cache_key=key,
-        engine_sha256=artifacts.sha256_bytes(plan.data), build_seconds=seconds, built_at=artifacts.utc_now(),
-        preprocess=_preprocess_of(onnx_path, source_onnx),
-        versions={"resdeploy": _resdeploy_version(), "tensorrt": trt_version},
+        output_name=plan.output_name, output_dtype=plan.output_dtype, options=dataclasses.asdict(options),
+        cache_key=key, build_seconds=seconds, built_at=artifacts.utc_now(),
     )
+    # model, preprocessing and classes are shared with the ONNX it was built from (as a variant's are)
+    described = _describing_manifest(onnx_path, source_onnx)
+    template = Manifest(stage="build", precision=precision, artifact=None, engine=engine,
+                        model=described.model if described else None,
+                        preprocess=described.preprocess if described else None,
+                        classes=described.classes if described else None,
+                        settings={"precision": config.precision, "batch": str(config.batch) if config.batch else None,
+                                  "device": config.device},
+                        sections={"versions": {"resdeploy": _resdeploy_version(), "tensorrt": trt_version}})
     if config.use_cache and output != cached_engine:
-        _publish(plan.data, meta, cached_engine)
-    _publish(plan.data, meta, output)
-    return BuildResult(output, metadata_path_for(output), meta, onnx_path, cached=False,
+        _publish(plan.data, template, cached_engine, onnx_path, onnx_sha, force=True)
+    manifest = _publish(plan.data, template, output, onnx_path, onnx_sha, force=replace)
+    return BuildResult(output, manifest_path_for(output), manifest, onnx_path, cached=False,
                        cache_path=cached_engine if config.use_cache else None)
 
 
@@ -306,7 +322,7 @@ def build_plan(
         reason = "; ".join(errors[-3:]) if errors else "no reason logged (run with -vv for TensorRT's log)"
         raise ResdeployError(f"TensorRT could not build an engine from {onnx_path}: {reason}")
     if cache is not None and timing_cache is not None:
-        artifacts.atomic_write_bytes(timing_cache, bytes(cache.serialize()))
+        artifacts.commit_file(timing_cache, bytes(cache.serialize()), force=True)  # a cache: the newer one wins
     return Plan(
         data=bytes(serialized), input_name=inp.name, input_chw=chw, input_dtype=dtype_name(inp.dtype),
         output_name=out.name, output_dtype=dtype_name(out.dtype),
@@ -501,15 +517,16 @@ def _resolve_profile(io: OnnxIO, requested: BatchProfile | None) -> BatchProfile
     return requested or DEFAULT_PROFILE
 
 
-def _preprocess_of(*onnx_paths: Path) -> dict[str, Any] | None:
-    """The preprocessing recorded by export/quantize, carried into the engine metadata for validate."""
+def _describing_manifest(*onnx_paths: Path) -> Manifest | None:
+    """The first manifest recording the preprocessing (export/quantize): its model, preprocessing and
+    classes go into the plan's manifest, for validate and bench."""
     for path in onnx_paths:
         try:
-            manifest = artifacts.read_manifest(path)
+            manifest = artifacts.load_manifest(path)
         except ResdeployError:
             continue
-        if manifest and isinstance(manifest.get("preprocess"), dict):
-            return dict(manifest["preprocess"])
+        if manifest and isinstance(manifest.preprocess, dict):
+            return manifest
     return None
 
 
@@ -524,25 +541,40 @@ def _is_engine_name(path: Path) -> bool:
 
 
 def _existing_key(engine: Path) -> str | None:
+    """The cache key of the plan at ``engine``; None when absent, without a manifest, or changed since."""
     if not engine.exists():
         return None
     try:
-        meta = read_metadata(engine)
+        # verify: a plan replaced or damaged after its manifest was written is not reused
+        return load_engine_manifest(engine, verify=True).require_engine().cache_key or None
     except ResdeployError:
         return None
-    if meta.engine_sha256 and artifacts.sha256_file(engine) != meta.engine_sha256:
-        return None  # the plan was replaced or damaged after its metadata was written
-    return meta.cache_key
 
 
 def _valid_cache_entry(engine: Path, key: str) -> bool:
     return _existing_key(engine) == key
 
 
-def _publish(plan: bytes, meta: EngineMetadata, engine: Path) -> None:
-    """Write the plan, then its metadata: a reader that finds the metadata finds a whole plan."""
-    artifacts.atomic_write_bytes(engine, plan)
-    artifacts.atomic_write_json(metadata_path_for(engine), meta.to_dict())
+def _publish(plan: bytes, template: Manifest, engine: Path, onnx_path: Path, onnx_sha: str, *,
+             force: bool) -> Manifest:
+    """Write the plan (exclusively unless ``force``), then its manifest: a reader that finds the manifest
+    finds a whole plan.
+
+    The file record is measured from the plan just written and the lineage points from
+    where it is to the ONNX it was compiled from, so a copy in the cache and one beside the
+    ONNX each have their own manifest.
+    """
+    artifacts.commit_file(engine, plan, force=force)
+    try:
+        parent = artifacts.load_manifest(onnx_path)
+    except ResdeployError:
+        parent = None  # a foreign ONNX's unreadable manifest.json: the lineage still names the file
+    manifest = dataclasses.replace(
+        template, artifact=FileRecord.measure(engine),
+        parent=Lineage.of(onnx_path, engine.parent, sha256=onnx_sha, precision=str(template.precision),
+                          stage=parent.stage if parent else None))
+    manifest.write_beside(engine)
+    return manifest
 
 
 def _slug(text: str) -> str:

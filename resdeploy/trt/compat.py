@@ -1,11 +1,12 @@
-"""Engine metadata beside every plan, and the checks that refuse a plan that cannot run here.
+"""The checks that refuse a plan that cannot run here, and the build cache key.
 
 A TensorRT plan is tied to the TensorRT version that built it and to the GPU
 architecture it was tuned on. Loaded elsewhere, TensorRT fails with a deserialization
 error that does not say why (or, on the same architecture but another GPU model, runs
-with tactics timed for a different chip). So ``resdeploy build`` writes
-``<engine>.json`` beside each plan, and loading checks it first and refuses with a
-message that names both sides and what to do.
+with tactics timed for a different chip). So ``resdeploy build`` writes the plan's
+manifest, ``<engine>.json`` (an ``artifacts.Manifest`` with an ``artifacts.EngineRecord``),
+and loading checks its engine record first and refuses with a message that names both
+sides and what to do.
 
 The same fields make the build cache key: an engine is reused only when the ONNX,
 precision, profile, GPU, TensorRT version and build options are all unchanged.
@@ -16,15 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass
 
+from resdeploy.artifacts import ENGINE_SUFFIXES, EngineRecord, is_engine_file
 from resdeploy.errors import ResdeployError
 from resdeploy.trt.loader import GpuInfo, version_tuple
 
-METADATA_SCHEMA = "resdeploy.trt-engine/1"
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+__all__ = ["ENGINE_SUFFIXES", "BatchProfile", "BuildOptions", "EngineRecord", "batch_profile", "build_options",
+           "cache_key", "check_compatible", "compatibility_problem", "is_engine_file"]
+
 HARDWARE_COMPAT = ("none", "ampere_plus", "same_cc")
 
 
@@ -86,78 +87,14 @@ class BuildOptions:
             raise ResdeployError("--exclude-lean-runtime only applies with --version-compatible")
 
 
-@dataclass
-class EngineMetadata:
-    """What ``<engine>.json`` holds: where the plan came from and where it can run."""
-
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
-    precision: str
-    profile: dict[str, int]
-    input_name: str
-    input_shape: list[int]  # C, H, W (batch comes from the profile)
-    input_dtype: str
-    output_name: str
-    output_dtype: str
-    onnx_sha256: str
-    onnx_path: str
-    options: dict[str, Any]
-    cache_key: str
-    engine_sha256: str = ""
-    build_seconds: float = 0.0
-    built_at: str = ""
-    preprocess: dict[str, Any] | None = None
-    versions: dict[str, Any] = field(default_factory=dict)
-    schema: str = METADATA_SCHEMA
-
-    @property
-    def batch_profile(self) -> BatchProfile:
-        return BatchProfile(self.profile["min"], self.profile["opt"], self.profile["max"])
-
-    @property
-    def build_options(self) -> BuildOptions:
-        return BuildOptions(**self.options)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "metadata") -> EngineMetadata:
-        if data.get("schema") != METADATA_SCHEMA:
-            raise ResdeployError(f"{source} is not resdeploy engine metadata (expected schema {METADATA_SCHEMA})")
-        known = set(cls.__dataclass_fields__)
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise ResdeployError(f"{source} is incomplete: {exc}") from None
+def batch_profile(engine: EngineRecord) -> BatchProfile:
+    """The plan's optimization profile, from its engine record."""
+    return BatchProfile(engine.profile["min"], engine.profile["opt"], engine.profile["max"])
 
 
-def is_engine_file(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in ENGINE_SUFFIXES
-
-
-def metadata_path_for(engine: str | os.PathLike[str]) -> Path:
-    """``model.fp16.engine`` -> ``model.fp16.engine.json``."""
-    p = Path(engine)
-    return p.with_name(p.name + ".json")
-
-
-def read_metadata(engine: str | os.PathLike[str]) -> EngineMetadata:
-    """Read the metadata beside an engine, or say why a plan without it is not loaded."""
-    mp = metadata_path_for(engine)
-    if not mp.exists():
-        raise ResdeployError(
-            f"no metadata beside {engine} (expected {mp.name}): resdeploy cannot tell which GPU and TensorRT "
-            "version built it",
-            hint="build it with `resdeploy build`, or pass the ONNX instead and let resdeploy build the engine",
-        )
-    from resdeploy.artifacts import read_json
-
-    data = read_json(mp, what="engine metadata")
-    if not isinstance(data, dict):
-        raise ResdeployError(f"{mp} is not resdeploy engine metadata")
-    return EngineMetadata.from_dict(data, str(mp))
+def build_options(engine: EngineRecord) -> BuildOptions:
+    """The builder settings the plan was made with, from its engine record."""
+    return BuildOptions(**engine.options)
 
 
 def cache_key(
@@ -182,9 +119,9 @@ def cache_key(
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def compatibility_problem(meta: EngineMetadata, gpu: GpuInfo, tensorrt_version: str) -> str | None:
-    """Why ``meta``'s plan cannot run with this TensorRT on this GPU, or None when it can."""
-    options = meta.build_options
+def compatibility_problem(meta: EngineRecord, gpu: GpuInfo, tensorrt_version: str) -> str | None:
+    """Why the plan of engine record ``meta`` cannot run with this TensorRT on this GPU, or None when it can."""
+    options = build_options(meta)
     built, here = version_tuple(meta.tensorrt_version), version_tuple(tensorrt_version)
     if options.version_compatible:
         # Version-compatible plans run on the same or a later TensorRT of the same major version.
@@ -218,7 +155,7 @@ def compatibility_problem(meta: EngineMetadata, gpu: GpuInfo, tensorrt_version: 
     return None
 
 
-def check_compatible(engine: str | os.PathLike[str], meta: EngineMetadata, gpu: GpuInfo, tensorrt_version: str) -> None:
+def check_compatible(engine: str | os.PathLike[str], meta: EngineRecord, gpu: GpuInfo, tensorrt_version: str) -> None:
     """Refuse, with the reason and the fix, an engine that cannot (or should not) run here."""
     problem = compatibility_problem(meta, gpu, tensorrt_version)
     if problem:

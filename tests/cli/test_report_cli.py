@@ -25,8 +25,13 @@ def test_report_html_and_json(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN00
     assert code == 0, stderr
     assert "speed-up" in stdout and "ort" in stdout and html.exists()
     assert f"wrote {html}" in stderr
-    code, stdout, stderr = run_cli("report", str(res), "-o", str(html), "-q")
-    assert code == 0 and "speed-up" in stdout and stderr == ""
+    first = html.read_bytes()
+    code, stdout, stderr = run_cli("report", str(res), "-o", str(html), "-q", "--title", "again")
+    assert code == 2 and stdout == "" and stderr.strip().splitlines() == [
+        f"error: {html} already exists; pass --force to overwrite it"]
+    assert html.read_bytes() == first  # never replaced without --force
+    code, stdout, stderr = run_cli("report", str(res), "-o", str(html), "-q", "--force", "--title", "again")
+    assert code == 0 and "speed-up" in stdout and stderr == "" and b"again" in html.read_bytes()
     code, stdout, _ = run_cli("report", str(res), "--json")
     rows = json.loads(stdout)["rows"]
     assert code == 0 and [r["batch"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0
@@ -76,12 +81,12 @@ def test_markdown_and_its_plots_are_written_together_or_not_at_all(
     old_tree, old = _tree(md.parent), {p: p.read_bytes() for p in md.parent.rglob("*") if p.is_file()}
     assert sorted(p.name for p in old) == ["latency_cdf.png", "latency_vs_batch.png", "report.md", "throughput.png"]
 
-    def failing_write(path, text):  # noqa: ANN001, ANN202
+    def failing_write(path, data, *, force):  # noqa: ANN001, ANN202
         raise failure
 
-    monkeypatch.setattr(resdeploy.artifacts, "atomic_write_text", failing_write)
+    monkeypatch.setattr(resdeploy.artifacts, "commit_file", failing_write)
     for target in (md, tmp_path / "new" / "report.md"):
-        code, out, err = run_cli("report", str(res), "-o", str(target), "--title", "second")
+        code, out, err = run_cli("report", str(res), "-o", str(target), "--title", "second", "--force")
         assert code == (130 if isinstance(failure, KeyboardInterrupt) else 2), err
         assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
         assert out == ""

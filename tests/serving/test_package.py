@@ -157,19 +157,19 @@ def test_raw_image_variant_takes_uint8(tiny_artifact: Path, tmp_path: Path) -> N
     assert "--shape image:37,37,3" in (res.model_dir / "README.txt").read_text()
 
 
-def test_tensorrt_plan_from_engine_metadata(tiny_artifact: Path, tmp_path: Path) -> None:
-    """A plan is packaged from its resdeploy metadata (no TensorRT needed to write the repository)."""
-    from resdeploy.trt.compat import EngineMetadata, metadata_path_for
+def test_tensorrt_plan_from_its_manifest(tiny_artifact: Path, tmp_path: Path) -> None:
+    """A plan is packaged from its manifest's engine record (no TensorRT needed to write the repository)."""
+    from resdeploy.artifacts import EngineRecord, FileRecord, Lineage, Manifest
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not a real plan: packaging copies it, Triton would load it")
-    meta = EngineMetadata(tensorrt_version="10.x", gpu_name="-", compute_capability="9.0", precision="fp16",
+    onnx = tiny_artifact / "model.onnx"
+    engine = EngineRecord(tensorrt_version="10.x", gpu_name="-", compute_capability="9.0",
                           profile={"min": 1, "opt": 8, "max": 16}, input_name="input", input_shape=[3, 32, 32],
-                          input_dtype="float32", output_name="logits", output_dtype="float32",
-                          onnx_sha256=artifacts.sha256_file(tiny_artifact / "model.onnx"),
-                          onnx_path=str(tiny_artifact / "model.onnx"), options={}, cache_key="k",
-                          engine_sha256=artifacts.sha256_file(plan))
-    artifacts.atomic_write_json(metadata_path_for(plan), meta.to_dict())
+                          input_dtype="float32", output_name="logits", output_dtype="float32", cache_key="k")
+    Manifest(stage="build", precision="fp16", artifact=FileRecord.measure(plan), engine=engine,
+             parent=Lineage.of(onnx, plan.parent, sha256=artifacts.sha256_file(onnx), precision="fp16")
+             ).write_beside(plan)
     res = package_triton(plan, tmp_path / "repo", TritonConfig(name="plan"))
     msg = _parse(res.model_dir)
     assert msg.platform == "tensorrt_plan" and msg.max_batch_size == 8

@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pytest
 from fake_tensorrt import FakeTensorRT
-from trt_fixtures import GPU_A10G, FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx, trt_runner  # noqa: F401
+from trt_fixtures import (  # noqa: F401
+    GPU_A10G,
+    FakeGpu,
+    fake_gpu,
+    fake_trt,
+    install_fake,
+    make_onnx,
+    run_cli,
+    tiny_onnx,
+    trt_runner,
+)
 
 from resdeploy import artifacts
 from resdeploy.errors import MissingDependencyError, ResdeployError
@@ -28,7 +38,7 @@ def test_strongly_typed_network_and_no_precision_flags(fake_trt: FakeTensorRT, t
     for precision in ("fp32", "fp16", "int8"):
         onnx_path = make_onnx(tmp_path / precision / "model.onnx", precision=precision)
         result = build(onnx_path, BuildConfig(precision=precision))
-        assert result.metadata.precision == precision
+        assert result.manifest.precision == precision
     strongly_typed = 1 << int(fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert fake_trt.record.network_flags == [strongly_typed] * 3
     # Precision is in the graph: FP16/INT8/BF16 builder flags are never set.
@@ -41,7 +51,7 @@ def test_tensorrt_11_flavour_builds_without_removed_flags(install_fake: Callable
     assert not hasattr(fake.BuilderFlag, "FP16") and not hasattr(fake.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     result = build(tiny_onnx, BuildConfig(batch=BatchProfile(1, 2, 4)))
     assert fake.record.network_flags == [0]  # 11.x: strongly typed always, no flag to pass
-    assert result.metadata.tensorrt_version == "11.0.1.5"
+    assert result.engine.tensorrt_version == "11.0.1.5"
 
 
 def test_profile_workspace_opt_level_and_compat_options(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
@@ -61,26 +71,91 @@ def test_default_build_sets_no_optional_settings(fake_trt: FakeTensorRT, tiny_on
     result = build(tiny_onnx)
     assert fake_trt.record.memory_pool_limits == {}  # TensorRT's own default workspace
     assert fake_trt.record.hardware_levels == [] and fake_trt.record.set_flags == []
-    assert result.metadata.batch_profile == BatchProfile(1, 8, 32)
+    assert compat.batch_profile(result.engine) == BatchProfile(1, 8, 32)
     assert result.engine_path == tiny_onnx.with_name("model.fp32.engine")
 
 
-def test_metadata_beside_engine(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
+def test_build_writes_a_schema_2_manifest_beside_the_engine(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
     result = build(tiny_onnx, BuildConfig(batch=BatchProfile(1, 4, 8)))
     meta_file = result.engine_path.with_name(result.engine_path.name + ".json")
-    assert result.metadata_path == meta_file
+    assert result.manifest_path == meta_file
     data = json.loads(meta_file.read_text())
-    assert data["schema"] == compat.METADATA_SCHEMA
-    assert data["tensorrt_version"] == "10.13.0.35"
-    assert (data["gpu_name"], data["compute_capability"]) == ("NVIDIA A10G", "8.6")
-    assert data["precision"] == "fp32" and data["profile"] == {"min": 1, "opt": 4, "max": 8}
+    assert data["schema"] == artifacts.MANIFEST_SCHEMA and data["stage"] == "build" and data["precision"] == "fp32"
+    engine = data["engine"]
+    assert engine["tensorrt_version"] == "10.13.0.35"
+    assert (engine["gpu_name"], engine["compute_capability"]) == ("NVIDIA A10G", "8.6")
+    assert engine["profile"] == {"min": 1, "opt": 4, "max": 8}
     import hashlib
 
-    assert data["onnx_sha256"] == hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
-    assert data["engine_sha256"] == hashlib.sha256(result.engine_path.read_bytes()).hexdigest()
-    assert data["input_name"] == "input" and data["input_shape"] == [3, 8, 8] and data["output_name"] == "logits"
-    assert data["built_at"] and data["build_seconds"] >= 0
-    assert data["preprocess"] == {"resize": 10, "crop": 8}  # carried over from the ONNX's manifest
+    # the plan's own file record, measured from the plan; lineage to the ONNX it was compiled from
+    plan = result.engine_path.read_bytes()
+    assert data["artifact"]["file"] == "model.fp32.engine"
+    assert (data["artifact"]["sha256"], data["artifact"]["bytes"]) == (hashlib.sha256(plan).hexdigest(), len(plan))
+    assert data["parent"]["sha256"] == hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    assert data["parent"]["path"] == "model.onnx" and data["parent"]["stage"] == "export"
+    assert engine["input_name"] == "input" and engine["input_shape"] == [3, 8, 8] and engine["output_name"] == "logits"
+    assert engine["built_at"] and engine["build_seconds"] >= 0 and engine["cache_key"]
+    assert data["preprocess"] == {"resize": 10, "crop": 8}  # shared with the ONNX's manifest
+    assert "graph" not in data and "inputs" not in data  # no ONNX graph: the engine record says what it takes
+    typed = artifacts.load_engine_manifest(result.engine_path)
+    assert typed.require_engine() == result.engine and typed.artifact == result.manifest.artifact
+
+
+def test_flipped_byte_in_a_plan_is_one_line_naming_both_hashes(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
+    import hashlib
+
+    from resdeploy.resolve import resolve_artifact
+
+    engine = build(tiny_onnx).engine_path
+    recorded = hashlib.sha256(engine.read_bytes()).hexdigest()
+    data = bytearray(engine.read_bytes())
+    data[10] ^= 0x01
+    engine.write_bytes(bytes(data))
+    actual = hashlib.sha256(bytes(data)).hexdigest()
+    for load in (lambda: resolve_artifact(engine), lambda: artifacts.load_engine_manifest(engine)):
+        with pytest.raises(ResdeployError) as info:
+            load()
+        message = str(info.value)
+        assert "\n" not in message and recorded in message and actual in message and "model.fp32.engine.json" in message
+    code, _, err = run_cli("inspect", str(engine), "--json")  # inspect describes what is there: not verified
+    assert code == 0
+    code, _, err = run_cli("package", str(engine), "--triton", str(tiny_onnx.parent.parent / "repo"))
+    assert code == 2 and recorded in err and actual in err and "Traceback" not in err
+
+
+def test_engine_metadata_written_before_plans_had_manifests_still_loads(tmp_path: Path) -> None:
+    """tests/data/trt_engine_v1: written by the previous code (its plan by the FAKE tensorrt)."""
+    import shutil
+
+    src = Path(__file__).parents[1] / "data" / "trt_engine_v1"
+    plan = tmp_path / "model.fp32.engine"
+    shutil.copy(src / "model.fp32.engine", plan)
+    shutil.copy(src / "model.fp32.engine.json", tmp_path / "model.fp32.engine.json")
+    old = json.loads((src / "model.fp32.engine.json").read_text())
+    assert old["schema"] == artifacts.ENGINE_SCHEMA_V1
+    manifest = artifacts.load_engine_manifest(plan)  # migrated (artifacts.migrate_v1) and verified
+    assert manifest.schema == artifacts.MANIFEST_SCHEMA and manifest.stage == "build" and manifest.precision == "fp32"
+    assert manifest.artifact is not None
+    assert (manifest.artifact.file, manifest.artifact.sha256) == ("model.fp32.engine", old["engine_sha256"])
+    assert manifest.parent is not None and manifest.parent.sha256 == old["onnx_sha256"]
+    assert manifest.parent.abspath == old["onnx_path"]
+    assert manifest.preprocess == old["preprocess"]
+    engine = manifest.require_engine()
+    assert (engine.tensorrt_version, engine.gpu_name, engine.compute_capability) == (
+        old["tensorrt_version"], old["gpu_name"], old["compute_capability"])
+    assert engine.profile == old["profile"] and engine.cache_key == old["cache_key"]
+    with pytest.raises(ResdeployError, match="not a valid resdeploy manifest.*name of its plan"):
+        artifacts.parse_manifest(old, "somewhere/metadata.json")  # not named after a plan: no file record to make
+    # the compatibility checks read the migrated record
+    assert compat.compatibility_problem(engine, GpuInfo(old["gpu_name"], old["compute_capability"]),
+                                        old["tensorrt_version"]) is None
+    assert "built with TensorRT" in str(compat.compatibility_problem(engine, GPU_A10G, "10.14.1.48"))
+    # and a flipped byte in the old plan is refused like any artifact's (the sha256 decides: bytes unknown)
+    data = bytearray(plan.read_bytes())
+    data[0] ^= 0x01
+    plan.write_bytes(bytes(data))
+    with pytest.raises(ResdeployError, match=old["engine_sha256"]):
+        artifacts.load_engine_manifest(plan)
 
 
 def test_timing_cache_is_read_and_written_across_builds(fake_trt: FakeTensorRT, tiny_onnx: Path,
@@ -159,8 +234,29 @@ def test_existing_output_from_other_inputs_needs_force(fake_trt: FakeTensorRT, t
     build(tiny_onnx, BuildConfig(output=str(out)))
     with pytest.raises(ResdeployError, match="--force"):
         build(tiny_onnx, BuildConfig(output=str(out), batch=BatchProfile(1, 1, 1)))
-    assert build(tiny_onnx, BuildConfig(output=str(out), batch=BatchProfile(1, 1, 1), force=True)).metadata.profile == {
+    assert build(tiny_onnx, BuildConfig(output=str(out), batch=BatchProfile(1, 1, 1), force=True)).engine.profile == {
         "min": 1, "opt": 1, "max": 1}
+
+
+def test_plan_that_appears_at_the_output_while_building_is_kept(fake_trt: FakeTensorRT, tiny_onnx: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import resdeploy.trt.build as trt_build
+
+    out = tiny_onnx.parent / "x.engine"
+    real = trt_build.build_plan
+
+    def build_then_rival_writes(*args: object, **kwargs: object) -> object:
+        plan = real(*args, **kwargs)  # type: ignore[arg-type]
+        out.write_bytes(b"another run's plan")
+        return plan
+
+    monkeypatch.setattr(trt_build, "build_plan", build_then_rival_writes)
+    with pytest.raises(ResdeployError, match="x.engine already exists .*left as it is"):
+        build(tiny_onnx, BuildConfig(output=str(out)))
+    assert out.read_bytes() == b"another run's plan" and not out.with_name("x.engine.json").exists()
+    monkeypatch.setattr(trt_build, "build_plan", real)
+    result = build(tiny_onnx, BuildConfig(output=str(out), force=True))  # --force replaces it
+    assert result.manifest.artifact is not None and result.manifest.artifact.sha256 == artifacts.sha256_file(out)
 
 
 def test_parser_errors_are_reported_per_node(install_fake: Callable[..., FakeTensorRT], tmp_path: Path) -> None:
@@ -186,7 +282,7 @@ def test_failed_build_reports_tensorrt_error_and_writes_nothing(install_fake: Ca
 def test_fixed_batch_onnx(fake_trt: FakeTensorRT, tmp_path: Path) -> None:
     onnx_path = make_onnx(tmp_path / "fixed" / "model.onnx", batch=4)
     assert read_onnx_io(onnx_path).static_batch == 4
-    assert build(onnx_path).metadata.batch_profile == BatchProfile(4, 4, 4)
+    assert compat.batch_profile(build(onnx_path).engine) == BatchProfile(4, 4, 4)
     with pytest.raises(ResdeployError, match="fixed batch of 4"):
         build(onnx_path, BuildConfig(batch=BatchProfile(1, 8, 32)))
 
@@ -224,15 +320,14 @@ def test_bad_options_are_one_line_errors(fake_trt: FakeTensorRT, tiny_onnx: Path
 
 # --- compatibility ---------------------------------------------------------------------------------
 
-def _meta(**changes: object) -> compat.EngineMetadata:
+def _meta(**changes: object) -> compat.EngineRecord:
     base: dict[str, object] = dict(
-        tensorrt_version="10.13.0.35", gpu_name="NVIDIA A10G", compute_capability="8.6", precision="fp16",
+        tensorrt_version="10.13.0.35", gpu_name="NVIDIA A10G", compute_capability="8.6",
         profile={"min": 1, "opt": 8, "max": 32}, input_name="input", input_shape=[3, 224, 224],
-        input_dtype="float32", output_name="logits", output_dtype="float32", onnx_sha256="0" * 64,
-        onnx_path="model.onnx", options={}, cache_key="k",
+        input_dtype="float32", output_name="logits", output_dtype="float32", options={}, cache_key="k",
     )
     base.update(changes)
-    return compat.EngineMetadata(**base)  # type: ignore[arg-type]
+    return compat.EngineRecord(**base)  # type: ignore[arg-type]
 
 
 def test_compat_accepts_same_gpu_and_version() -> None:
@@ -336,14 +431,29 @@ def test_int8_runner_keeps_its_variant_in_the_cache(fake_trt: FakeTensorRT, tiny
     assert fake_trt.record.builds == 1
 
 
-def test_the_resolver_reads_an_engine_plan_through_its_metadata(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
+def test_the_resolver_reads_an_engine_plan_through_its_manifest(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
     from resdeploy.resolve import resolve_artifact
 
     artifacts.write_manifest(tiny_onnx.parent, {"stage": "export", "model": {"name": "tiny"},
                                                  "preprocess": {"resize": 10, "crop": 8}})
     result = build(tiny_onnx, BuildConfig(precision="fp16"))
     art = resolve_artifact(result.engine_path)
-    assert art.name == "tiny"  # a plan built beside its ONNX is named by that ONNX's manifest
-    assert art.kind == "engine" and art.precision == result.metadata.precision == "fp16"
-    assert art.sha256 == result.metadata.engine_sha256
+    assert art.name == "tiny"  # the model spec is shared with the ONNX's manifest
+    assert art.kind == "engine" and art.precision == result.manifest.precision == "fp16"
+    assert art.manifest is not None and art.manifest.engine == result.engine
+    assert result.manifest.artifact is not None
+    assert art.sha256 == result.manifest.artifact.sha256 == artifacts.sha256_file(result.engine_path)
     assert result.to_dict()["schema"] == "resdeploy.build/1"
+
+
+def test_validate_takes_an_fp16_plans_fp32_grandparent_as_reference(fake_trt: FakeTensorRT, tiny_onnx: Path) -> None:
+    """The plan's lineage names the FP16 ONNX it was compiled from; validate's reference is that variant's parent."""
+    from resdeploy.validation import ValidateConfig, validate
+
+    result = build(tiny_onnx, BuildConfig(precision="fp16"))
+    assert result.manifest.parent is not None and result.manifest.parent.resolve(result.engine_path.parent) == \
+        result.onnx_path.resolve()
+    res = validate(result.engine_path, config=ValidateConfig(engine="trt", device="cuda", data="synthetic",
+                                                              samples=4, batch_size=2))
+    assert res.reference["path"] == str(tiny_onnx.resolve()) and res.reference["kind"] == "parent"
+    assert res.samples == 4

@@ -18,6 +18,7 @@ import pytest
 from fake_tensorrt import FakeTensorRT, HostDevice
 from trt_fixtures import FakeGpu, fake_gpu, fake_trt, install_fake, make_onnx, tiny_onnx, trt_runner  # noqa: F401
 
+from resdeploy import artifacts
 from resdeploy.errors import ResdeployError
 from resdeploy.runners import RunnerConfig
 from resdeploy.runners.trt import TrtRunner
@@ -156,11 +157,19 @@ def test_engine_without_metadata_or_damaged(fake_trt: FakeTensorRT, tiny_onnx: P
             pass
     engine = build(tiny_onnx).engine_path
     engine.write_bytes(b"not a plan")
+    # changed after its manifest was written: refused before TensorRT is asked, naming both hashes
+    with pytest.raises(ResdeployError, match="does not match .*model.fp32.engine.json.*records sha256"):
+        with trt_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
+            pass
+    assert fake_trt.record.deserialized == 0
+    manifest = artifacts.load_engine_manifest(engine, verify=False)
+    manifest.artifact = artifacts.FileRecord.measure(engine)  # a manifest that records the bad bytes
+    manifest.write_beside(engine)
     with pytest.raises(ResdeployError, match="TensorRT could not load .*not a plan"):
         with trt_runner(RunnerConfig(engine="trt", model=str(engine), device="cuda")):
             pass
     meta = json.loads((engine.parent / (engine.name + ".json")).read_text())
-    assert meta["schema"].startswith("resdeploy.trt-engine/")
+    assert meta["schema"] == artifacts.MANIFEST_SCHEMA and meta["engine"]["tensorrt_version"]
 
 
 def test_trt_runner_needs_a_cuda_device(fake_trt: FakeTensorRT, tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,8 +159,11 @@ def _quiet() -> Iterator[None]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0][:300] if text else type(exc).__name__
+    """The line that says what went wrong; TensorFlow's "in user code:" traces end with it instead."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    return (lines[-1] if lines[0].startswith("in user code") else lines[0])[:300]
 
 
 # --- loading: a Keras file or a SavedModel, as one image input -> logits function ---------------------------
@@ -173,6 +176,7 @@ class _Loaded:
     input_name: str  # the model's own input name
     name: str  # Keras's model.name, or the SavedModel signature used
     call: Callable[[Any], Any]  # tf tensor -> tf tensor [batch, classes]
+    owner: Any = None  # what holds the variables ``call`` uses (a SavedModel's signature alone does not)
 
 
 def _load(tf: Any, path: Path) -> _Loaded:
@@ -196,7 +200,7 @@ def _load(tf: Any, path: Path) -> _Loaded:
     dims = tuple(None if d is None else int(d) for d in inputs[0].shape)
     _check_output(tuple(outputs[0].shape), path)
     return _Loaded("keras", dims, str(getattr(inputs[0], "name", "input")), str(model.name),
-                   lambda x: model(x, training=False))
+                   lambda x: model(x, training=False), owner=model)
 
 
 def _load_savedmodel(tf: Any, path: Path) -> _Loaded:
@@ -227,7 +231,8 @@ def _load_savedmodel(tf: Any, path: Path) -> _Loaded:
         result = fn(**{name: x})
         return next(iter(result.values())) if isinstance(result, dict) else result
 
-    return _Loaded("savedmodel", tuple(None if d is None else int(d) for d in spec.shape), str(name), key, call)
+    return _Loaded("savedmodel", tuple(None if d is None else int(d) for d in spec.shape), str(name), key, call,
+                   owner=loaded)
 
 
 def _check_output(shape: tuple[Any, ...], path: Path) -> None:

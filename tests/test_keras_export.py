@@ -96,7 +96,8 @@ def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def exported(keras_models: dict[str, Any]) -> dict[str, Any]:
     out = keras_models["root"] / "artifacts" / "tiny_resnet" / "fp32"
-    code, stdout, err = run_cli("export", f"keras:{keras_models['keras']}", "-o", str(out), "--json")
+    code, stdout, err = run_cli("export", f"keras:{keras_models['keras']}", "-o", str(out), "--preprocess-in-graph",
+                                "--json")
     assert code == 0, err
     return json.loads(stdout)
 
@@ -125,6 +126,10 @@ def test_export_passes_parity_and_records_nhwc_size_and_preprocessing(exported: 
         assert b["max_rel_error"] <= tol["max_rel_error"] and b["top1_agreement"] == 1.0
     # the inputs are image-like in the model's own (caffe) range: logits of a few units, not near zero
     assert p["overall"]["reference_logit_std"] > 0.5 and p["inputs"]["count"] == 5
+    # --preprocess-in-graph: caffe's BGR, 0-255 minus the mean, NHWC, as ONNX ops in front of the model
+    raw = exported["preprocess_in_graph"]
+    assert raw["parity"]["passed"] and raw["parity"]["max_abs_diff"] <= raw["parity"]["bound"]
+    assert raw["manifest"]["inputs"][0]["dtype"] == "uint8" and Path(raw["path"]).is_file()
 
 
 @pytest.mark.slow
@@ -161,6 +166,8 @@ def test_the_artifact_quantizes_validates_and_benches_like_any_other(exported: d
                              "--duration", "0", "--json")
     assert code == 0, err
     assert json.loads(out)["runs"][0]["input_shape"] == [2, SIZE, SIZE, 3]
+    code, out, err = run_cli("bench", str(fp32), "--engine", "torch", "-n", "2", "--duration", "0")
+    _one_line_error(code, out, err, "exported from a Keras model", "--engine ort")
 
 
 @pytest.mark.slow

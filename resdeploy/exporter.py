@@ -74,6 +74,9 @@ class ExportConfig:
     force: bool = False
     seed: int = 0
     exporter: str = "auto"
+    # keras:PATH only: the preprocessing preset the model was trained with (None: caffe, as
+    # keras.applications ResNets); a PyTorch model's preprocessing comes from its zoo entry
+    preprocess: str | None = None
 
     def validate(self) -> None:
         """Kept for callers of earlier releases: ``check``."""
@@ -137,7 +140,11 @@ class ExportResult:
 
 def default_output_dir(model_name: str) -> Path:
     """``artifacts/<model>/fp32``: the place later stages look for the FP32 artifact."""
+    from resdeploy import keras_export
     from resdeploy.models.zoo import ModelSpec
+
+    if keras_export.is_keras_source(model_name):
+        return keras_export.default_output_dir(model_name)
 
     return Path("artifacts") / ModelSpec(model_name).slug / "fp32"
 
@@ -155,8 +162,9 @@ def export(
     """Export a model to a verified FP32 ONNX artifact directory (``model.onnx`` + ``manifest.json``).
 
     ``source`` is a zoo name (``resnet50``), ``torchvision:NAME``, ``timm:NAME``,
-    ``package.module:factory`` or a ``ModelSpec``. The output directory is ``output_dir``
-    (default ``artifacts/<model>/fp32``); the calling convention of earlier releases,
+    ``package.module:factory``, a ``ModelSpec``, or ``keras:PATH`` (a ``.keras`` file or a
+    SavedModel directory, converted with tf2onnx: the ``[keras]`` extra, ``resdeploy.keras_export``).
+    The output directory is ``output_dir`` (default ``artifacts/<model>/fp32``); the calling convention of earlier releases,
     ``export(model, output_dir, config)``, still works. Raises ``ResdeployError`` (exit 2)
     for bad input before writing anything, and ``GateFailure`` (exit 1) after writing the
     artifact when parity fails.
@@ -171,6 +179,13 @@ def export(
     cfg = config or ExportConfig()
     cfg.check()
     rep = reporter or QUIET
+    from resdeploy import keras_export
+
+    if keras_export.is_keras_source(model):
+        return _export_keras(model, cfg, rep, output_dir=output_dir, weights=weights, num_classes=num_classes)
+    if cfg.preprocess is not None:
+        raise ResdeployError("--preprocess applies to keras:PATH models; a PyTorch model's preprocessing comes "
+                             "from the zoo (torchvision's ImageNet or CIFAR recipe)")
     trained = None
     if weights is not None:  # a `resdeploy train` output: its weights, input size and class names
         from resdeploy.training import export_config_for, trained_weights
@@ -229,6 +244,34 @@ def export(
     if not result.passed:
         failure = GateFailure(
             f"ONNX parity failed for {spec.name}: {'; '.join(parity['failures'])}",
+            hint=f"the artifact is kept for inspection in {out} (manifest parity.passed=false)",
+        )
+        failure.result = result  # type: ignore[attr-defined]  # the CLI prints it before exiting 1
+        raise failure
+    return result
+
+
+def _export_keras(source: str, cfg: ExportConfig, rep: Reporter, *, output_dir: Any, weights: Any,
+                  num_classes: int | None) -> ExportResult:
+    """``keras:PATH``: the same artifact, verdict and exit codes, made by ``keras_export.convert``."""
+    from resdeploy import keras_export
+
+    if weights is not None or num_classes is not None:
+        raise ResdeployError("--weights and --num-classes do not apply to keras:PATH: the Keras model holds "
+                             "its weights and its classifier")
+    if cfg.exporter != "auto":
+        raise ResdeployError(f"--exporter {cfg.exporter} is a PyTorch exporter; keras:PATH converts with tf2onnx")
+    out = Path(output_dir) if output_dir is not None else keras_export.default_output_dir(source)
+    kcfg = keras_export.KerasExportConfig(
+        opset=cfg.opset, batch=cfg.batch_size(), input_size=cfg.input_size,
+        preprocess=cfg.preprocess or keras_export.DEFAULT_PRESET, parity_batch=cfg.parity_batch, seed=cfg.seed,
+        force=cfg.force, tolerances=cfg.tolerances)
+    done = keras_export.convert(source, out, kcfg, reporter=rep)
+    result = ExportResult(model_path=done.model_path, manifest=done.manifest, parity=done.parity,
+                          passed=bool(done.parity["passed"]))
+    if not result.passed:
+        failure = GateFailure(
+            f"ONNX parity failed for {done.manifest['model']['name']}: {'; '.join(done.parity['failures'])}",
             hint=f"the artifact is kept for inspection in {out} (manifest parity.passed=false)",
         )
         failure.result = result  # type: ignore[attr-defined]  # the CLI prints it before exiting 1

@@ -53,6 +53,21 @@ def test_parity_with_python_preprocessing_on_real_images(spec: PreprocessSpec, b
     assert report.mean_abs_diff < 0.005
 
 
+def test_the_bound_is_the_same_number_of_8bit_steps_for_every_preset(tmp_path: Path) -> None:
+    """Caffe's tensors are in pixels (0-255 minus the mean), tf's in [-1, 1]: the bound follows the unit."""
+    from resdeploy.preprocess import spec_for
+
+    assert pg.parity_bound(PreprocessSpec()) == pytest.approx(pg.PARITY_BOUND)
+    images = _sample_images()[:8]
+    for preset, bound in (("caffe", pg.PARITY_BOUND * 255 * 0.224), ("tf", pg.PARITY_BOUND * 2 * 0.224)):
+        spec = spec_for((32, 32), preset=preset, layout="NHWC")  # as `export keras:PATH` records it
+        assert spec.extra == {"preset": preset}  # a label of the recipe, not a step: expressible
+        pg.check_expressible(spec)
+        assert pg.parity_bound(spec) == pytest.approx(bound)
+        report = pg.preprocessing_parity(pg.preprocess_model(spec), spec, images)
+        assert report.passed and report.bound == pytest.approx(bound) and report.max_abs_diff > 0
+
+
 def test_crop_offset_follows_python_rounding() -> None:
     """Crop excess 3 (d % 4 == 3): Python's round(1.5) = 2 starts one pixel later than floor: must match exactly."""
     spec = PreprocessSpec(resize=0, crop=4, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=1.0)

@@ -1,4 +1,4 @@
-"""`resdeploy export`: a PyTorch ResNet to a verified FP32 ONNX artifact (model.onnx + manifest.json)."""
+"""`resdeploy export`: a PyTorch (or Keras) ResNet to a verified FP32 ONNX artifact (model.onnx + manifest.json)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export_cmd(
-        model: str = typer.Argument(..., metavar="MODEL", help="Zoo name (see `resdeploy models`), torchvision:NAME, timm:NAME or package.module:factory."),
+        model: str = typer.Argument(..., metavar="MODEL", help="Zoo name (see `resdeploy models`), torchvision:NAME, timm:NAME, package.module:factory, or keras:PATH (a .keras file or SavedModel directory; needs resdeploy[keras])."),
         output: str = typer.Option(None, "--output", "-o", help="Output directory (default: artifacts/<model>/fp32)."),
         weights: str = typer.Option(None, "--weights", help=".pth/.pt state dict or checkpoint, or .safetensors (default: seeded random init)."),
         num_classes: int = typer.Option(None, "--num-classes", help="Classifier size (default: from --weights, else 1000 ImageNet / 10 CIFAR)."),
         input_size: int = typer.Option(None, "--input-size", help="Input height = width (default: 224 ImageNet, 32 CIFAR)."),
         opset: int = typer.Option(18, "--opset", help="ONNX opset, 13..24 (dynamo exporter for >= 18, TorchScript below)."),
         batch: str = typer.Option("dynamic", "--batch", help="'dynamic' (batch axis named 'batch') or a fixed batch size."),
-        exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript."),
+        exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (PyTorch models; keras:PATH uses tf2onnx)."),
+        preprocess: str = typer.Option(None, "--preprocess", help="keras:PATH only: the preprocessing the model was trained with, recorded in the manifest: caffe (default: keras.applications ResNets) | tf | torchvision."),
         parity_batch: int = typer.Option(4, "--parity-batch", help="The batch > 1 that parity checks (besides batch 1)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the random init (without --weights) and of the parity inputs."),
         max_abs_error: float = typer.Option(defaults.max_abs_error, "--max-abs-error", parser=finite_float, help="Parity gate: largest |torch - onnx| logit difference."),
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
                 raise ResdeployError(f"{copy} already exists; pass --force to overwrite it")
         cfg = ExportConfig(
             input_size=input_size, opset=opset, batch=batch, parity_batch=parity_batch, force=force, seed=seed,
-            exporter=exporter.lower(),
+            exporter=exporter.lower(), preprocess=preprocess.lower() if preprocess else None,
             tolerances=ParityTolerances(max_abs_error=max_abs_error, max_rel_error=max_rel_error,
                                         min_cosine=min_cosine, min_top1_agreement=min_top1_agreement),
         )
@@ -112,17 +113,21 @@ def _print(result: Any, json_out: bool, extra: dict[str, Any] | None = None) -> 
     summary.add_row("input", f"{inp['name']} {inp['shape']} {inp['dtype']}")
     summary.add_row("output", f"{out['name']} {out['shape']} {out['dtype']}")
     ex = m["exporter"]
-    summary.add_row("opset / exporter", f"{m['opset']} / torch.onnx {ex['kind']} (torch {ex['version']})")
+    if ex["name"] == "tf2onnx":
+        summary.add_row("opset / exporter", f"{m['opset']} / tf2onnx {ex['version']} (tensorflow {ex['tensorflow']})")
+    else:
+        summary.add_row("opset / exporter", f"{m['opset']} / torch.onnx {ex['kind']} (torch {ex['version']})")
     g = m["graph"]
     summary.add_row("graph", f"{g['nodes']} nodes, BatchNorm {'folded' if g['batchnorm_folded'] else 'NOT folded'}")
     pp = m["preprocess"]
-    summary.add_row("preprocess", f"resize {pp['resize']}, crop {pp['crop']}, mean {list(pp['mean'])}, std {list(pp['std'])}, "
-                    f"{pp['color']} {pp['layout']}")
+    preset = (pp.get("extra") or {}).get("preset")
+    summary.add_row("preprocess", (f"{preset}: " if preset else "") + f"resize {pp['resize']}, crop {pp['crop']}, "
+                    f"scale {pp['scale']:.6g}, mean {list(pp['mean'])}, std {list(pp['std'])}, {pp['color']} {pp['layout']}")
     stdout.print(summary)
 
     p = m["parity"]
     tol = p["tolerances"]
-    parity = Table(title="Parity: ONNX Runtime (CPU) vs PyTorch FP32")
+    parity = Table(title=f"Parity: ONNX Runtime (CPU) vs {p.get('reference') or 'PyTorch FP32'}")
     for col in ("batch", "max abs err", "max rel err", "min cosine", "top-1 agree", "logit std", "result"):
         parity.add_column(col, justify="right")
     for b, r in p["batches"].items():

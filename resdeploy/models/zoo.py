@@ -273,6 +273,10 @@ def model_from_manifest(manifest: dict[str, Any]) -> nn.Module:
     from resdeploy.artifacts import sha256_file
 
     entry = manifest.get("model") if isinstance(manifest, dict) else None
+    if isinstance(entry, dict) and entry.get("source") == "keras":
+        raise ResdeployError(f"{entry.get('name') or 'this artifact'} was exported from a Keras model "
+                             "(export keras:PATH): there is no PyTorch model to run or compare with",
+                             hint="use --engine ort or openvino, and its FP32 artifact as --reference")
     if not isinstance(entry, dict) or not isinstance(entry.get("spec"), dict):
         raise ResdeployError("the manifest has no model spec; it was not written by `resdeploy export`")
     spec = ModelSpec.from_dict(entry["spec"])

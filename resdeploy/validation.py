@@ -164,8 +164,11 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
             if reference == "torch" and manifest.get("model"):
                 parent = candidate_path  # an FP32 export itself, compared with its PyTorch model
             else:
+                from_torch = (manifest.get("model") or {}).get("source") not in ("keras",)
                 raise ResdeployError(f"{candidate_path} has no FP32 parent in its manifest (is it the FP32 export?)",
-                                     hint="pass --reference PATH, or --reference torch to compare with PyTorch")
+                                     hint="pass --reference PATH, or --reference torch to compare with PyTorch"
+                                     if from_torch else "pass --reference PATH (a Keras export has no PyTorch "
+                                     "model to compare with; its export already checked parity against Keras)")
         if reference == "torch":
             pman = read_manifest(parent)
             if not pman:

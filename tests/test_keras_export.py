@@ -168,6 +168,8 @@ def test_the_artifact_quantizes_validates_and_benches_like_any_other(exported: d
     assert json.loads(out)["runs"][0]["input_shape"] == [2, SIZE, SIZE, 3]
     code, out, err = run_cli("bench", str(fp32), "--engine", "torch", "-n", "2", "--duration", "0")
     _one_line_error(code, out, err, "exported from a Keras model", "--engine ort")
+    code, out, err = run_cli("validate", str(fp32), "--data", str(SAMPLE))  # the FP32 export has no parent
+    _one_line_error(code, out, err, "no FP32 parent", "Keras export has no PyTorch model")
 
 
 @pytest.mark.slow

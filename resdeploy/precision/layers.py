@@ -300,11 +300,21 @@ def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, 
         with rep.step("pre-processing the FP32 parent as quantize did"):
             int8_mod.pre_process(parent, pre)
         fp32 = onnx.load(os.fspath(pre))
+    if _equalized(manifest):  # quantize equalized the weights it calibrated: compare against the same FP32 graph
+        from resdeploy.precision.equalize import equalize
+
+        equalize(fp32)
     int8 = onnx.load(os.fspath(cand))
     modules = node_modules_of(parent_manifest, fp32)
     rows = layer_errors(int8, fp32, inputs, node_modules=modules, batch_size=batch_size, reporter=rep)
     return LayerReport(candidate=str(cand), parent=str(parent), precision=kind, samples=int(len(inputs)),
                        data=str(data), layers=rows)
+
+
+def _equalized(manifest: dict[str, Any] | None) -> bool:
+    quant = (manifest or {}).get("quantization")
+    eq = quant.get("equalization") if isinstance(quant, dict) else None
+    return bool(isinstance(eq, dict) and eq.get("applied"))
 
 
 def node_modules_of(manifest: dict[str, Any], fp32: Any | None = None) -> dict[str, str]:

@@ -24,6 +24,7 @@ output units) are returned so that saved ranges can rebuild the same model witho
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,9 @@ import numpy as np
 
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
-from resdeploy.precision.layers import _session, _with_outputs, isolation_model
+from resdeploy.precision.layer_stats import plain_session as _session
+from resdeploy.precision.layer_stats import with_outputs as _with_outputs
+from resdeploy.precision.layers import isolation_model
 from resdeploy.precision.revert import producers, quantized_nodes
 
 MODES = ("isolated", "cumulative")
@@ -101,7 +104,7 @@ def _biases(int8: Any, names: set[str]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def apply_corrections(int8: Any, corrections: dict[str, np.ndarray | list[float]],
+def apply_corrections(int8: Any, corrections: Mapping[str, Any],
                       original: dict[str, np.ndarray] | None = None) -> int:
     """Set each named layer's bias to its original value plus the correction; returns how many changed.
 

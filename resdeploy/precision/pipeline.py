@@ -47,7 +47,8 @@ _CHECK_SAMPLES = 16  # samples in the quick FP32-vs-variant check recorded in th
 
 @dataclass
 class QuantizeConfig(PreprocessFlags):
-    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, the target's measured estimator, 128 samples."""
+    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, the target's measured estimator,
+    cross-layer equalization and bias correction, 128 samples."""
 
     precision: str = "int8"  # fp16 | int8
     target: str = "cpu"  # int8 only: cpu (ONNX Runtime x86) | trt (TensorRT Q/DQ placement)

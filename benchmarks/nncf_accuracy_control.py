@@ -1,6 +1,6 @@
 """resdeploy's accuracy budget against NNCF's ``quantize_with_accuracy_control``, side by side.
 
-    pip install nncf==3.4.0   # optional, for this script only
+    .venv/bin/pip install -c constraints.txt ".[nncf]"   # nncf 3.4.0, optional, for this script only
     python benchmarks/nncf_accuracy_control.py [--workdir artifacts/planted] [--max-drop 0.5] [--target trt]
         [--method minmax] [--raw]
 

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         calib_data: str = typer.Option(None, "--calib-data", help="INT8 calibration data: image folder (nested ok), .npy/.npz, or 'synthetic'."),
         calib_samples: int = typer.Option(128, "--calib-samples", help="How many calibration samples (seeded selection)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample selection."),
-        method: str = typer.Option(None, "--method", help="Calibration: avgminmax (per-sample min/max, averaged) | minmax | entropy | percentile. Default (measured): entropy for both targets."),
+        method: str = typer.Option(None, "--method", help="Calibration: avgminmax (per-sample min/max, averaged) | minmax | entropy | percentile. Default (measured): percentile (99.999) for both targets."),
         percentile: float = typer.Option(99.999, "--percentile", parser=finite_float, help="With --method percentile: the percentile kept."),
         target: str = typer.Option("cpu", "--target", help="INT8 form: cpu (fastest in ONNX Runtime on x86) | trt (TensorRT Q/DQ placement)."),
         exclude: list[str] = typer.Option([], "--exclude", help="Node name or glob kept in higher precision (repeatable)."),

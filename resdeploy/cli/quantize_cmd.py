@@ -86,7 +86,8 @@ def register(app: typer.Typer) -> None:
         eq, bc = q0.get("equalization") or {}, q0.get("bias_correction") or {}
         if eq or bc:
             table.add_row("equalization", f"{eq['pairs']} Conv pair(s)" if eq.get("applied") else "off")
-            table.add_row("bias correction", f"{bc['layers']} layer(s), {bc['samples']} samples" if bc.get("applied")
+            how = "from the saved ranges" if bc.get("from_saved_ranges") else f"{bc.get('samples')} samples"
+            table.add_row("bias correction", f"{bc.get('layers')} layer(s), {how}" if bc.get("applied")
                           else "off" + (f" ({bc['reason']})" if bc.get("reason") else ""))
         q = m.get("quantization") or {}
         if "activations" in q:

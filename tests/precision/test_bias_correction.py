@@ -78,3 +78,7 @@ def test_flags_turn_each_technique_off_and_the_manifest_says_so(tiny_artifact: P
     q = json.loads((on / "manifest.json").read_text())["quantization"]
     assert q["equalization"]["applied"] and q["equalization"]["pairs"] == 1
     assert q["bias_correction"]["applied"] and q["bias_correction"]["layers"] == 3
+    # Rebuilt from its saved ranges: the corrections come from the file, and the table says so.
+    code, stdout, err = run_cli("quantize", str(tiny_artifact), "--ranges", str(on / "calibration_ranges.json"),
+                                "-o", str(tmp_path / "rebuilt"))
+    assert code == 0 and "from the saved ranges" in stdout, err

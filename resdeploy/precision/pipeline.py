@@ -100,6 +100,8 @@ class QuantizeConfig(PreprocessFlags):
                 raise ResdeployError(f"--activations takes uint8 or int8, got '{self.activation_type}'")
             if self.target == "trt" and self.activation_type != "int8":
                 raise ResdeployError("TensorRT takes signed INT8 activations only; drop --activations or use int8")
+        if self.precision != "int8" and not (self.equalize and self.bias_correction):
+            raise ResdeployError("--no-equalize and --no-bias-correction apply to --precision int8 only")
         if self.cpu not in CPU_PROFILES:
             raise ResdeployError(f"unknown --cpu '{self.cpu}'; choose from: {', '.join(CPU_PROFILES)}")
         if self.cpu != "portable" and (self.precision != "int8" or self.target != "cpu"):

@@ -71,6 +71,11 @@ def test_flags_turn_each_technique_off_and_the_manifest_says_so(tiny_artifact: P
     assert code == 2 and "without cross-layer equalization" in err and "--no-equalize" in err, err
     assert not (tmp_path / "mismatch").exists()
 
+    code, _, err = run_cli("quantize", str(tiny_artifact), "--precision", "fp16", "--no-equalize",
+                           "-o", str(tmp_path / "fp16"), "-q")
+    assert code == 2 and "apply to --precision int8 only" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "fp16").exists()
+
     on = tmp_path / "on"
     code, _, err = run_cli("quantize", str(tiny_artifact), "--calib-data", str(images), "--calib-samples", "8",
                            "-o", str(on), "-q")

@@ -1,4 +1,4 @@
-"""`resdeploy layers`: which layers of an INT8 variant lose accuracy, ranked, against its FP32 parent."""
+"""`resdeploy layers`: which layers of an INT8 or FP16 variant lose accuracy, ranked, against its FP32 parent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
     @app.command("layers")
     def layers_cmd(
         candidate: str = typer.Argument(..., metavar="CANDIDATE",
-                                        help="INT8 variant (model.onnx or its dir from `resdeploy quantize`); its manifest names the FP32 parent."),
+                                        help="INT8 or FP16 variant (model.onnx or its dir from `resdeploy quantize`); its manifest names the FP32 parent."),
         data: str = typer.Option(..., "--data", help="Images (folder) or tensors (.npy/.npz) to measure on."),
         samples: int = typer.Option(64, "--samples", help="How many samples (seeded selection)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample selection."),
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
         force: bool = typer.Option(False, "--force", help="Replace an existing --plot file."),
     ) -> None:
-        """Per quantized node: SQNR and cosine vs FP32, cumulative and alone; ranked by the error it adds alone."""
+        """Per quantized (INT8) or float16 (FP16) node: SQNR and cosine vs FP32, cumulative and alone; ranked by the error it adds alone."""
         from resdeploy.console import Reporter, stdout
         from resdeploy.errors import ResdeployError, check_positive_int
         from resdeploy.precision.layers import analyze

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         calib_data: str = typer.Option(None, "--calib-data", help="INT8 calibration data: image folder (nested ok), .npy/.npz, or 'synthetic'."),
         calib_samples: int = typer.Option(128, "--calib-samples", help="How many calibration samples (seeded selection)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample selection."),
-        method: str = typer.Option(None, "--method", help="Calibration: avgminmax (per-sample min/max, averaged) | minmax | entropy | percentile. Default per target, measured: cpu avgminmax, trt entropy."),
+        method: str = typer.Option(None, "--method", help="Calibration: avgminmax (per-sample min/max, averaged) | minmax | entropy | percentile. Default (measured): percentile (99.999) for both targets."),
         percentile: float = typer.Option(99.999, "--percentile", parser=finite_float, help="With --method percentile: the percentile kept."),
         target: str = typer.Option("cpu", "--target", help="INT8 form: cpu (fastest in ONNX Runtime on x86) | trt (TensorRT Q/DQ placement)."),
         exclude: list[str] = typer.Option([], "--exclude", help="Node name or glob kept in higher precision (repeatable)."),
@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         activations: str = typer.Option(None, "--activations", help="INT8 activation type: uint8 | int8 (default per target)."),
         cpu: str = typer.Option("portable", "--cpu", help="INT8 --target cpu: portable (7-bit weights, right on every x86 and ARM64 CPU) | vnni (full 8-bit weights: only for CPUs with VNNI/AMX, or ARM64; wrong on AVX2 without VNNI)."),
         reduce_range: bool = typer.Option(False, "--reduce-range", help="Kept for old scripts: 7-bit weights, which the default --cpu portable already uses."),
+        equalize: bool = typer.Option(True, "--equalize/--no-equalize", help="INT8: cross-layer equalization of Conv -> Relu -> Conv weight ranges before calibrating (exact in FP32; default on, measured)."),
+        bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction", help="INT8: correct each quantized layer's per-channel output mean against FP32 on the calibration data (default on, measured)."),
         val_data: str = typer.Option(None, "--val-data", help="INT8 accuracy budget: held-out labelled data; layers are kept in FP32 until validate's gates pass on it."),
         max_top1_drop: float = typer.Option(None, "--max-top1-drop", parser=finite_float, help="Budget: top-1 drop vs FP32 at most this many points (needs --val-data)."),
         min_top1_ratio: float = typer.Option(None, "--min-top1-ratio", parser=finite_float, help="Budget: INT8 top-1 / FP32 top-1 at least this."),
@@ -60,7 +62,8 @@ def register(app: typer.Typer) -> None:
             precision=precision.lower(), target=target.lower(), calib_data=calib_data, calib_samples=calib_samples,
             seed=seed, method=method.lower() if method else None, percentile=percentile, exclude=list(exclude), ranges=ranges,
             fp16_io=fp16_io, activation_type=activations.lower() if activations else None, cpu=cpu.lower(),
-            reduce_range=reduce_range, output=output, force=force, budget=budget,
+            reduce_range=reduce_range, output=output, force=force, budget=budget, equalize=equalize,
+            bias_correction=bias_correction,
             **preprocess_kwargs(preprocess),
         )
         result = quantize(model, config=cfg, reporter=Reporter.for_command(quiet, json_out))
@@ -84,6 +87,13 @@ def register(app: typer.Typer) -> None:
             table.add_row("calibration", f"{cal['method']}{pct}, {cal['samples']} samples of {cal['source']}, seed {cal['seed']}"
                           + (" (saved ranges)" if cal.get("reused_ranges") else ""))
             table.add_row("ranges", str(result.ranges_path))
+        q0 = m.get("quantization") or {}
+        eq, bc = q0.get("equalization") or {}, q0.get("bias_correction") or {}
+        if eq or bc:
+            table.add_row("equalization", f"{eq['pairs']} Conv pair(s)" if eq.get("applied") else "off")
+            how = "from the saved ranges" if bc.get("from_saved_ranges") else f"{bc.get('samples')} samples"
+            table.add_row("bias correction", f"{bc.get('layers')} layer(s), {how}" if bc.get("applied")
+                          else "off" + (f" ({bc['reason']})" if bc.get("reason") else ""))
         q = m.get("quantization") or {}
         if "activations" in q:
             table.add_row("activations", q["activations"])

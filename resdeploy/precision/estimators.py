@@ -4,7 +4,8 @@ Global min/max (``minmax``) takes the single most extreme value any calibration 
 produced: one outlier channel or one odd image widens a tensor's range and every other
 value loses resolution. Averaging each sample's own min and max (what NNCF does by
 default for activations) keeps the typical extent; the rare larger values saturate
-instead. docs/precision.md has the measurement that made it the default.
+instead. It was ``--target cpu``'s default until cross-layer equalization and bias correction
+landed; with them it measured worse than entropy and minmax (docs/precision.md).
 
 Like ``entropy.AbsHistogramCollector``, this stands in for the collector of ONNX Runtime's
 histogram calibrator, which runs the model and hands over each batch's activations.

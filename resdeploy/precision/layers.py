@@ -32,24 +32,14 @@ import numpy as np
 
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.precision.layer_stats import ISO as _ISO
+from resdeploy.precision.layer_stats import LayerError
+from resdeploy.precision.layer_stats import TensorStats as _Stats
+from resdeploy.precision.layer_stats import plain_session as _session
+from resdeploy.precision.layer_stats import with_outputs as _with_outputs
 from resdeploy.precision.revert import PASSTHROUGH_OPS, producers, quantized_nodes
 
 LAYERS_SCHEMA = "resdeploy.layers/1"
-_ISO = "iso::"  # prefix of the tensors and nodes of the isolated copies
-
-
-@dataclass
-class LayerError:
-    """One quantized node's error against FP32 (higher SQNR, higher cosine: better)."""
-
-    node: str
-    op_type: str
-    module: str | None
-    sqnr_db: float  # cumulative: the variant's output vs FP32
-    cosine: float
-    isolated_sqnr_db: float  # this node's quantization alone
-    isolated_cosine: float
-    rank: int = 0  # 1 = the largest isolated error
 
 
 @dataclass
@@ -73,53 +63,6 @@ class LayerReport:
 
 
 # ------------------------------------------------------------------------------------------
-def _sqnr(signal: float, noise: float) -> float:
-    if noise <= 0:
-        return float("inf")
-    if signal <= 0:
-        return float("-inf")
-    return float(10.0 * np.log10(signal / noise))
-
-
-class _Stats:
-    """Running sums for SQNR and per-sample cosine of one tensor against its reference."""
-
-    def __init__(self) -> None:
-        self.signal = 0.0
-        self.noise = 0.0
-        self.cos_sum = 0.0
-        self.count = 0
-
-    def add(self, ref: np.ndarray, x: np.ndarray) -> None:
-        r = ref.reshape(ref.shape[0], -1).astype(np.float64)
-        c = x.reshape(x.shape[0], -1).astype(np.float64)
-        self.signal += float(np.sum(r * r))
-        self.noise += float(np.sum((r - c) ** 2))
-        den = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
-        same = np.all(r == c, axis=1)
-        cos = np.where(den > 0, np.sum(r * c, axis=1) / np.maximum(den, 1e-300), np.where(same, 1.0, 0.0))
-        self.cos_sum += float(np.sum(cos))
-        self.count += r.shape[0]
-
-    def sqnr(self) -> float:
-        return _sqnr(self.signal, self.noise)
-
-    def cosine(self) -> float:
-        return self.cos_sum / max(self.count, 1)
-
-
-def _with_outputs(model: Any, names: Sequence[str]) -> Any:
-    """Add tensors as graph outputs (float, shape left to the runtime)."""
-    from onnx import TensorProto, helper
-
-    have = {o.name for o in model.graph.output}
-    for n in names:
-        if n not in have:
-            model.graph.output.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
-            have.add(n)
-    return model
-
-
 def isolation_model(int8: Any, fp32: Any, nodes: Sequence[str]) -> tuple[Any, dict[str, str]]:
     """The FP32 graph plus, for each node in ``nodes``, a copy fed through the INT8 graph's Q/DQ.
 
@@ -178,17 +121,6 @@ def isolation_model(int8: Any, fp32: Any, nodes: Sequence[str]) -> tuple[Any, di
                                            **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
         outputs[name] = outs[0]
     return model, outputs
-
-
-def _session(model: Any, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    # No graph rewrites: the tensors compared must be the graph's own, not fused ones.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 def layer_errors(int8: Any, fp32: Any, inputs: np.ndarray, *, node_modules: dict[str, str] | None = None,
@@ -252,7 +184,7 @@ def layer_errors(int8: Any, fp32: Any, inputs: np.ndarray, *, node_modules: dict
 # ------------------------------------------------------------------------------------------
 def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, seed: int = 0,
             batch_size: int = 16, reporter: Reporter | None = None) -> LayerReport:
-    """The per-layer report of an INT8 variant on ``data`` (images or tensors), ranked by error.
+    """The per-layer report of an INT8 or FP16 variant on ``data`` (images or tensors), ranked by error.
 
     The FP32 reference is the parent named in the variant's manifest; a variant without
     one is refused (exit 2): there is nothing to compare with.
@@ -276,9 +208,9 @@ def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, 
                              hint="pass the directory `resdeploy quantize --precision int8` wrote")
     load_onnx(cand)
     kind = art.precision
-    if kind != "int8":
-        raise ResdeployError(f"{cand} is an {kind} model; `layers` compares an INT8 (Q/DQ) variant with its FP32 parent",
-                             hint="pass the directory `resdeploy quantize --precision int8` wrote")
+    if kind not in ("int8", "fp16"):
+        raise ResdeployError(f"{cand} is an {kind} model; `layers` compares an INT8 (Q/DQ) or FP16 variant with its "
+                             "FP32 parent", hint="pass the directory `resdeploy quantize` wrote")
     manifest = art.manifest.to_dict() if art.manifest else None
     parent = art.parent_path()  # the manifest's typed lineage
     if parent is None:
@@ -295,16 +227,34 @@ def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, 
         raise ResdeployError(f"no usable samples in {data}")
     parent_art = resolve_artifact(parent, role="reference", zoo=False)
     parent_manifest = parent_art.manifest.to_dict() if parent_art.manifest else {}
+    variant = onnx.load(os.fspath(cand))
+    if kind == "fp16":  # converted from the FP32 export as it is (no pre-processing): same node names
+        from resdeploy.precision.fp16_layers import fp16_layer_errors
+
+        fp32 = onnx.load(os.fspath(parent))
+        rows = fp16_layer_errors(variant, fp32, inputs, node_modules=node_modules_of(parent_manifest, fp32),
+                                 batch_size=batch_size, reporter=rep)
+        return LayerReport(candidate=str(cand), parent=str(parent), precision=kind, samples=int(len(inputs)),
+                           data=str(data), layers=rows)
     with tempfile.TemporaryDirectory(prefix="resdeploy-layers-") as tmp:
         pre = Path(tmp) / "preprocessed.onnx"
         with rep.step("pre-processing the FP32 parent as quantize did"):
             int8_mod.pre_process(parent, pre)
         fp32 = onnx.load(os.fspath(pre))
-    int8 = onnx.load(os.fspath(cand))
+    if _equalized(manifest):  # quantize equalized the weights it calibrated: compare against the same FP32 graph
+        from resdeploy.precision.equalize import equalize
+
+        equalize(fp32)
     modules = node_modules_of(parent_manifest, fp32)
-    rows = layer_errors(int8, fp32, inputs, node_modules=modules, batch_size=batch_size, reporter=rep)
+    rows = layer_errors(variant, fp32, inputs, node_modules=modules, batch_size=batch_size, reporter=rep)
     return LayerReport(candidate=str(cand), parent=str(parent), precision=kind, samples=int(len(inputs)),
                        data=str(data), layers=rows)
+
+
+def _equalized(manifest: dict[str, Any] | None) -> bool:
+    quant = (manifest or {}).get("quantization")
+    eq = quant.get("equalization") if isinstance(quant, dict) else None
+    return bool(isinstance(eq, dict) and eq.get("applied"))
 
 
 def node_modules_of(manifest: dict[str, Any], fp32: Any | None = None) -> dict[str, str]:

@@ -47,7 +47,8 @@ _CHECK_SAMPLES = 16  # samples in the quick FP32-vs-variant check recorded in th
 
 @dataclass
 class QuantizeConfig(PreprocessFlags):
-    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, the target's measured estimator, 128 samples."""
+    """How to make a precision variant. Defaults: INT8 for ONNX Runtime on x86, the target's measured estimator,
+    cross-layer equalization and bias correction, 128 samples."""
 
     precision: str = "int8"  # fp16 | int8
     target: str = "cpu"  # int8 only: cpu (ONNX Runtime x86) | trt (TensorRT Q/DQ placement)
@@ -61,6 +62,10 @@ class QuantizeConfig(PreprocessFlags):
     fp16_io: bool = False  # FP16 graph inputs/outputs (default keeps them FP32)
     activation_type: str | None = None  # int8: uint8 | int8; default per target (measured)
     per_channel: bool = True
+    # int8: cross-layer equalization of Conv -> Relu -> Conv pairs before calibrating (equalize.py) and
+    # empirical bias correction after placing Q/DQ (bias_correction.py); on by default, measured in docs/precision.md.
+    equalize: bool = True
+    bias_correction: bool = True
     # int8 --target cpu: which CPUs the graph must be exact on (precision/isa.py). "portable":
     # 7-bit weights, exact on every x86 and ARM64 CPU; "vnni": full 8-bit weights, for VNNI/AMX/ARM64 only.
     cpu: str = "portable"
@@ -95,6 +100,8 @@ class QuantizeConfig(PreprocessFlags):
                 raise ResdeployError(f"--activations takes uint8 or int8, got '{self.activation_type}'")
             if self.target == "trt" and self.activation_type != "int8":
                 raise ResdeployError("TensorRT takes signed INT8 activations only; drop --activations or use int8")
+        if self.precision != "int8" and not (self.equalize and self.bias_correction):
+            raise ResdeployError("--no-equalize and --no-bias-correction apply to --precision int8 only")
         if self.cpu not in CPU_PROFILES:
             raise ResdeployError(f"unknown --cpu '{self.cpu}'; choose from: {', '.join(CPU_PROFILES)}")
         if self.cpu != "portable" and (self.precision != "int8" or self.target != "cpu"):
@@ -346,6 +353,12 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
     pre = tmp / "preprocessed.onnx"
     with rep.step("pre-processing the FP32 graph (shape inference, fusions)"):
         int8.pre_process(src.path, pre)
+    equalized: dict[str, Any] = {"applied": False}
+    if cfg.equalize:  # before calibrating: ranges, Q/DQ and the budget's FP32 reference all see these weights
+        from resdeploy.precision.equalize import equalize_file
+
+        with rep.step("equalizing Conv -> Relu -> Conv weight ranges"):
+            equalized = equalize_file(pre, pre).to_dict()
     # Checked before calibrating: a typo should not cost a calibration run first.
     excluded = int8.match_nodes(pre, cfg.exclude) if cfg.exclude else []
     inputs: np.ndarray | None = None
@@ -354,6 +367,11 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
             saved = CalibrationRanges.load(cfg.ranges)
             saved.check_model(src.sha256, cfg.ranges)
         ranges = saved
+        if ranges.equalized != cfg.equalize:
+            raise ResdeployError(f"the ranges in {cfg.ranges} were computed {'with' if ranges.equalized else 'without'} "
+                                 "cross-layer equalization, this run is "
+                                 f"{'with' if cfg.equalize else 'without'} it",
+                                 hint="drop --no-equalize" if ranges.equalized else "add --no-equalize")
         rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
     else:
         inputs = _load_samples(src, cfg, cfg.calib_samples, rep)
@@ -368,12 +386,35 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
         ranges = CalibrationRanges(model_sha256=src.sha256, method=method, samples=int(inputs.shape[0]),
                                    source=str(cfg.calib_data), seed=cfg.seed,
                                    percentile=cfg.percentile if method == "percentile" else None,
-                                   ranges=values)
+                                   ranges=values, equalized=cfg.equalize)
     act = cfg.activation_type or int8.DEFAULT_ACTIVATION[cfg.target]
     seven_bit = cfg.target == "cpu" and (cfg.cpu == "portable" or cfg.reduce_range)
     with rep.step(f"placing Q/DQ nodes (target {cfg.target}, {act} activations)"):
         model = int8.quantize_qdq(pre, dst, ranges, target=cfg.target, activation_type=act,
                                   per_channel=cfg.per_channel, exclude_nodes=excluded, reduce_range=seven_bit)
+    corrected: dict[str, Any] = {"applied": False}
+    if cfg.bias_correction:
+        import onnx
+
+        from resdeploy.precision.bias_correction import apply_corrections, correct_biases
+
+        key = (f"{cfg.target}:{act}:{'w7' if seven_bit else 'w8'}:{'per-channel' if cfg.per_channel else 'per-tensor'}"
+               f":exclude={','.join(sorted(excluded))}")
+        if inputs is not None:
+            with rep.step("correcting biases against FP32"):
+                res = correct_biases(model, onnx.load(os.fspath(pre)), inputs, batch_size=cfg.calib_batch_size,
+                                     reporter=rep)
+            corrected = res.to_dict()
+            ranges.bias_corrections = {key: res.corrections}
+            onnx.save(model, os.fspath(dst))
+        elif key in ranges.bias_corrections:
+            saved_bc = ranges.bias_corrections[key]
+            corrected = {"applied": True, "layers": apply_corrections(model, saved_bc), "from_saved_ranges": True}
+            onnx.save(model, os.fspath(dst))
+        else:
+            corrected["reason"] = "the saved ranges hold no bias corrections for this Q/DQ form"
+            rep.warn("bias correction needs calibration images, and the saved ranges hold none for this target and "
+                     "settings: biases left uncorrected (recalibrate with --calib-data to correct them)")
     info = {
         "format": "QDQ",
         "activations": f"{act} {'symmetric' if act == 'int8' else 'asymmetric'} per-tensor",
@@ -382,6 +423,8 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
         "reduce_range": seven_bit,
         **(isa_record(model, cfg.cpu if not seven_bit else "portable") if cfg.target == "cpu" else {}),
         "excluded": excluded,
+        "equalization": equalized,
+        "bias_correction": corrected,
         "quantized_ops": int8.quantized_ops(model),
         "residual_adds": {"count": len(adds := int8.add_input_quantization(model)),
                           "both_inputs_quantized": sum(all(q) for _, q in adds)},
@@ -455,7 +498,9 @@ def _manifest(src: SourceModel, cfg: QuantizeConfig, out: Path, model_file: Path
                          "method": (ranges.method if ranges is not None else cfg.method) if cfg.precision == "int8" else None, "exclude": list(cfg.exclude),
                          "fp16_io": cfg.fp16_io, "per_channel": cfg.per_channel, "reduce_range": cfg.reduce_range,
                          "cpu": cfg.cpu if cfg.precision == "int8" and cfg.target == "cpu" else None,
-                         "activation_type": cfg.activation_type, "seed": cfg.seed}
+                         "activation_type": cfg.activation_type, "seed": cfg.seed,
+                         "equalize": cfg.equalize if cfg.precision == "int8" else None,
+                         "bias_correction": cfg.bias_correction if cfg.precision == "int8" else None}
     manifest.sections = {
         "target": cfg.target if cfg.precision == "int8" else None,
         "calibration": calibration,

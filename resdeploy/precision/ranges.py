@@ -34,6 +34,10 @@ class CalibrationRanges:
     source: str
     seed: int
     percentile: float | None = None
+    equalized: bool = False  # computed on the cross-layer-equalized graph (precision/equalize.py)
+    # Bias corrections (precision/bias_correction.py) per Q/DQ form (pipeline's correction key):
+    # node -> per-channel shift, so that a rebuild from these ranges is the same model without data.
+    bias_corrections: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     created: str = field(default_factory=utc_now)
 
@@ -55,7 +59,10 @@ class CalibrationRanges:
             ranges = {str(k): (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
             return cls(model_sha256=str(data["model_sha256"]), method=str(data["method"]),
                        samples=int(data["samples"]), source=str(data["source"]), seed=int(data["seed"]),
-                       percentile=data.get("percentile"), ranges=ranges, created=str(data.get("created", "")))
+                       percentile=data.get("percentile"), ranges=ranges,
+                       equalized=bool(data.get("equalized", False)),
+                       bias_corrections={str(k): {str(n): [float(x) for x in v] for n, v in d.items()}
+                                         for k, d in (data.get("bias_corrections") or {}).items()}, created=str(data.get("created", "")))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ResdeployError(f"{p} is a damaged calibration ranges file: {exc}") from None
 

@@ -138,7 +138,8 @@ def revert(int8: Any, fp32: Any, names: Iterable[str]) -> Any:
     """A copy of the Q/DQ graph ``int8`` with the nodes ``names`` reading FP32 tensors and weights.
 
     ``fp32`` is the FP32 graph the INT8 one was quantized from (same node names), the
-    source of the float weights. Q/DQ nodes nobody reads any more are dropped.
+    source of the float weights and biases (also of float biases the INT8 graph kept but
+    bias correction changed). Q/DQ nodes nobody reads any more are dropped.
     """
     from onnx import numpy_helper
 
@@ -166,10 +167,22 @@ def revert(int8: Any, fp32: Any, names: Iterable[str]) -> Any:
             added[key] = name
         return added[key]
 
+    def own_initializer(tensor: str, consumer: Any, pos: int) -> str:
+        """The FP32 twin's initializer in place of one the INT8 graph changed (a bias-corrected float bias)."""
+        twin = fp_nodes.get(consumer.name)
+        src = str(twin.input[pos]) if twin is not None and pos < len(twin.input) else ""
+        if src not in fp_inits or fp_inits[src].data_type != 1:  # float only; shapes and indices stay
+            return tensor
+        if src not in added:
+            name = src + _FLOAT_SUFFIX
+            graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(fp_inits[src]), name))
+            added[src] = name
+        return added[src]
+
     def float_source(tensor: str, consumer: Any, pos: int) -> str:
         p = prod.get(tensor)
         if p is None:
-            return tensor
+            return own_initializer(tensor, consumer, pos) if tensor in inits else tensor
         if p.op_type in PASSTHROUGH_OPS:
             unquantize(p)
             return tensor

@@ -119,7 +119,7 @@ def test_default_estimator_is_recorded(setup: dict[str, Path], tmp_path: Path) -
 
     r = quantize(setup["fp32"], precision="int8", target="cpu", calib_data=str(setup["imgs"]), calib_samples=8,
                  output=str(tmp_path / "d"))
-    assert r.manifest["calibration"]["method"] == DEFAULT_METHOD["cpu"] == "avgminmax"
+    assert r.manifest["calibration"]["method"] == DEFAULT_METHOD["cpu"] == "percentile"
     assert r.manifest["calibration"]["method_chosen"] == "default for --target cpu"
 
 

@@ -1,8 +1,9 @@
 """Issue 12's targets on real trained weights: the digits ResNet-20 with a planted outlier layer.
 
 One module-scoped model (trained as tests/test_accuracy_digits.py does, outlier planted
-by benchmarks/planted_case.py): FP32 outputs unchanged, INT8 with min/max ranges loses
-more than 5 points. The report must rank the planted layer first; the budget search
+by benchmarks/planted_case.py): FP32 outputs unchanged, INT8 from the raw quantizer
+(``--method minmax --no-equalize --no-bias-correction``; equalization alone undoes the
+planted scale) loses more than 5 points with ``--target trt``. The report must rank the planted layer first; the budget search
 must reach a drop <= 0.5 point keeping <= 3 layers in FP32 within <= 8 validations; a
 model that already passes keeps nothing and runs one validation.
 """
@@ -32,8 +33,10 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _minmax(case: dict[str, Path], which: str, target: str, out: Path, budget: Budget | None = None):  # noqa: ANN202
-    return quantize(case[which] / "model.onnx", precision="int8", target=target, method="minmax",
-                    calib_data=str(case["train"]), calib_samples=256, output=str(out), budget=budget)
+    """The raw quantizer, which the planted damage needs: global min/max, no equalization, no bias correction."""
+    return quantize(case[which] / "model.onnx", precision="int8", target=target, method="minmax", equalize=False,
+                    bias_correction=False, calib_data=str(case["train"]), calib_samples=256, output=str(out),
+                    budget=budget)
 
 
 @pytest.mark.parametrize("target", ["trt", "cpu"])
@@ -78,6 +81,7 @@ def test_unmet_budget_keeps_the_best_variant_and_exits_1(case: dict[str, Path], 
 
     out = tmp_path / "unmet"
     code, _, err = run_cli("quantize", str(case["planted"]), "--target", "trt", "--method", "minmax",
+                           "--no-equalize", "--no-bias-correction",
                            "--calib-data", str(case["train"]), "--calib-samples", "64", "--val-data", str(case["val"]),
                            "--min-cosine", "1.0", "--max-trials", "2", "-o", str(out), "-q")
     assert code == 1 and "accuracy budget not met" in err and len(err.strip().splitlines()) == 1, err
@@ -85,3 +89,24 @@ def test_unmet_budget_keeps_the_best_variant_and_exits_1(case: dict[str, Path], 
     assert not b["met"] and b["full_validations"] == 2 and len(b["trials"]) == 2
     # The one kept is the closest trial: the highest worst-case cosine (cosine 1.0 needs no INT8 at all).
     assert b["gates"] == max((t["gates"] for t in b["trials"]), key=lambda g: g[0]["value"])
+
+
+@pytest.mark.parametrize("target", ["trt", "cpu"])
+def test_default_int8_survives_the_planted_outlier(case: dict[str, Path], target: str, tmp_path: Path) -> None:
+    """Item 0: with the defaults (equalization, bias correction) plain INT8 keeps the planted model, no budget.
+
+    NNCF's plain ``nncf.quantize`` reached a 0.84-point drop on this recipe
+    (benchmarks/calibration_estimators.py, docs/precision.md); the raw quantizer above loses > 5.
+    """
+    from resdeploy.precision.layers import analyze
+
+    res = quantize(case["planted"] / "model.onnx", precision="int8", target=target, calib_data=str(case["train"]),
+                   calib_samples=256, output=str(tmp_path / "int8"))
+    q = res.manifest["quantization"]
+    assert q["equalization"]["applied"] and q["equalization"]["max_channel_scale"] > 10  # the planted x100 undone
+    assert q["bias_correction"]["applied"] and q["bias_correction"]["layers"] > 0
+    r = resdeploy.validate(res.model_path, data=str(case["val"]))
+    assert r.top1_drop_points is not None and r.top1_drop_points <= 0.84
+    # `layers` compares against the same equalized FP32 graph: no layer looks broken.
+    report = analyze(res.output_dir, str(case["train"]), samples=32)
+    assert min(row.sqnr_db for row in report.layers) > 10, [(x.module, x.sqnr_db) for x in report.layers[:3]]

@@ -1,0 +1,91 @@
+"""What ``resdeploy layers`` measures with, shared by its INT8 and FP16 halves and by bias correction.
+
+One row type (``LayerError``), running SQNR/cosine sums (``TensorStats``), intermediate
+tensors made graph outputs (``with_outputs``) and an ONNX Runtime session with no graph
+rewrites (``plain_session``), so the tensors compared are the graph's own, not fused ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+ISO = "iso::"  # prefix of the tensors and nodes of the isolated copies
+
+
+@dataclass
+class LayerError:
+    """One quantized node's error against FP32 (higher SQNR, higher cosine: better)."""
+
+    node: str
+    op_type: str
+    module: str | None
+    sqnr_db: float  # cumulative: the variant's output vs FP32
+    cosine: float
+    isolated_sqnr_db: float  # this node's quantization alone
+    isolated_cosine: float
+    rank: int = 0  # 1 = the largest isolated error
+
+
+def sqnr(signal: float, noise: float) -> float:
+    if noise <= 0:
+        return float("inf")
+    if signal <= 0:
+        return float("-inf")
+    return float(10.0 * np.log10(signal / noise))
+
+
+class TensorStats:
+    """Running sums for SQNR and per-sample cosine of one tensor against its reference."""
+
+    def __init__(self) -> None:
+        self.signal = 0.0
+        self.noise = 0.0
+        self.cos_sum = 0.0
+        self.count = 0
+
+    def add(self, ref: np.ndarray, x: np.ndarray) -> None:
+        r = ref.reshape(ref.shape[0], -1).astype(np.float64)
+        c = x.reshape(x.shape[0], -1).astype(np.float64)
+        self.signal += float(np.sum(r * r))
+        self.noise += float(np.sum((r - c) ** 2))
+        den = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
+        same = np.all(r == c, axis=1)
+        cos = np.where(den > 0, np.sum(r * c, axis=1) / np.maximum(den, 1e-300), np.where(same, 1.0, 0.0))
+        self.cos_sum += float(np.sum(cos))
+        self.count += r.shape[0]
+
+    def sqnr(self) -> float:
+        return sqnr(self.signal, self.noise)
+
+    def cosine(self) -> float:
+        return self.cos_sum / max(self.count, 1)
+
+
+def with_outputs(model: Any, names: Sequence[str], elem_type: int | None = None) -> Any:
+    """Add tensors as graph outputs (float unless ``elem_type``, an ONNX TensorProto type; shape left to the runtime)."""
+    from onnx import TensorProto, helper
+
+    have = {o.name for o in model.graph.output}
+    for n in names:
+        if n not in have:
+            model.graph.output.append(helper.make_tensor_value_info(n, elem_type or TensorProto.FLOAT, None))
+            have.add(n)
+    return model
+
+
+def plain_session(model: Any, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # No graph rewrites: the tensors compared must be the graph's own, not fused ones.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+__all__ = ["ISO", "LayerError", "TensorStats", "plain_session", "sqnr", "with_outputs"]

@@ -88,4 +88,45 @@ def plain_session(model: Any, threads: int | None = None) -> Any:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-__all__ = ["ISO", "LayerError", "TensorStats", "plain_session", "sqnr", "with_outputs"]
+def rank_layers(variant: Any, reference: Any, inputs: np.ndarray, *, nodes: Sequence[Any], outs: Sequence[str],
+                refs: Sequence[str], iso_out: dict[str, str], node_modules: dict[str, str] | None,
+                batch_size: int, reporter: Any, description: str, variant_dtype: Any = np.float32
+                ) -> list[LayerError]:
+    """The two-pass measurement both halves of ``layers`` share, ranked by the error each node adds alone.
+
+    ``variant`` is the variant session with each node's output ``outs`` as graph outputs;
+    ``reference`` the FP32 session with the FP32 twin tensors ``refs`` and the isolated copies'
+    outputs ``iso_out`` as outputs. A fixed batch dimension is padded to, and the padding dropped.
+    """
+    names = [n.name for n in nodes]
+    v_in = variant.get_inputs()[0]
+    fixed = v_in.shape[0]
+    bs = fixed if isinstance(fixed, int) and fixed > 0 else batch_size
+    f_keys = list(dict.fromkeys(list(refs) + [iso_out[n] for n in names]))
+    cum = {n: TensorStats() for n in names}
+    iso = {n: TensorStats() for n in names}
+    starts = range(0, len(inputs), bs)
+    for s in reporter.track(starts, total=len(starts), description=description):
+        x = inputs[s:s + bs]
+        n_real = len(x)
+        if len(x) < bs and bs == fixed:
+            x = np.concatenate([x, np.repeat(x[-1:], bs - len(x), axis=0)])
+        v_vals = dict(zip(outs, variant.run(list(outs), {v_in.name: x.astype(variant_dtype)}), strict=True))
+        f_vals = dict(zip(f_keys, reference.run(f_keys, {reference.get_inputs()[0].name: x.astype(np.float32)}),
+                          strict=True))
+        for n, o, ref_name in zip(names, outs, refs, strict=True):
+            ref = np.asarray(f_vals[ref_name], dtype=np.float32)[:n_real]
+            cum[n].add(ref, np.asarray(v_vals[o], dtype=np.float32)[:n_real])
+            iso[n].add(ref, np.asarray(f_vals[iso_out[n]], dtype=np.float32)[:n_real])
+    mods = node_modules or {}
+    rows = [LayerError(node=n.name, op_type=n.op_type, module=mods.get(n.name),
+                       sqnr_db=round(cum[n.name].sqnr(), 3), cosine=round(cum[n.name].cosine(), 6),
+                       isolated_sqnr_db=round(iso[n.name].sqnr(), 3), isolated_cosine=round(iso[n.name].cosine(), 6))
+            for n in nodes]
+    rows.sort(key=lambda r: (r.isolated_sqnr_db, r.isolated_cosine))
+    for i, r in enumerate(rows, 1):
+        r.rank = i
+    return rows
+
+
+__all__ = ["ISO", "LayerError", "TensorStats", "plain_session", "rank_layers", "sqnr", "with_outputs"]

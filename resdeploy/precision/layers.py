@@ -33,8 +33,7 @@ import numpy as np
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.precision.layer_stats import ISO as _ISO
-from resdeploy.precision.layer_stats import LayerError
-from resdeploy.precision.layer_stats import TensorStats as _Stats
+from resdeploy.precision.layer_stats import LayerError, rank_layers
 from resdeploy.precision.layer_stats import plain_session as _session
 from resdeploy.precision.layer_stats import with_outputs as _with_outputs
 from resdeploy.precision.revert import PASSTHROUGH_OPS, producers, quantized_nodes
@@ -152,33 +151,9 @@ def layer_errors(int8: Any, fp32: Any, inputs: np.ndarray, *, node_modules: dict
     iso_model, iso_out = isolation_model(int8, fp32, names)
     _with_outputs(iso_model, refs + [iso_out[n] for n in names])
     q_sess, f_sess = _session(q_model), _session(iso_model)
-    in_name = q_sess.get_inputs()[0].name
-    fixed = q_sess.get_inputs()[0].shape[0]
-    bs = fixed if isinstance(fixed, int) and fixed > 0 else batch_size
-    cum = {n: _Stats() for n in names}
-    iso = {n: _Stats() for n in names}
-    starts = range(0, len(inputs), bs)
-    for s in reporter.track(starts, total=len(starts), description=f"comparing {len(names)} layers"):
-        x = inputs[s:s + bs]
-        n_real = len(x)
-        if len(x) < bs and bs == fixed:
-            x = np.concatenate([x, np.repeat(x[-1:], bs - len(x), axis=0)])
-        q_vals = dict(zip(outs, q_sess.run(outs, {in_name: x}), strict=True))
-        f_keys = list(dict.fromkeys(refs + [iso_out[n] for n in names]))
-        f_vals = dict(zip(f_keys, f_sess.run(f_keys, {f_sess.get_inputs()[0].name: x}), strict=True))
-        for n, o, r in zip(names, outs, refs, strict=True):
-            ref = np.asarray(f_vals[r], dtype=np.float32)[:n_real]
-            cum[n].add(ref, np.asarray(q_vals[o], dtype=np.float32)[:n_real])
-            iso[n].add(ref, np.asarray(f_vals[iso_out[n]], dtype=np.float32)[:n_real])
-    mods = node_modules or {}
-    rows = [LayerError(node=n.name, op_type=n.op_type, module=mods.get(n.name),
-                       sqnr_db=round(cum[n.name].sqnr(), 3), cosine=round(cum[n.name].cosine(), 6),
-                       isolated_sqnr_db=round(iso[n.name].sqnr(), 3), isolated_cosine=round(iso[n.name].cosine(), 6))
-            for n in nodes]
-    rows.sort(key=lambda r: (r.isolated_sqnr_db, r.isolated_cosine))
-    for i, r in enumerate(rows, 1):
-        r.rank = i
-    return rows
+    return rank_layers(q_sess, f_sess, inputs, nodes=nodes, outs=outs, refs=refs, iso_out=iso_out,
+                       node_modules=node_modules, batch_size=batch_size, reporter=reporter,
+                       description=f"comparing {len(names)} layers")
 
 
 # ------------------------------------------------------------------------------------------

@@ -133,6 +133,16 @@ class ValidateResult:
 
 
 # ------------------------------------------------------------------------------------------
+def _target_of(candidate_path: Path, manifest: dict[str, Any] | None) -> Any:
+    """The quantize target of the candidate; a plan's is that of the ONNX it was compiled from (its lineage)."""
+    if not manifest:
+        return None
+    if manifest.get("stage") == "build" and isinstance(manifest.get("parent"), dict):
+        source = Lineage.from_dict(manifest["parent"]).resolve(candidate_path.parent)
+        return (read_manifest(source) or {}).get("target") if source is not None else None
+    return manifest.get("target")
+
+
 def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, reference: str | None
                        ) -> tuple[str, str, dict[str, Any]]:
     """(engine, model, description) of the reference."""
@@ -310,7 +320,7 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
                                   cfg.labels)
     gates = _gates(cfg, metrics.to_dict(), accuracy, drop, run.samples)
     cand_desc = {"engine": cfg.engine, "path": str(cand_file),
-                 "precision": (manifest or {}).get("precision"), "target": (manifest or {}).get("target")}
+                 "precision": (manifest or {}).get("precision"), "target": _target_of(cand_file, manifest)}
     data_desc = ds.describe()
     data_desc["samples"] = int(ref_all.shape[0])
     data_desc["skipped_files"] = len(ds.skipped)

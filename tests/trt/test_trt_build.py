@@ -457,3 +457,17 @@ def test_validate_takes_an_fp16_plans_fp32_grandparent_as_reference(fake_trt: Fa
                                                               samples=4, batch_size=2))
     assert res.reference["path"] == str(tiny_onnx.resolve()) and res.reference["kind"] == "parent"
     assert res.samples == 4
+
+
+def test_validate_describes_an_int8_plan_by_the_target_of_the_variant_it_was_compiled_from(
+        fake_trt: FakeTensorRT, tiny_onnx: Path, tmp_path: Path) -> None:
+    import resdeploy
+    from resdeploy.validation import ValidateConfig, validate
+
+    q = resdeploy.quantize(tiny_onnx, precision="int8", target="trt", calib_data="synthetic", calib_samples=4,
+                           output=str(tmp_path / "int8-trt"))
+    result = build(q.model_path, BuildConfig(precision="int8"))
+    res = validate(result.engine_path, config=ValidateConfig(engine="trt", device="cuda", data="synthetic",
+                                                              samples=2, batch_size=2))
+    assert res.candidate["target"] == "trt" and res.candidate["precision"] == "int8"
+    assert res.reference["path"] == str(tiny_onnx.resolve())

@@ -243,6 +243,23 @@ class RunComparison:
                 "candidate": {"top1": topk_accuracy(self.candidate, y, 1), "top5": topk_accuracy(self.candidate, y, 5)}}
 
 
+def per_batch_parity(run: RunComparison, batches: Sequence[int], tolerances: ParityTolerances
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """Metrics and tolerance failures per batch size of an export parity run (PyTorch or Keras against ORT).
+
+    Each batch size is gated on its own: a batch-dependent bug (a fixed batch dimension, a
+    broadcast over the batch) shows up in the batch it breaks, not diluted in the overall metrics.
+    """
+    per_batch: dict[str, Any] = {}
+    failures: list[str] = []
+    for i, b in enumerate(batches):
+        m = parity_metrics(*run.batch(i))
+        fails = tolerances.failures(m)
+        per_batch[str(b)] = {**m.to_dict(), "passed": not fails, "ort_seconds": round(run.candidate_seconds[i], 4)}
+        failures += [f"batch {b}: {f}" for f in fails]
+    return per_batch, failures
+
+
 def infer_batched(runner: Any, x: np.ndarray) -> np.ndarray:
     """Run a batch, splitting/padding it for runners whose model has a fixed batch size."""
     shape = runner.input_meta().shape

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from resdeploy import artifacts
-from resdeploy.compare import ParityTolerances, parity_metrics
+from resdeploy.compare import ParityTolerances
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import GateFailure, ResdeployError
 
@@ -240,10 +240,15 @@ def export(
         manifest = typed.to_dict()
 
     model_path = out / "model.onnx"
-    result = ExportResult(model_path=model_path, manifest=manifest, parity=parity, passed=bool(parity["passed"]))
+    return _verdict(ExportResult(model_path=model_path, manifest=manifest, parity=parity,
+                                 passed=bool(parity["passed"])), spec.name, out)
+
+
+def _verdict(result: ExportResult, name: str, out: Path) -> ExportResult:
+    """A parity failure is exit 1 with the artifact kept (CI goes red, whoever debugs it has the graph)."""
     if not result.passed:
         failure = GateFailure(
-            f"ONNX parity failed for {spec.name}: {'; '.join(parity['failures'])}",
+            f"ONNX parity failed for {name}: {'; '.join(result.parity['failures'])}",
             hint=f"the artifact is kept for inspection in {out} (manifest parity.passed=false)",
         )
         failure.result = result  # type: ignore[attr-defined]  # the CLI prints it before exiting 1
@@ -267,16 +272,8 @@ def _export_keras(source: str, cfg: ExportConfig, rep: Reporter, *, output_dir: 
         preprocess=cfg.preprocess or keras_export.DEFAULT_PRESET, parity_batch=cfg.parity_batch, seed=cfg.seed,
         force=cfg.force, tolerances=cfg.tolerances)
     done = keras_export.convert(source, out, kcfg, reporter=rep)
-    result = ExportResult(model_path=done.model_path, manifest=done.manifest, parity=done.parity,
-                          passed=bool(done.parity["passed"]))
-    if not result.passed:
-        failure = GateFailure(
-            f"ONNX parity failed for {done.manifest['model']['name']}: {'; '.join(done.parity['failures'])}",
-            hint=f"the artifact is kept for inspection in {out} (manifest parity.passed=false)",
-        )
-        failure.result = result  # type: ignore[attr-defined]  # the CLI prints it before exiting 1
-        raise failure
-    return result
+    return _verdict(ExportResult(model_path=done.model_path, manifest=done.manifest, parity=done.parity,
+                                 passed=bool(done.parity["passed"])), done.manifest["model"]["name"], out)
 
 
 def _check_output_dir(out: Path) -> None:
@@ -462,7 +459,7 @@ def check_parity(
     """
     import torch
 
-    from resdeploy.compare import compare_runners
+    from resdeploy.compare import compare_runners, per_batch_parity
     from resdeploy.models.weights import STREAM_PARITY_INPUTS, describe_synthetic_images, synthetic_images
     from resdeploy.runners import RunnerConfig
 
@@ -476,13 +473,7 @@ def check_parity(
             return torch_model(torch.from_numpy(x)).float().numpy()
 
     run = compare_runners(pytorch, RunnerConfig(engine="ort", model=str(onnx_path), device="cpu"), split)
-    per_batch: dict[str, Any] = {}
-    failures: list[str] = []
-    for i, b in enumerate(batches):
-        m = parity_metrics(*run.batch(i))
-        fails = tolerances.failures(m)
-        per_batch[str(b)] = {**m.to_dict(), "passed": not fails, "ort_seconds": round(run.candidate_seconds[i], 4)}
-        failures += [f"batch {b}: {f}" for f in fails]
+    per_batch, failures = per_batch_parity(run, batches, tolerances)
     ref_all = run.reference
     overall = run.metrics()
     return {

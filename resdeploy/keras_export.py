@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from resdeploy import artifacts
-from resdeploy.compare import ParityTolerances, parity_metrics
+from resdeploy.compare import ParityTolerances
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import MissingDependencyError, ResdeployError
 
@@ -333,7 +333,7 @@ def parity_inputs(n: int, spec: Any, seed: int) -> np.ndarray:
 def check_parity(tf: Any, loaded: _Loaded, onnx_path: Path, spec: Any, *, batches: list[int], seed: int,
                  tolerances: ParityTolerances) -> dict[str, Any]:
     """Keras (or the SavedModel) against ONNX Runtime on the same inputs, per batch size, gated."""
-    from resdeploy.compare import compare_runners
+    from resdeploy.compare import compare_runners, per_batch_parity
     from resdeploy.runners import RunnerConfig
 
     total = sum(batches)
@@ -346,13 +346,7 @@ def check_parity(tf: Any, loaded: _Loaded, onnx_path: Path, spec: Any, *, batche
             return np.asarray(loaded.call(tf.constant(x)), dtype=np.float32)
 
     run = compare_runners(keras_side, RunnerConfig(engine="ort", model=str(onnx_path), device="cpu"), split)
-    per_batch: dict[str, Any] = {}
-    failures: list[str] = []
-    for i, b in enumerate(batches):
-        m = parity_metrics(*run.batch(i))
-        fails = tolerances.failures(m)
-        per_batch[str(b)] = {**m.to_dict(), "passed": not fails, "ort_seconds": round(run.candidate_seconds[i], 4)}
-        failures += [f"batch {b}: {f}" for f in fails]
+    per_batch, failures = per_batch_parity(run, batches, tolerances)
     return {
         "passed": not failures,
         "failures": failures,

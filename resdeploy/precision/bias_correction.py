@@ -6,14 +6,11 @@ shift is passed on. NNCF corrects it by default ("fast bias correction"). Per ou
 channel ``c`` of every quantized Conv/Gemm: ``bias_c += E[y_fp32,c] - E[y_int8,c]`` over
 the calibration images, ``y`` the layer's output before its activation.
 
-Two ways to take ``E[y_int8]`` (``MODES``), measured in docs/precision.md:
-
-* ``isolated`` (the default, NNCF's fast variant): the layer alone through its own Q/DQ,
-  fed the exact FP32 tensors (``layers.isolation_model``, the graph behind ``resdeploy
-  layers``): one run of one model, and a layer downstream of a badly broken one is not
-  "corrected" for damage it did not cause;
-* ``cumulative``: the whole INT8 graph, ``PASSES`` times, so later layers also absorb
-  the mean shift of earlier ones.
+``E[y_int8]`` is taken with each layer alone through its own Q/DQ, fed the exact FP32
+tensors (``layers.isolation_model``, the graph behind ``resdeploy layers``; NNCF's fast
+variant): one run of one model, and a layer downstream of a badly broken one is not
+"corrected" for damage it did not cause. Taking it from the whole INT8 graph instead
+("cumulative") was measured and rejected (docs/precision.md).
 
 A float bias (``--target trt``: TensorRT quantizes biases itself) moves by the correction;
 an INT32 bias behind a DequantizeLinear (``--target cpu``) moves by the correction in its
@@ -37,9 +34,7 @@ from resdeploy.precision.layer_stats import with_outputs as _with_outputs
 from resdeploy.precision.layers import isolation_model
 from resdeploy.precision.revert import producers, quantized_nodes
 
-MODES = ("isolated", "cumulative")
-MODE = "isolated"  # measured: docs/precision.md
-PASSES = 2  # cumulative mode: runs of the INT8 graph
+MODE = "isolated"  # recorded in the manifest; the cumulative way was measured and rejected: docs/precision.md
 _BIASED_OPS = ("Conv", "Gemm")
 
 
@@ -104,20 +99,15 @@ def _biases(int8: Any, names: set[str]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def apply_corrections(int8: Any, corrections: Mapping[str, Any],
-                      original: dict[str, np.ndarray] | None = None) -> int:
-    """Set each named layer's bias to its original value plus the correction; returns how many changed.
-
-    ``original``: the biases before any correction (by initializer name), so repeated
-    passes round an INT32 bias once, from the same start, as a rebuild from saved ranges does.
-    """
+def apply_corrections(int8: Any, corrections: Mapping[str, Any]) -> int:
+    """Add each named layer's correction to its bias (in the INT32 bias's own steps); returns how many changed."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in int8.graph.initializer}
     done = 0
     for node, (init, dq) in _biases(int8, set(corrections)).items():
         delta = np.asarray(corrections[node], dtype=np.float64)
-        start = original[init.name] if original and init.name in original else numpy_helper.to_array(init)
+        start = numpy_helper.to_array(init)
         if delta.shape != start.shape:
             continue
         if dq is None:
@@ -132,49 +122,34 @@ def apply_corrections(int8: Any, corrections: Mapping[str, Any],
     return done
 
 
-def correct_biases(int8: Any, fp32: Any, inputs: np.ndarray, *, mode: str = MODE, passes: int = PASSES,
-                   batch_size: int = 8, reporter: Reporter = QUIET) -> BiasCorrectionResult:
+def correct_biases(int8: Any, fp32: Any, inputs: np.ndarray, *, batch_size: int = 8,
+                   reporter: Reporter = QUIET) -> BiasCorrectionResult:
     """Correct the biases of ``int8`` (a Q/DQ ModelProto, changed in place) against ``fp32``.
 
     ``fp32`` is the graph ``int8`` was quantized from (the same node names).
     """
-    from onnx import numpy_helper
-
-    if mode not in MODES:
-        raise ResdeployError(f"unknown bias-correction mode '{mode}'; choose from: {', '.join(MODES)}")
     twins = {n.name: n for n in fp32.graph.node if n.name}
     layers = [n for n in quantized_nodes(int8) if n.op_type in _BIASED_OPS and n.name in twins]
     biases = _biases(int8, {n.name for n in layers})
     targets = [n for n in layers if n.name in biases]
-    result = BiasCorrectionResult(layers=len(targets), skipped=len(layers) - len(targets), mode=mode,
+    result = BiasCorrectionResult(layers=len(targets), skipped=len(layers) - len(targets), mode=MODE,
                                   samples=int(len(inputs)), max_shift=0.0)
     if not targets:
         return result
-    original = {init.name: numpy_helper.to_array(init).copy() for init, _ in biases.values()}
     ref_names = [twins[n.name].output[0] for n in targets]
-    total = {n.name: np.zeros(original[biases[n.name][0].name].shape) for n in targets}
-    if mode == "isolated":
-        iso, iso_out = isolation_model(int8, fp32, [n.name for n in targets])
-        q_names = [iso_out[n.name] for n in targets]
-        ref = got = _channel_means(iso, list(dict.fromkeys(ref_names + q_names)), inputs, batch_size, reporter,
-                                   f"bias correction: {len(targets)} layers against FP32")
-        passes = 1
-    else:
-        q_names = [n.output[0] for n in targets]
-        ref = _channel_means(fp32, list(dict.fromkeys(ref_names)), inputs, batch_size, reporter,
-                             f"bias correction: FP32 means of {len(targets)} layers")
-    for p in range(passes):
-        if mode == "cumulative":
-            got = _channel_means(int8, list(dict.fromkeys(q_names)), inputs, batch_size, reporter,
-                                 f"bias correction: INT8 means, pass {p + 1} of {passes}")
-        for node, r, q in zip(targets, ref_names, q_names, strict=True):
-            delta = ref[r] - got[q]
-            if delta.shape == total[node.name].shape:
-                total[node.name] = total[node.name] + delta
-        apply_corrections(int8, total, original)
+    iso, iso_out = isolation_model(int8, fp32, [n.name for n in targets])
+    q_names = [iso_out[n.name] for n in targets]
+    means = _channel_means(iso, list(dict.fromkeys(ref_names + q_names)), inputs, batch_size, reporter,
+                           f"bias correction: {len(targets)} layers against FP32")
+    total: dict[str, np.ndarray] = {}
+    for node, r, q in zip(targets, ref_names, q_names, strict=True):
+        shape = tuple(biases[node.name][0].dims)
+        delta = means[r] - means[q]
+        total[node.name] = delta if delta.shape == shape else np.zeros(shape)  # a bias it cannot correct stays
+    apply_corrections(int8, total)
     result.corrections = {k: [float(v) for v in arr] for k, arr in total.items()}
     result.max_shift = max((float(np.max(np.abs(a))) for a in total.values() if a.size), default=0.0)
     return result
 
 
-__all__ = ["MODE", "MODES", "PASSES", "BiasCorrectionResult", "apply_corrections", "correct_biases"]
+__all__ = ["MODE", "BiasCorrectionResult", "apply_corrections", "correct_biases"]

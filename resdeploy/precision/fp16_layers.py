@@ -24,7 +24,7 @@ import numpy as np
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.precision.layer_stats import ISO as _ISO
-from resdeploy.precision.layer_stats import LayerError, rank_layers
+from resdeploy.precision.layer_stats import LayerError, iso_copy, rank_layers
 from resdeploy.precision.layer_stats import plain_session as _session
 from resdeploy.precision.layer_stats import with_outputs as _with_outputs
 from resdeploy.precision.revert import PASSTHROUGH_OPS
@@ -91,8 +91,7 @@ def isolation_model_fp16(fp16: Any, fp32: Any, nodes: list[str]) -> tuple[Any, d
         node = twins[name]
         ins = [half(i) for i in node.input]
         outs = [_ISO + name + "::" + o for o in node.output]
-        graph.node.append(helper.make_node(node.op_type, ins, outs, name=_ISO + name, domain=node.domain,
-                                           **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
+        graph.node.append(iso_copy(node, ins, outs, name))
         back = _ISO + name + "::float"
         graph.node.append(helper.make_node("Cast", [outs[0]], [back], name=_ISO + name + "::cast", to=TensorProto.FLOAT))
         outputs[name] = back

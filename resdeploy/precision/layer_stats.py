@@ -77,6 +77,14 @@ def with_outputs(model: Any, names: Sequence[str], elem_type: int | None = None)
     return model
 
 
+def iso_copy(node: Any, inputs: Sequence[str], outputs: Sequence[str], name: str | None = None) -> Any:
+    """A copy of ``node`` (attributes and domain kept) under the ``ISO`` prefix, on other tensors."""
+    from onnx import helper
+
+    return helper.make_node(node.op_type, list(inputs), list(outputs), name=ISO + (name or node.name),
+                            domain=node.domain, **{a.name: helper.get_attribute_value(a) for a in node.attribute})
+
+
 def plain_session(model: Any, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
@@ -129,4 +137,4 @@ def rank_layers(variant: Any, reference: Any, inputs: np.ndarray, *, nodes: Sequ
     return rows
 
 
-__all__ = ["ISO", "LayerError", "TensorStats", "plain_session", "rank_layers", "sqnr", "with_outputs"]
+__all__ = ["ISO", "LayerError", "TensorStats", "iso_copy", "plain_session", "rank_layers", "sqnr", "with_outputs"]

@@ -33,7 +33,7 @@ import numpy as np
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.precision.layer_stats import ISO as _ISO
-from resdeploy.precision.layer_stats import LayerError, rank_layers
+from resdeploy.precision.layer_stats import LayerError, iso_copy, rank_layers
 from resdeploy.precision.layer_stats import plain_session as _session
 from resdeploy.precision.layer_stats import with_outputs as _with_outputs
 from resdeploy.precision.revert import PASSTHROUGH_OPS, producers, quantized_nodes
@@ -71,7 +71,6 @@ def isolation_model(int8: Any, fp32: Any, nodes: Sequence[str]) -> tuple[Any, di
     """
     import copy
 
-    from onnx import helper
 
     model = copy.deepcopy(fp32)
     graph = model.graph
@@ -101,8 +100,7 @@ def isolation_model(int8: Any, fp32: Any, nodes: Sequence[str]) -> tuple[Any, di
             if p is not None and (p.op_type in ("QuantizeLinear", "DequantizeLinear") or p.op_type in PASSTHROUGH_OPS):
                 ins = [source(i) if i not in int8_inits else init(i) for i in p.input]
                 out = _ISO + tensor
-                graph.node.append(helper.make_node(p.op_type, ins, [out], name=_ISO + p.name, domain=p.domain,
-                                                   **{a.name: helper.get_attribute_value(a) for a in p.attribute}))
+                graph.node.append(iso_copy(p, ins, [out]))
             elif tensor in fp_tensors:
                 out = tensor  # a compute node's (or the graph input's) exact FP32 value
             else:
@@ -116,8 +114,7 @@ def isolation_model(int8: Any, fp32: Any, nodes: Sequence[str]) -> tuple[Any, di
         node = by_name[name]
         ins = [source(i) for i in node.input]
         outs = [_ISO + o for o in node.output]
-        graph.node.append(helper.make_node(node.op_type, ins, outs, name=_ISO + node.name, domain=node.domain,
-                                           **{a.name: helper.get_attribute_value(a) for a in node.attribute}))
+        graph.node.append(iso_copy(node, ins, outs))
         outputs[name] = outs[0]
     return model, outputs
 

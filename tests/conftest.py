@@ -65,6 +65,15 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def one_line_error(code: int, out: str, err: str, *words: str) -> None:
+    """Bad input's contract: exit 2, no traceback, one `error:` line that says each of ``words``."""
+    assert code == 2, (out, err)
+    assert "Traceback" not in err + out
+    assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err
+    for word in words:
+        assert word in " ".join(err.split()), err
+
+
 def _tiny_net():  # noqa: ANN202 - a torch module; torch is imported lazily
     """The seeded tiny conv net (3x32x32 -> 10 logits) behind ``tiny_onnx`` and ``tiny_artifact``."""
     import torch

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
 SIZE = 32
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "calibration" / "sample"  # real photos, licence-clean, shipped with the project
-
-
-def _one_line_error(code: int, out: str, err: str, *words: str) -> None:
-    assert code == 2, (out, err)
-    assert "Traceback" not in err + out
-    assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err
-    for word in words:
-        assert word in " ".join(err.split()), err
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +93,7 @@ def test_fp16_asks_for_no_preprocessing(foreign: dict[str, Path]) -> None:
 
 def test_dynamic_spatial_axes_need_input_size_then_take_non_square(foreign: dict[str, Path], tmp_path: Path) -> None:
     code, out, err = run_cli("quantize", str(foreign["dynamic"]), "--calib-data", str(SAMPLE))
-    _one_line_error(code, out, err, "leaves height and width dynamic", "--input-size")
+    one_line_error(code, out, err, "leaves height and width dynamic", "--input-size")
     res = _quantize_json(str(foreign["dynamic"]), "--calib-data", str(SAMPLE), "--calib-samples", "8",
                          "--input-size", "32,24", "-o", str(tmp_path / "ns"))
     assert res["manifest"]["preprocess"]["crop"] == [32, 24]
@@ -114,12 +106,12 @@ def test_dynamic_spatial_axes_need_input_size_then_take_non_square(foreign: dict
 def test_layout_and_shape_mismatches_are_one_line(foreign: dict[str, Path], tmp_path: Path) -> None:
     code, out, err = run_cli("validate", str(foreign["nhwc"]), "--layout", "nchw", "--data", str(SAMPLE),
                              "--reference", str(foreign["nchw"]))
-    _one_line_error(code, out, err, "--layout nchw does not match", "NHWC")
+    one_line_error(code, out, err, "--layout nchw does not match", "NHWC")
     arrays = tmp_path / "wrong.npy"
     np.save(arrays, np.zeros((4, 3, 20, 20), dtype=np.float32))
     code, out, err = run_cli("validate", str(foreign["nchw"]), "--reference", str(foreign["nchw"]),
                              "--data", str(arrays))
-    _one_line_error(code, out, err, "holds tensors of shape (3, 20, 20)", "(3, 32, 32)")
+    one_line_error(code, out, err, "holds tensors of shape (3, 20, 20)", "(3, 32, 32)")
     # Deeper down, the runner itself: one ResdeployError, not ONNX Runtime's INVALID_ARGUMENT.
     from resdeploy.errors import ResdeployError
     from resdeploy.runners import RunnerConfig, create_runner
@@ -143,7 +135,7 @@ def test_reference_below_chance_is_exit_2_naming_the_class_order(foreign: dict[s
     np.savez(data, x=x, y=(pred + 1) % 10)  # every label is some other class: the reference scores 0%
     code, out, err = run_cli("validate", str(foreign["nchw"]), "--reference", str(foreign["nchw"]),
                              "--data", str(data), "--junit", str(tmp_path / "gate.xml"))
-    _one_line_error(code, out, err, "0.0% top-1 on 32 labelled samples", "class order")
+    one_line_error(code, out, err, "0.0% top-1 on 32 labelled samples", "class order")
     assert not (tmp_path / "gate.xml").exists()  # never a JUnit pass
     np.savez(data, x=x, y=pred)
     code, out, err = run_cli("validate", str(foreign["nchw"]), "--reference", str(foreign["nchw"]),
@@ -153,9 +145,9 @@ def test_reference_below_chance_is_exit_2_naming_the_class_order(foreign: dict[s
 
 def test_bench_checks_every_engine_first_and_memory(foreign: dict[str, Path]) -> None:
     code, out, err = run_cli("bench", str(foreign["nchw"]), "--engine", "ort,torch", "-n", "2", "--duration", "0")
-    _one_line_error(code, out, err, "torch engine needs a PyTorch model", "--engine ort")
+    one_line_error(code, out, err, "torch engine needs a PyTorch model", "--engine ort")
     assert "p50" not in err  # nothing was measured before the refusal
     code, out, err = run_cli("bench", str(foreign["nchw"]), "--batch", "100000000")
-    _one_line_error(code, out, err, "GiB", "available", "smaller --batch")
+    one_line_error(code, out, err, "GiB", "available", "smaller --batch")
     code, out, err = run_cli("validate", str(foreign["nchw"]), "--reference", "torch", "--data", str(SAMPLE))
-    _one_line_error(code, out, err, "--reference torch needs a PyTorch model")
+    one_line_error(code, out, err, "--reference torch needs a PyTorch model")

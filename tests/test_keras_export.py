@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "calibration" / "sample"  # real photos, shipped with the project
@@ -34,14 +34,6 @@ def _require_keras() -> None:
             pytest.fail(f"{', '.join(missing)} not installed, and RESDEPLOY_REQUIRE_KERAS=1 (CI) needs them "
                         "(make setup installs the [keras] extra)")
         pytest.skip(f"{', '.join(missing)} not installed (pip install 'resdeploy[keras]')")
-
-
-def _one_line_error(code: int, out: str, err: str, *words: str) -> None:
-    assert code == 2, (out, err)
-    assert "Traceback" not in err + out
-    assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err
-    for word in words:
-        assert word in " ".join(err.split()), err
 
 
 def _nothing_written(parent: Path) -> None:
@@ -167,9 +159,9 @@ def test_the_artifact_quantizes_validates_and_benches_like_any_other(exported: d
     assert code == 0, err
     assert json.loads(out)["runs"][0]["input_shape"] == [2, SIZE, SIZE, 3]
     code, out, err = run_cli("bench", str(fp32), "--engine", "torch", "-n", "2", "--duration", "0")
-    _one_line_error(code, out, err, "exported from a Keras model", "--engine ort")
+    one_line_error(code, out, err, "exported from a Keras model", "--engine ort")
     code, out, err = run_cli("validate", str(fp32), "--data", str(SAMPLE))  # the FP32 export has no parent
-    _one_line_error(code, out, err, "no FP32 parent", "Keras export has no PyTorch model")
+    one_line_error(code, out, err, "no FP32 parent", "Keras export has no PyTorch model")
 
 
 @pytest.mark.slow
@@ -198,12 +190,12 @@ def test_not_a_single_input_classifier_is_one_line_and_writes_nothing(keras_mode
     two.save(tmp_path / "two.keras")
     out = tmp_path / "out"
     code, stdout, err = run_cli("export", f"keras:{tmp_path / 'two.keras'}", "-o", str(out / "fp32"))
-    _one_line_error(code, stdout, err, "has 2 inputs", "single-input")
+    one_line_error(code, stdout, err, "has 2 inputs", "single-input")
     _nothing_written(out)
     gray = keras.Model(c := keras.Input((8, 8, 1)), keras.layers.Dense(2)(keras.layers.Flatten()(c)))
     gray.save(tmp_path / "gray.keras")
     code, stdout, err = run_cli("export", f"keras:{tmp_path / 'gray.keras'}", "-o", str(out / "fp32"))
-    _one_line_error(code, stdout, err, "1-channel images")
+    one_line_error(code, stdout, err, "1-channel images")
     _nothing_written(out)
 
 
@@ -220,7 +212,7 @@ def test_paths_that_are_not_keras_models_are_one_line(tmp_path: Path) -> None:
                           (f"keras:{tmp_path / 'model.pt'}", ("not a Keras model file",)),
                           ("keras:", ("needs a path",))):
         code, stdout, err = run_cli("export", source, "-o", str(out / "fp32"))
-        _one_line_error(code, stdout, err, *words)
+        one_line_error(code, stdout, err, *words)
     _nothing_written(out)
 
 
@@ -234,9 +226,9 @@ def test_flags_that_do_not_apply_are_one_line(tmp_path: Path) -> None:
                         (("--preprocess", "bgr"), ("unknown --preprocess 'bgr'",)),
                         (("--opset", "20"), ("--opset 13..18",))):
         code, stdout, err = run_cli("export", f"keras:{archive}", "-o", str(out / "fp32"), *args)
-        _one_line_error(code, stdout, err, *words)
+        one_line_error(code, stdout, err, *words)
     code, stdout, err = run_cli("export", "resnet20", "--preprocess", "caffe", "-o", str(out / "r20"))
-    _one_line_error(code, stdout, err, "--preprocess applies to keras:PATH")
+    one_line_error(code, stdout, err, "--preprocess applies to keras:PATH")
     _nothing_written(out)
 
 
@@ -249,5 +241,5 @@ def test_a_missing_extra_names_the_install_command(absent: str, tmp_path: Path,
     monkeypatch.setitem(sys.modules, absent, None)  # `import absent` raises ImportError, as when not installed
     out = tmp_path / "out"
     code, stdout, err = run_cli("export", f"keras:{archive}", "-o", str(out / "fp32"))
-    _one_line_error(code, stdout, err, f"'{absent}'", "pip install 'resdeploy[keras]'")
+    one_line_error(code, stdout, err, f"'{absent}'", "pip install 'resdeploy[keras]'")
     _nothing_written(out)

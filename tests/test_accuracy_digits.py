@@ -118,3 +118,24 @@ def test_entropy_clips_some_ranges_and_widens_none(digits_pipeline: dict) -> Non
     ratios = [max(abs(v) for v in entropy[k]) / max(abs(v) for v in minmax[k]) for k in minmax]
     assert max(ratios) <= 1.0 + 1e-6  # same samples: never wider than what was seen
     assert np.median(ratios) < 0.99 and min(ratios) > 0.5  # clipped, but not to a sliver
+
+
+def test_int8_cpu_default_computes_its_own_qdq_arithmetic(digits_pipeline: dict) -> None:
+    # The same bound seen in the outputs: this host's int8 kernels (fused QLinearConv) give the
+    # predictions of the graph as written (ORT_DISABLE_ALL: DequantizeLinear + FP32 Conv), which is
+    # what int32-accumulating CPUs (VNNI, AMX, ARM64) compute. Full-range weights on AVX2 agree ~91%.
+    import onnxruntime as ort
+
+    from resdeploy.data import open_data
+    from resdeploy.preprocess import PreprocessSpec
+
+    variant = digits_pipeline["int8-cpu"]
+    inputs, _ = open_data(str(digits_pipeline["val"]), PreprocessSpec.from_dict(variant.manifest["preprocess"])).load()
+    preds = []
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        sess = ort.InferenceSession(str(variant.model_path), sess_options=so, providers=["CPUExecutionProvider"])
+        preds.append(sess.run(None, {sess.get_inputs()[0].name: inputs})[0].argmax(1))
+    assert len(inputs) == 359
+    assert float((preds[0] == preds[1]).mean()) >= 357 / 359  # float rounding may flip a near-tie or two

@@ -125,6 +125,8 @@ def calibrate(
                           else PerSampleMinMaxCollector() if method == "avgminmax" else None)
         if collector is not None:
             calibrator.collector = collector
+        elif method == "percentile":
+            calibrator.collector = _percentile_collector(calibrator)
         # One batch per collect_data call: ORT's histogram calibrators keep every output of
         # every batch they are given until they histogram them (ResNet-50: 8 GB for 64
         # samples), and with one batch at a time they merge as they go and a smaller last
@@ -145,6 +147,48 @@ def calibrate(
     from resdeploy.precision.ranges import CalibrationRanges
 
     return CalibrationRanges.ranges_from_tensors_data(tensors)
+
+
+def _percentile_collector(calibrator: Any) -> Any:
+    """ONNX Runtime's percentile collector, able to take a tensor that is (nearly) constant.
+
+    Its first histogram of |x| spans [min |x|, max |x|] in 2048 bins; numpy cannot make
+    2048 float32 bins in a span of a few ulps (a squeeze-excite gate of an untrained
+    MobileNetV3 is 0.5 everywhere), and calibration died with "Too many bins for data
+    range". Such a tensor is histogrammed from 0 (later batches merge as ORT merges them)
+    and gets the range it was seen in, min to max: a percentile of a constant is that
+    constant. Every other tensor is ORT's own.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    class _Collector(HistogramCollector):  # type: ignore[misc]
+        narrow: set[str]
+
+        def collect_absolute_value(self, name_to_arr: dict[str, Any]) -> None:
+            for tensor, data in name_to_arr.items():
+                try:
+                    super().collect_absolute_value({tensor: data})
+                except ValueError:
+                    if tensor in self.histogram_dict:
+                        raise
+                    flat = np.asarray(data).reshape(-1)
+                    magnitude = np.absolute(flat)
+                    hist, edges = np.histogram(magnitude, bins=self.num_bins, range=(0.0, float(np.nanmax(magnitude))))
+                    self.histogram_dict[tensor] = (hist, edges.astype(flat.dtype), np.nanmin(flat), np.nanmax(flat))
+                    self.narrow.add(tensor)
+
+        def compute_percentile(self) -> dict[str, Any]:
+            thresholds: dict[str, Any] = super().compute_percentile()
+            for tensor in self.narrow:
+                hist, _, lo, hi = self.histogram_dict[tensor]
+                thresholds[tensor] = (lo, hi, *hist[:2])
+            return thresholds
+
+    collector = _Collector(method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
+                           num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
+                           scenario=calibrator.scenario)
+    collector.narrow = set()
+    return collector
 
 
 def match_nodes(model_path: str | os.PathLike[str], patterns: Sequence[str]) -> list[str]:

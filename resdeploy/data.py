@@ -557,7 +557,9 @@ def calibration_reader(inputs: np.ndarray, input_name: str, batch_size: int = 1)
             if self.pos >= self.end:
                 return None
             stop = min(self.pos + batch_size, self.end)
-            batch = {input_name: np.ascontiguousarray(inputs[self.pos:stop], dtype=np.float32)}
+            # uint8 stays uint8: a model that normalises in its graph takes pixels
+            batch = {input_name: np.ascontiguousarray(inputs[self.pos:stop],
+                                                      dtype=np.uint8 if inputs.dtype == np.uint8 else np.float32)}
             self.pos = stop
             return batch
 

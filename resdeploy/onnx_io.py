@@ -10,7 +10,7 @@ its graph usually fixes most of it: ``[batch, 3, 224, 224]`` is an NCHW 224x224 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,16 @@ def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | t
         size = (224, 224)
     spec = spec_for(size, preset=preset or "torchvision", layout=lay, resize=resize, mean=mean, std=std)
     source = "the graph" if graph_hw and not input_size else "--input-size"
+    if graph is not None and graph.dtype == "uint8":
+        # Its normalisation is in the graph: it takes the resized, cropped pixels themselves (0-255),
+        # which the runners cast to uint8 exactly. Normalising first would feed it a few grey levels.
+        if mean is not None or std is not None:
+            raise ResdeployError(f"{what} takes uint8 pixels (its normalisation is in the graph); "
+                                 "--mean/--std have nothing to apply to", hint="leave out --mean and --std")
+        spec = replace(spec, scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                       extra={**spec.extra, "pixels": "uint8"})
+        return spec, (f"no manifest: {size[0]}x{size[1]} {lay} uint8 input from {source}, raw 0-255 "
+                      f"{spec.color} pixels (the graph normalises them)")
     note = (f"no manifest: {size[0]}x{size[1]} {lay} input from {source}, {preset or 'torchvision'} preprocessing"
             + ("" if preset or mean or std else " (pass --preprocess caffe|tf or --mean/--std if the model was "
                                                  "trained otherwise)"))

@@ -57,6 +57,17 @@ def test_spec_from_the_graph_and_what_flags_may_add() -> None:
     assert spec.crop_hw == (224, 224)
 
 
+def test_a_uint8_input_gets_raw_pixels() -> None:
+    """A graph that takes uint8 and normalises itself is fed the cropped 0-255 pixels, not normalised floats."""
+    u8 = GraphInput("input", "uint8", (None, 3, 32, 32), "NCHW")
+    spec, note = spec_without_manifest(u8)
+    assert (spec.scale, spec.mean, spec.std, spec.crop_hw) == (1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (32, 32))
+    assert "uint8" in note and "raw 0-255" in note
+    assert spec_without_manifest(u8, preset="caffe")[0].color == "BGR"  # the colour order still comes from the preset
+    with pytest.raises(ResdeployError, match="takes uint8 pixels"):
+        spec_without_manifest(u8, mean=(0.5, 0.5, 0.5))
+
+
 def test_batch_shape_check_and_layout_transpose() -> None:
     check_batch_shape(("batch", 3, 8, 8), (2, 3, 8, 8), "m.onnx")
     with pytest.raises(ResdeployError, match=r"m\.onnx takes input of shape \('\?', 3, 8, 8\).*layout mismatch"):

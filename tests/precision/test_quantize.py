@@ -307,3 +307,30 @@ def test_portable_default_has_7_bit_weights_and_vnni_full_range(fp32: Path, imag
         QuantizeConfig(precision="int8", target="trt", reduce_range=True, calib_data="synthetic").check()
     with pytest.raises(ResdeployError, match="--precision int8 only"):
         QuantizeConfig(precision="fp16", reduce_range=True).check()
+
+
+def test_int8_of_a_model_taking_uint8_pixels(tmp_path: Path) -> None:
+    """Normalisation inside the graph (uint8 in, Cast, Sub, Div): calibrated and checked on the raw pixels."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.conv((x.float() - 127.5) / 64.0))
+            return self.fc(y.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    src = tmp_path / "pixels.onnx"
+    torch.onnx.export(Net().eval(), (torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8),), str(src),
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
+    res = quantize(src, precision="int8", calib_data=str(sample), calib_samples=8)  # died: float32 fed to uint8
+    assert res.manifest["preprocess"]["scale"] == 1.0 and list(res.manifest["preprocess"]["std"]) == [1.0, 1.0, 1.0]
+    cast = [r for name, r in CalibrationRanges.load(res.ranges_path).ranges.items() if "Cast" in name]
+    assert cast and cast[0][0] >= 0.0 and 100.0 < cast[0][1] <= 255.0  # pixels, not normalised floats
+    check = res.manifest["check"]
+    assert check["data"] == "calibration data" and check["samples"] == 8 and check["cosine_min"] > 0.9

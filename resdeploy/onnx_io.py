@@ -98,6 +98,12 @@ def read_graph_input(path: str | os.PathLike[str]) -> GraphInput:
     return single_input(GraphSummary.measure(Path(path)).inputs, str(path))
 
 
+def static_sample_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
+    """The per-sample shape (C, H, W or H, W, C) that ``path``'s graph input fixes; None where an axis is dynamic."""
+    dims = read_graph_input(path).dims[1:]
+    return tuple(int(d) for d in dims if d is not None) if len(dims) == 3 and all(dims) else None
+
+
 def graph_input_of(model: Any, what: str = "the model") -> GraphInput:
     """``read_graph_input`` for a loaded ModelProto."""
     from resdeploy.artifacts import GraphSummary

@@ -32,7 +32,7 @@ from resdeploy.artifacts import (
 )
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
-from resdeploy.onnx_io import read_graph_input
+from resdeploy.onnx_io import read_graph_input, static_sample_shape
 from resdeploy.precision.budget import Budget
 from resdeploy.precision.isa import CPU_PROFILES, host_warning, isa_record
 from resdeploy.precision.quickcheck import check_warning
@@ -329,23 +329,14 @@ def _load_samples(src: SourceModel, cfg: QuantizeConfig, count: int, rep: Report
 
 
 def _input_shape(src: SourceModel) -> tuple[int, ...]:
-    """Per-sample input shape: static dims of the graph input where present, else from the spec."""
-    import onnx
+    """Per-sample input shape: the graph input's where static (1 or 4 channels too), else from the spec.
 
+    Whether the data can fill it is the data's question (``data.open_data``: images become
+    3-channel RGB, arrays must have this shape).
+    """
     from resdeploy.preprocess import input_shape
 
-    model = onnx.load(os.fspath(src.path), load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-    inp = next(i for i in model.graph.input if i.name not in inits)
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim][1:]
-    spec_shape = input_shape(src.preprocess)
-    if len(dims) == 3 and all(dims):
-        shape = tuple(int(d) for d in dims if d is not None)
-        if shape != spec_shape:
-            raise ResdeployError(f"{src.path} takes input {shape} per sample, but its preprocessing makes {spec_shape}",
-                                 hint="fix --input-size, or re-export so the manifest matches the graph")
-        return shape
-    return spec_shape
+    return static_sample_shape(src.path) or input_shape(src.preprocess)
 
 
 def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep: Reporter,

@@ -334,3 +334,29 @@ def test_int8_of_a_model_taking_uint8_pixels(tmp_path: Path) -> None:
     assert cast and cast[0][0] >= 0.0 and 100.0 < cast[0][1] <= 255.0  # pixels, not normalised floats
     check = res.manifest["check"]
     assert check["data"] == "calibration data" and check["samples"] == 8 and check["cosine_min"] > 0.9
+
+
+def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
+    """FP16 needs no data; INT8 takes tensors of the graph's shape, and refuses 3-channel images in one line."""
+    import torch
+
+    from resdeploy.inspect import inspect
+
+    sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
+    for channels in (1, 4):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval()
+        src = tmp_path / f"c{channels}.onnx"
+        torch.onnx.export(net, (torch.randn(1, channels, SIZE, SIZE),), str(src), input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+        assert inspect(src, check_engines=False).inputs[0].layout == "NCHW"
+        fp16 = quantize(src, precision="fp16")  # was: "its preprocessing makes (3, 16, 16)"
+        assert fp16.manifest["check"]["data"] == "synthetic" and fp16.manifest["check"]["top1_agreement"] == 1.0
+        with pytest.raises(ResdeployError, match=rf"holds images.*takes \({channels}, {SIZE}, {SIZE}\)"):
+            quantize(src, precision="int8", calib_data=str(sample), output=str(tmp_path / f"img{channels}"))
+        arrays = tmp_path / f"c{channels}.npy"
+        np.save(arrays, np.random.default_rng(0).standard_normal((8, channels, SIZE, SIZE)).astype(np.float32))
+        int8 = quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / f"q{channels}"))
+        gate = resdeploy.validate(int8.model_path, data=str(arrays), min_cosine=0.5)
+        assert gate.samples == 8 and gate.passed

@@ -98,6 +98,17 @@ def read_graph_input(path: str | os.PathLike[str]) -> GraphInput:
     return single_input(GraphSummary.measure(Path(path)).inputs, str(path))
 
 
+def outputs_note(path: str | os.PathLike[str]) -> str | None:
+    """A line for a graph with several outputs: every engine runner reads the first one as the logits."""
+    from resdeploy.artifacts import GraphSummary
+
+    names = [o.name for o in GraphSummary.measure(Path(path)).outputs]
+    if len(names) < 2:
+        return None
+    return (f"{path} has {len(names)} outputs ({', '.join(names)}): resdeploy reads the first, '{names[0]}', "
+            "as the class scores (re-export with that one first, or alone, if it is another)")
+
+
 def static_sample_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
     """The per-sample shape (C, H, W or H, W, C) that ``path``'s graph input fixes; None where an axis is dynamic."""
     dims = read_graph_input(path).dims[1:]

@@ -76,3 +76,30 @@ def test_batch_shape_check_and_layout_transpose() -> None:
     assert to_layout(x, "NCHW", "NHWC").shape == (2, 4, 5, 3)
     assert np.array_equal(to_layout(to_layout(x, "NCHW", "NHWC"), "NHWC", "NCHW"), x)
     assert to_layout(x, "NCHW", None) is x
+
+
+def test_a_graph_with_two_outputs_is_read_by_its_first_and_says_so(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from resdeploy.onnx_io import outputs_note
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(3 * 8 * 8, 5)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.fc(x.flatten(1))
+            return logits, torch.softmax(logits, dim=1)
+
+    torch.manual_seed(0)
+    two = tmp_path / "two.onnx"
+    torch.onnx.export(TwoHeads().eval(), (torch.randn(1, 3, 8, 8),), str(two), input_names=["x"],
+                      output_names=["logits", "probs"], dynamo=False)
+    note = outputs_note(two)
+    assert note is not None and "2 outputs (logits, probs)" in note and "the first, 'logits'" in note
+    from resdeploy.runners import RunnerConfig, create_runner
+
+    with create_runner(RunnerConfig(engine="ort", model=str(two))) as runner:  # what "the first" means
+        scores = runner.infer(np.zeros((1, 3, 8, 8), dtype=np.float32))
+    assert scores.shape == (1, 5) and not np.allclose(scores.sum(axis=1), 1.0)  # logits, not the softmax

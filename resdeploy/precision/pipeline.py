@@ -194,7 +194,7 @@ def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> Source
     # FP16 conversion reads no images: without calibration data it needs no preprocessing.
     recorded = bool(manifest and isinstance(manifest.get("preprocess"), dict))
     spec = preprocess_from(manifest, **cfg.preprocess_flags(), what=str(p), reporter=reporter,
-                           graph=None if recorded else art.input(),
+                           graph=None if recorded else art.input(), model_path=p,
                            required=cfg.precision == "int8" or bool(cfg.calib_data))
     art_dir = p.parent if manifest is not None else None
     sha = art.sha256

@@ -26,6 +26,7 @@ from resdeploy.artifacts import (
     Lineage,
     Manifest,
     atomic_dir,
+    check_external_data,
     check_writable_dir,
     load_onnx,
     package_versions,
@@ -180,7 +181,7 @@ def resolve_source(model: str | os.PathLike[str], cfg: QuantizeConfig, reporter:
 def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> SourceModel:
     assert art.path is not None
     p = art.path
-    load_onnx(p)
+    check_external_data(p, load_onnx(p))
     kind = art.precision
     if kind != "fp32":
         raise ResdeployError(f"{p} is already an {kind} model; make variants from the FP32 export")

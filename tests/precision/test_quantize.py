@@ -360,3 +360,23 @@ def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
         int8 = quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / f"q{channels}"))
         gate = resdeploy.validate(int8.model_path, data=str(arrays), min_cosine=0.5)
         assert gate.samples == 8 and gate.passed
+
+
+def test_a_model_whose_external_weights_were_left_behind(tmp_path: Path) -> None:
+    """The .onnx copied without its .data file: one line naming the file, not onnx's checker traceback."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5))
+    net(torch.zeros(1, 3, SIZE, SIZE))
+    exported = tmp_path / "exported.onnx"
+    torch.onnx.export(net.eval(), (torch.zeros(1, 3, SIZE, SIZE),), str(exported), dynamo=False)
+    (tmp_path / "with").mkdir()
+    onnx.save_model(onnx.load(str(exported)), str(tmp_path / "with" / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    assert quantize(tmp_path / "with" / "model.onnx", precision="fp16").model_path.is_file()
+    (tmp_path / "alone").mkdir()
+    shutil.copyfile(tmp_path / "with" / "model.onnx", tmp_path / "alone" / "model.onnx")
+    with pytest.raises(ResdeployError, match=r"keeps its weights in model.onnx.data, which is not beside it"):
+        quantize(tmp_path / "alone" / "model.onnx", precision="fp16")
+    assert not (tmp_path / "alone" / "model-fp16").exists()

@@ -250,9 +250,12 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
     # The rest of the user's input, before seconds of graph work: a typo must fail at once.
     check_writable_dir(out.parent)
     if cfg.calib_data:
-        from resdeploy.data import check_source
+        from resdeploy.data import check_source, open_data
 
-        check_source(cfg.calib_data)
+        if check_source(cfg.calib_data).is_dir():
+            # Lists the files only: an empty folder, or images for a 1-channel model, fail before the graph work.
+            open_data(cfg.calib_data, src.preprocess, samples=cfg.calib_samples, seed=cfg.seed,
+                      tensor_shape=_input_shape(src))
     saved: CalibrationRanges | None = None
     if cfg.precision == "int8" and cfg.ranges:
         saved = CalibrationRanges.load(cfg.ranges)

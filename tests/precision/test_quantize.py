@@ -380,3 +380,17 @@ def test_a_model_whose_external_weights_were_left_behind(tmp_path: Path) -> None
     with pytest.raises(ResdeployError, match=r"keeps its weights in model.onnx.data, which is not beside it"):
         quantize(tmp_path / "alone" / "model.onnx", precision="fp16")
     assert not (tmp_path / "alone" / "model-fp16").exists()
+
+
+def test_calibration_folders_are_checked_before_the_graph_work(fp32: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from resdeploy.precision import int8
+
+    def too_late(*_: object, **__: object) -> None:
+        raise AssertionError("the FP32 graph was pre-processed before the calibration folder was looked at")
+
+    monkeypatch.setattr(int8, "pre_process", too_late)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResdeployError, match="no images in"):
+        quantize(fp32, precision="int8", calib_data=str(tmp_path / "empty"), output=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()

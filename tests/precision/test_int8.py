@@ -43,3 +43,27 @@ def test_percentile_calibrates_a_nearly_constant_tensor(gate_model: Path) -> Non
     gates = [r for name, r in ranges.items() if "Sigmoid" in name]
     assert gates and all(abs(lo - 0.5) < 1e-5 and abs(hi - 0.5) < 1e-5 for lo, hi in gates), gates
     assert all(hi >= lo for lo, hi in ranges.values())
+
+
+def test_a_softmax_at_the_end_stays_float(tmp_path: Path) -> None:
+    """Probabilities in 1/255 steps lose every small class: --target cpu keeps Softmax (and its input) float."""
+    import onnx
+    import torch
+
+    from resdeploy.precision import quantize
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 10), torch.nn.Softmax(dim=1)).eval()
+    src = tmp_path / "softmax.onnx"
+    torch.onnx.export(net, (torch.randn(1, 3, 16, 16),), str(src), input_names=["x"], output_names=["probs"],
+                      dynamic_axes={"x": {0: "b"}, "probs": {0: "b"}}, dynamo=False)
+    arrays = tmp_path / "calib.npy"
+    np.save(arrays, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    res = quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / "q"))
+    graph = onnx.load(str(res.model_path)).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    softmax = next(n for n in graph.node if n.op_type == "Softmax")
+    assert made_by[softmax.input[0]] != "DequantizeLinear"
+    assert made_by["probs"] == "Softmax"
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # the rest is quantized

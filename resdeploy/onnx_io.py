@@ -168,6 +168,19 @@ def check_batch_shape(expected: tuple[Any, ...], got: tuple[int, ...], what: str
                              hint="check --input-size/--layout, or the model's manifest")
 
 
+def check_input_flags(graph: GraphInput, size: tuple[int, int] | None, layout: str | None, what: str) -> None:
+    """--input-size/--layout may fill what the graph leaves dynamic; contradicting what it fixes is one line."""
+    dims = tuple("?" if d is None else d for d in graph.dims)
+    lay = parse_layout(layout)
+    if lay and graph.layout and lay != graph.layout:
+        raise ResdeployError(f"--layout {lay.lower()} does not match {what}, whose input {dims} is {graph.layout}",
+                             hint=f"drop --layout, or pass --layout {graph.layout.lower()}")
+    hw = graph.height_width
+    if size and hw and tuple(size) != hw:
+        raise ResdeployError(f"--input-size {size[0]},{size[1]} does not match {what}, whose input {dims} "
+                             f"fixes {hw[0]}x{hw[1]}", hint="drop --input-size: the graph's size is used")
+
+
 def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | tuple[int, int] | None = None,
                           layout: str | None = None, preset: str | None = None, resize: int | None = None,
                           mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
@@ -185,18 +198,14 @@ def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | t
     graph_hw = graph.height_width if graph is not None else None
     graph_layout = graph.layout if graph is not None else None
     dims = tuple("?" if d is None else d for d in graph.dims) if graph is not None else None
-    if lay and graph_layout and lay != graph_layout:
-        raise ResdeployError(f"--layout {lay.lower()} does not match {what}, whose input {dims} is {graph_layout}",
-                             hint=f"drop --layout, or pass --layout {graph_layout.lower()}")
+    if graph is not None:
+        check_input_flags(graph, size, lay, what)
     lay = lay or graph_layout
     if lay is None:
         if graph is not None and len(graph.dims) == 4 and required:
             raise ResdeployError(f"{what} has no manifest, and its input {dims} does not tell NCHW from NHWC",
                                  hint="pass --layout nchw or --layout nhwc")
         lay = "NCHW"
-    if size and graph_hw and tuple(size) != graph_hw:
-        raise ResdeployError(f"--input-size {size[0]},{size[1]} does not match {what}, whose input {dims} "
-                             f"fixes {graph_hw[0]}x{graph_hw[1]}", hint="drop --input-size: the graph's size is used")
     size = size or graph_hw
     if size is None:
         if required:

@@ -109,6 +109,19 @@ def outputs_note(path: str | os.PathLike[str]) -> str | None:
             "as the class scores (re-export with that one first, or alone, if it is another)")
 
 
+def as_input_dtype(inputs: Any, graph: GraphInput) -> Any:
+    """Loaded samples in the dtype the graph takes: uint8 pixels for a graph that normalises them itself.
+
+    The runners cast a batch themselves; this is for code that feeds ONNX Runtime sessions
+    directly (calibration, bias correction, the per-layer report).
+    """
+    import numpy as np
+
+    if graph.dtype == "uint8":
+        return np.clip(np.rint(inputs), 0, 255).astype(np.uint8)
+    return inputs
+
+
 def static_sample_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
     """The per-sample shape (C, H, W or H, W, C) that ``path``'s graph input fixes; None where an axis is dynamic."""
     dims = read_graph_input(path).dims[1:]

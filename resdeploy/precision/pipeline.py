@@ -33,7 +33,7 @@ from resdeploy.artifacts import (
 )
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
-from resdeploy.onnx_io import read_graph_input, static_sample_shape
+from resdeploy.onnx_io import as_input_dtype, read_graph_input, static_sample_shape
 from resdeploy.precision.budget import Budget
 from resdeploy.precision.isa import CPU_PROFILES, host_warning, isa_record
 from resdeploy.precision.quickcheck import check_warning
@@ -323,8 +323,7 @@ def _load_samples(src: SourceModel, cfg: QuantizeConfig, count: int, rep: Report
     ds = open_data(cfg.calib_data, src.preprocess, samples=count, seed=cfg.seed, reporter=rep,
                    tensor_shape=_input_shape(src))
     inputs, _ = ds.load(rep, description="calibration data")
-    if read_graph_input(src.path).dtype == "uint8":  # the graph normalises: calibrate on its own input dtype
-        inputs = np.clip(np.rint(inputs), 0, 255).astype(np.uint8)
+    inputs = as_input_dtype(inputs, read_graph_input(src.path))  # uint8 pixels for a graph that normalises them
     # synthetic:N asks for N samples itself (and already warns that noise makes poor ranges).
     if len(inputs) < count and ds.kind != "synthetic":
         rep.warn(f"only {len(inputs)} usable calibration samples in {cfg.calib_data} "

@@ -334,6 +334,10 @@ def test_int8_of_a_model_taking_uint8_pixels(tmp_path: Path) -> None:
     assert cast and cast[0][0] >= 0.0 and 100.0 < cast[0][1] <= 255.0  # pixels, not normalised floats
     check = res.manifest["check"]
     assert check["data"] == "calibration data" and check["samples"] == 8 and check["cosine_min"] > 0.9
+    from resdeploy.precision.layers import analyze
+
+    report = analyze(res.output_dir, str(sample), samples=4)  # fed ORT float32 for a uint8 input: a traceback
+    assert report.samples == 4 and {row.op_type for row in report.layers} >= {"Conv"}
 
 
 def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
@@ -360,6 +364,9 @@ def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
         int8 = quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / f"q{channels}"))
         gate = resdeploy.validate(int8.model_path, data=str(arrays), min_cosine=0.5)
         assert gate.samples == 8 and gate.passed
+        from resdeploy.precision.layers import analyze
+
+        assert analyze(int8.output_dir, str(arrays), samples=4).samples == 4  # was: "the model takes (3, 16, 16)"
 
 
 def test_a_model_whose_external_weights_were_left_behind(tmp_path: Path) -> None:

@@ -293,9 +293,11 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
     if budget and not budget["met"]:
         from resdeploy.errors import GateFailure
 
+        drop = budget["top1_drop_points"]  # None on unlabelled data: the agreement/cosine gates measured it
         failure = GateFailure(f"accuracy budget not met after {budget['full_validations']} validations; wrote the "
-                              f"closest variant ({len(budget['kept_fp32'])} layer group(s) in FP32, top-1 drop "
-                              f"{budget['top1_drop_points']} points) to {out}", hint="raise --max-trials or the budget")
+                              f"closest variant ({len(budget['kept_fp32'])} layer group(s) in FP32"
+                              f"{'' if drop is None else f', top-1 drop {drop} points'}) to {out}",
+                              hint="raise --max-trials or the budget")
         failure.result = result  # type: ignore[attr-defined]
         raise failure
     return result

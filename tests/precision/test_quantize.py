@@ -367,6 +367,14 @@ def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
         from resdeploy.precision.layers import analyze
 
         assert analyze(int8.output_dir, str(arrays), samples=4).samples == 4  # was: "the model takes (3, 16, 16)"
+    from resdeploy.errors import GateFailure
+    from resdeploy.precision.budget import Budget
+
+    # A budget that cannot be met ranks layers on the arrays too (refused as 3-channel before) and says no drop.
+    with pytest.raises(GateFailure, match=r"accuracy budget not met after 2 validations.*in FP32\) to") as failed:
+        quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / "budget"),
+                 budget=Budget(val_data=str(arrays), min_cosine=0.9999999, max_trials=2))
+    assert "None" not in str(failed.value)
 
 
 def test_a_model_whose_external_weights_were_left_behind(tmp_path: Path) -> None:

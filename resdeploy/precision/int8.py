@@ -71,7 +71,41 @@ def pre_process(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
             quant_pre_process(src_path, dst_path, skip_symbolic_shape=False)
         except Exception:  # symbolic shape inference cannot handle every graph; ONNX's is enough here
             quant_pre_process(src_path, dst_path, skip_symbolic_shape=True)
+    import onnx
+
+    model = onnx.load(dst_path)
+    if _unshare_conv_parameters(model):
+        onnx.save(model, dst_path)
     return Path(dst)
+
+
+def _unshare_conv_parameters(model: Any) -> int:
+    """Give each Conv/Gemm its own copy of a weight or bias that several nodes read; returns how many copies.
+
+    torch.onnx's legacy exporter writes equal tensors once (an untrained network's zero
+    biases, shared through Identity nodes, which ORT's optimizer then rewires to the one
+    initializer). Equalization and bias correction change a layer's own parameters and so
+    skip shared ones: a torchvision ResNet-18 exported that way equalized 0 of its 8 pairs.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for t in node.input:
+            readers[t] = readers.get(t, 0) + 1
+    copies = 0
+    for k, node in enumerate(model.graph.node):
+        if node.op_type not in ("Conv", "Gemm"):
+            continue
+        for slot in (1, 2):
+            name = node.input[slot] if len(node.input) > slot else ""
+            if name in inits and readers[name] > 1:
+                copy = model.graph.initializer.add()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__{node.name or k}"
+                node.input[slot] = copy.name
+                readers[name] -= 1
+                copies += 1
+    return copies
 
 
 def model_input(model_path: str | os.PathLike[str]) -> tuple[str, int | None]:

@@ -438,6 +438,19 @@ def load_onnx(path: Path) -> Any:
     return model
 
 
+def check_external_data(path: Path, model: Any) -> None:
+    """One line when weights kept in external data files (``model.onnx.data``) are not beside ``path``.
+
+    torch.onnx's dynamo exporter writes them by default; copying the .onnx alone leaves a
+    graph that every later stage would fail to load in its own way.
+    """
+    missing = sorted({e.value for init in model.graph.initializer for e in init.external_data
+                      if e.key == "location" and not (path.parent / e.value).is_file()})
+    if missing:
+        raise ResdeployError(f"{path} keeps its weights in {', '.join(missing)}, which is not beside it in {path.parent}",
+                             hint="copy the external data file(s) next to the .onnx file, as the exporter wrote them")
+
+
 @dataclass
 class Lineage:
     """The artifact this one was made from: a variant points at its parent, it does not copy its facts."""

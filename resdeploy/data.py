@@ -255,10 +255,12 @@ def open_data(
         return _synthetic(text, shape, samples, seed, require_labels, reporter)
     path = check_source(text)
     if path.is_dir():
+        _check_image_shape(text, spec, shape)
         ds = _image_folder(path, spec, labels_file, require_labels, reporter)
     elif path.suffix.lower() in ARRAY_EXTENSIONS:
         ds = _array_file(path, spec, shape, require_labels)
     elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        _check_image_shape(text, spec, shape)
         ds = Dataset("images", text, spec, [path], root=path.parent)
     else:
         raise ResdeployError(f"unsupported data source {text}: expected an image folder, a .npy/.npz file or 'synthetic'")
@@ -267,6 +269,15 @@ def open_data(
                              hint="put each class's images in a subfolder named after the class")
     ds.seed = seed
     return _select(ds, samples, seed)
+
+
+def _check_image_shape(source: str, spec: PreprocessSpec | None, shape: tuple[int, ...] | None) -> None:
+    """Images become 3-channel tensors: a model taking 1 or 4 channels needs its tensors given as an array file."""
+    if spec is None or shape is None or tuple(shape) == input_shape(spec):
+        return
+    raise ResdeployError(f"{source} holds images, which preprocessing turns into {spec.color} tensors of shape "
+                         f"{input_shape(spec)}, but the model takes {tuple(shape)} per sample",
+                         hint="pass a .npy/.npz file of preprocessed float32 tensors of the model's input shape")
 
 
 def _select(ds: Dataset, samples: int | None, seed: int) -> Dataset:
@@ -557,7 +568,9 @@ def calibration_reader(inputs: np.ndarray, input_name: str, batch_size: int = 1)
             if self.pos >= self.end:
                 return None
             stop = min(self.pos + batch_size, self.end)
-            batch = {input_name: np.ascontiguousarray(inputs[self.pos:stop], dtype=np.float32)}
+            # uint8 stays uint8: a model that normalises in its graph takes pixels
+            batch = {input_name: np.ascontiguousarray(inputs[self.pos:stop],
+                                                      dtype=np.uint8 if inputs.dtype == np.uint8 else np.float32)}
             self.pos = stop
             return batch
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from resdeploy import artifacts
 from resdeploy.errors import ResdeployError
+from resdeploy.onnx_io import GraphInput
 from resdeploy.resolve import Artifact, resolve_artifact
 
 QUANTIZABLE = ("Conv", "Gemm", "MatMul", "Add")
@@ -116,7 +117,7 @@ def _tensor(t: artifacts.TensorInfo, layout: str | None) -> TensorInfo:
     """A graph tensor (``artifacts.tensor_info``) with its layout: the manifest's, else guessed from the channels."""
     shape = list(t.shape)
     if layout is None and len(shape) == 4:
-        layout = "NCHW" if shape[1] in (1, 3) else "NHWC" if shape[3] in (1, 3) else None
+        layout = GraphInput.of(t).layout  # the one reading of a layout from dims (1, 3 or 4 channels)
     return TensorInfo(t.name, shape, t.dtype, layout if len(shape) == 4 else None)
 
 

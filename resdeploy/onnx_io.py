@@ -10,7 +10,7 @@ its graph usually fixes most of it: ``[batch, 3, 224, 224]`` is an NCHW 224x224 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,36 @@ def read_graph_input(path: str | os.PathLike[str]) -> GraphInput:
     return single_input(GraphSummary.measure(Path(path)).inputs, str(path))
 
 
+def outputs_note(path: str | os.PathLike[str]) -> str | None:
+    """A line for a graph with several outputs: every engine runner reads the first one as the logits."""
+    from resdeploy.artifacts import GraphSummary
+
+    names = [o.name for o in GraphSummary.measure(Path(path)).outputs]
+    if len(names) < 2:
+        return None
+    return (f"{path} has {len(names)} outputs ({', '.join(names)}): resdeploy reads the first, '{names[0]}', "
+            "as the class scores (re-export with that one first, or alone, if it is another)")
+
+
+def as_input_dtype(inputs: Any, graph: GraphInput) -> Any:
+    """Loaded samples in the dtype the graph takes: uint8 pixels for a graph that normalises them itself.
+
+    The runners cast a batch themselves; this is for code that feeds ONNX Runtime sessions
+    directly (calibration, bias correction, the per-layer report).
+    """
+    import numpy as np
+
+    if graph.dtype == "uint8":
+        return np.clip(np.rint(inputs), 0, 255).astype(np.uint8)
+    return inputs
+
+
+def static_sample_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
+    """The per-sample shape (C, H, W or H, W, C) that ``path``'s graph input fixes; None where an axis is dynamic."""
+    dims = read_graph_input(path).dims[1:]
+    return tuple(int(d) for d in dims if d is not None) if len(dims) == 3 and all(dims) else None
+
+
 def graph_input_of(model: Any, what: str = "the model") -> GraphInput:
     """``read_graph_input`` for a loaded ModelProto."""
     from resdeploy.artifacts import GraphSummary
@@ -151,6 +181,19 @@ def check_batch_shape(expected: tuple[Any, ...], got: tuple[int, ...], what: str
                              hint="check --input-size/--layout, or the model's manifest")
 
 
+def check_input_flags(graph: GraphInput, size: tuple[int, int] | None, layout: str | None, what: str) -> None:
+    """--input-size/--layout may fill what the graph leaves dynamic; contradicting what it fixes is one line."""
+    dims = tuple("?" if d is None else d for d in graph.dims)
+    lay = parse_layout(layout)
+    if lay and graph.layout and lay != graph.layout:
+        raise ResdeployError(f"--layout {lay.lower()} does not match {what}, whose input {dims} is {graph.layout}",
+                             hint=f"drop --layout, or pass --layout {graph.layout.lower()}")
+    hw = graph.height_width
+    if size and hw and tuple(size) != hw:
+        raise ResdeployError(f"--input-size {size[0]},{size[1]} does not match {what}, whose input {dims} "
+                             f"fixes {hw[0]}x{hw[1]}", hint="drop --input-size: the graph's size is used")
+
+
 def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | tuple[int, int] | None = None,
                           layout: str | None = None, preset: str | None = None, resize: int | None = None,
                           mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
@@ -168,18 +211,14 @@ def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | t
     graph_hw = graph.height_width if graph is not None else None
     graph_layout = graph.layout if graph is not None else None
     dims = tuple("?" if d is None else d for d in graph.dims) if graph is not None else None
-    if lay and graph_layout and lay != graph_layout:
-        raise ResdeployError(f"--layout {lay.lower()} does not match {what}, whose input {dims} is {graph_layout}",
-                             hint=f"drop --layout, or pass --layout {graph_layout.lower()}")
+    if graph is not None:
+        check_input_flags(graph, size, lay, what)
     lay = lay or graph_layout
     if lay is None:
         if graph is not None and len(graph.dims) == 4 and required:
             raise ResdeployError(f"{what} has no manifest, and its input {dims} does not tell NCHW from NHWC",
                                  hint="pass --layout nchw or --layout nhwc")
         lay = "NCHW"
-    if size and graph_hw and tuple(size) != graph_hw:
-        raise ResdeployError(f"--input-size {size[0]},{size[1]} does not match {what}, whose input {dims} "
-                             f"fixes {graph_hw[0]}x{graph_hw[1]}", hint="drop --input-size: the graph's size is used")
     size = size or graph_hw
     if size is None:
         if required:
@@ -190,6 +229,16 @@ def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | t
         size = (224, 224)
     spec = spec_for(size, preset=preset or "torchvision", layout=lay, resize=resize, mean=mean, std=std)
     source = "the graph" if graph_hw and not input_size else "--input-size"
+    if graph is not None and graph.dtype == "uint8":
+        # Its normalisation is in the graph: it takes the resized, cropped pixels themselves (0-255),
+        # which the runners cast to uint8 exactly. Normalising first would feed it a few grey levels.
+        if mean is not None or std is not None:
+            raise ResdeployError(f"{what} takes uint8 pixels (its normalisation is in the graph); "
+                                 "--mean/--std have nothing to apply to", hint="leave out --mean and --std")
+        spec = replace(spec, scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                       extra={**spec.extra, "pixels": "uint8"})
+        return spec, (f"no manifest: {size[0]}x{size[1]} {lay} uint8 input from {source}, raw 0-255 "
+                      f"{spec.color} pixels (the graph normalises them)")
     note = (f"no manifest: {size[0]}x{size[1]} {lay} input from {source}, {preset or 'torchvision'} preprocessing"
             + ("" if preset or mean or std else " (pass --preprocess caffe|tf or --mean/--std if the model was "
                                                  "trained otherwise)"))

@@ -35,6 +35,7 @@ from resdeploy.artifacts import (
 from resdeploy.errors import ResdeployError
 from resdeploy.onnx_io import (
     GraphInput,
+    outputs_note,
     parse_input_size,
     read_graph_input,
     single_input,
@@ -172,6 +173,9 @@ def preprocess_from(manifest: dict[str, Any] | None, *, input_size: int | tuple[
                                        mean=mean, std=std, what=what, required=required)
     if reporter is not None:
         reporter.info(note)
+        if model_path is not None and Path(model_path).is_file() and Path(model_path).suffix.lower() == ".onnx" \
+                and (several := outputs_note(model_path)) is not None:
+            reporter.warn(several)
     return spec
 
 

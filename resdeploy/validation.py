@@ -28,7 +28,7 @@ from resdeploy.artifacts import Lineage, commit_file, load_onnx, manifest_path_f
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
-from resdeploy.onnx_io import layout_of, to_layout
+from resdeploy.onnx_io import layout_of, static_sample_shape, to_layout
 from resdeploy.preprocess import PreprocessFlags, PreprocessSpec
 from resdeploy.preprocess_graph import image_array, is_raw_image_input
 from resdeploy.resolve import preprocess_from, resolve_artifact
@@ -287,7 +287,10 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     assert cfg.data is not None  # checked by cfg.check()
     # The data's warnings (skipped files, empty classes) qualify the result: into it, printed once by the CLI.
     data_rep = _Collecting(quiet=rep.quiet, sink=warnings)
-    ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=data_rep)
+    # The graph's own per-sample shape (a 1- or 4-channel model takes arrays, not 3-channel images).
+    shape = static_sample_shape(cand_file) if cand_file.suffix.lower() == ".onnx" else None
+    ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=data_rep,
+                   tensor_shape=shape)
     if cfg.labels is None and isinstance((manifest or {}).get("classes"), list):
         from resdeploy.training import label_by_class_name  # the class names `train` recorded
 

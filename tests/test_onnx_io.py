@@ -57,6 +57,17 @@ def test_spec_from_the_graph_and_what_flags_may_add() -> None:
     assert spec.crop_hw == (224, 224)
 
 
+def test_a_uint8_input_gets_raw_pixels() -> None:
+    """A graph that takes uint8 and normalises itself is fed the cropped 0-255 pixels, not normalised floats."""
+    u8 = GraphInput("input", "uint8", (None, 3, 32, 32), "NCHW")
+    spec, note = spec_without_manifest(u8)
+    assert (spec.scale, spec.mean, spec.std, spec.crop_hw) == (1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (32, 32))
+    assert "uint8" in note and "raw 0-255" in note
+    assert spec_without_manifest(u8, preset="caffe")[0].color == "BGR"  # the colour order still comes from the preset
+    with pytest.raises(ResdeployError, match="takes uint8 pixels"):
+        spec_without_manifest(u8, mean=(0.5, 0.5, 0.5))
+
+
 def test_batch_shape_check_and_layout_transpose() -> None:
     check_batch_shape(("batch", 3, 8, 8), (2, 3, 8, 8), "m.onnx")
     with pytest.raises(ResdeployError, match=r"m\.onnx takes input of shape \('\?', 3, 8, 8\).*layout mismatch"):
@@ -65,3 +76,30 @@ def test_batch_shape_check_and_layout_transpose() -> None:
     assert to_layout(x, "NCHW", "NHWC").shape == (2, 4, 5, 3)
     assert np.array_equal(to_layout(to_layout(x, "NCHW", "NHWC"), "NHWC", "NCHW"), x)
     assert to_layout(x, "NCHW", None) is x
+
+
+def test_a_graph_with_two_outputs_is_read_by_its_first_and_says_so(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from resdeploy.onnx_io import outputs_note
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(3 * 8 * 8, 5)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.fc(x.flatten(1))
+            return logits, torch.softmax(logits, dim=1)
+
+    torch.manual_seed(0)
+    two = tmp_path / "two.onnx"
+    torch.onnx.export(TwoHeads().eval(), (torch.randn(1, 3, 8, 8),), str(two), input_names=["x"],
+                      output_names=["logits", "probs"], dynamo=False)
+    note = outputs_note(two)
+    assert note is not None and "2 outputs (logits, probs)" in note and "the first, 'logits'" in note
+    from resdeploy.runners import RunnerConfig, create_runner
+
+    with create_runner(RunnerConfig(engine="ort", model=str(two))) as runner:  # what "the first" means
+        scores = runner.infer(np.zeros((1, 3, 8, 8), dtype=np.float32))
+    assert scores.shape == (1, 5) and not np.allclose(scores.sum(axis=1), 1.0)  # logits, not the softmax

@@ -282,13 +282,15 @@ def apply_budget(budget: Budget, *, src: Any, calib_data: str | None, seed: int,
     import onnx
 
     from resdeploy.data import open_data
+    from resdeploy.onnx_io import static_sample_shape
     from resdeploy.precision import int8 as int8_mod
     from resdeploy.precision.layers import node_modules_of
 
     pre = work_dir / "preprocessed.onnx"
     rank_source = calib_data or budget.val_data
     assert rank_source is not None
-    ds = open_data(rank_source, src.preprocess, samples=_RANK_SAMPLES, seed=seed, reporter=reporter)
+    ds = open_data(rank_source, src.preprocess, samples=_RANK_SAMPLES, seed=seed, reporter=reporter,
+                   tensor_shape=static_sample_shape(src.path))
     rank_inputs, _ = ds.load(reporter, description="ranking samples")
     full = work_dir / "full-int8.onnx"
     shutil.copyfile(int8_path, full)

@@ -38,6 +38,7 @@ def convert_fp16(
     model = onnx.load(os.fspath(src))
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         raise ResdeployError(f"{src} already holds FP16 weights; convert the FP32 model instead")
+    _own_initializers(model)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     try:
         with warnings.catch_warnings():
@@ -49,8 +50,53 @@ def convert_fp16(
             )
     except Exception as exc:  # the converter raises bare Exceptions and ValueErrors
         raise ResdeployError(f"FP16 conversion of {src} failed: {str(exc).splitlines()[0][:300]}") from None
+    _retarget_casts(converted)
     onnx.save(converted, os.fspath(dst))
     return converted
+
+
+def _own_initializers(model: Any) -> None:
+    """Replace each ``Identity`` of an initializer by a copy of it under the Identity's output name.
+
+    torch.onnx's legacy exporter writes equal weights once and hands them to the other users
+    through Identity nodes (an untrained network's LayerNorm weights, its zero biases). The
+    converter keeps an initializer FP32 when one of its users stays FP32 (LayerNormalization)
+    but still types the Identity's output FP16, a graph ONNX Runtime refuses to load.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    graph_outputs = {o.name for o in model.graph.output}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in graph_outputs:
+            copy = model.graph.initializer.add()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            inits[copy.name] = copy
+        else:
+            kept.append(node)
+    if len(kept) < len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        for vi in [v for v in model.graph.value_info if v.name in inits]:
+            model.graph.value_info.remove(vi)
+
+
+def _retarget_casts(model: Any) -> None:
+    """Make the graph's own ``Cast(to=FLOAT)`` nodes cast to FLOAT16 where the converter typed their output FP16.
+
+    A model that takes uint8 images and casts them to float in the graph: the converter
+    retypes the Cast's output to FP16 but leaves its ``to`` attribute FLOAT, so the next
+    FP16 op gets an FP32 tensor and ONNX Runtime refuses the graph.
+    """
+    from onnx import TensorProto
+
+    half = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type != "Cast" or node.output[0] not in half:
+            continue
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
 
 
 def fp16_node_share(model: Any) -> float:

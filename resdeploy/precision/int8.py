@@ -71,7 +71,41 @@ def pre_process(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
             quant_pre_process(src_path, dst_path, skip_symbolic_shape=False)
         except Exception:  # symbolic shape inference cannot handle every graph; ONNX's is enough here
             quant_pre_process(src_path, dst_path, skip_symbolic_shape=True)
+    import onnx
+
+    model = onnx.load(dst_path)
+    if _unshare_conv_parameters(model):
+        onnx.save(model, dst_path)
     return Path(dst)
+
+
+def _unshare_conv_parameters(model: Any) -> int:
+    """Give each Conv/Gemm its own copy of a weight or bias that several nodes read; returns how many copies.
+
+    torch.onnx's legacy exporter writes equal tensors once (an untrained network's zero
+    biases, shared through Identity nodes, which ORT's optimizer then rewires to the one
+    initializer). Equalization and bias correction change a layer's own parameters and so
+    skip shared ones: a torchvision ResNet-18 exported that way equalized 0 of its 8 pairs.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for t in node.input:
+            readers[t] = readers.get(t, 0) + 1
+    copies = 0
+    for k, node in enumerate(model.graph.node):
+        if node.op_type not in ("Conv", "Gemm"):
+            continue
+        for slot in (1, 2):
+            name = node.input[slot] if len(node.input) > slot else ""
+            if name in inits and readers[name] > 1:
+                copy = model.graph.initializer.add()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__{node.name or k}"
+                node.input[slot] = copy.name
+                readers[name] -= 1
+                copies += 1
+    return copies
 
 
 def model_input(model_path: str | os.PathLike[str]) -> tuple[str, int | None]:
@@ -125,6 +159,8 @@ def calibrate(
                           else PerSampleMinMaxCollector() if method == "avgminmax" else None)
         if collector is not None:
             calibrator.collector = collector
+        elif method == "percentile":
+            calibrator.collector = _percentile_collector(calibrator)
         # One batch per collect_data call: ORT's histogram calibrators keep every output of
         # every batch they are given until they histogram them (ResNet-50: 8 GB for 64
         # samples), and with one batch at a time they merge as they go and a smaller last
@@ -145,6 +181,48 @@ def calibrate(
     from resdeploy.precision.ranges import CalibrationRanges
 
     return CalibrationRanges.ranges_from_tensors_data(tensors)
+
+
+def _percentile_collector(calibrator: Any) -> Any:
+    """ONNX Runtime's percentile collector, able to take a tensor that is (nearly) constant.
+
+    Its first histogram of |x| spans [min |x|, max |x|] in 2048 bins; numpy cannot make
+    2048 float32 bins in a span of a few ulps (a squeeze-excite gate of an untrained
+    MobileNetV3 is 0.5 everywhere), and calibration died with "Too many bins for data
+    range". Such a tensor is histogrammed from 0 (later batches merge as ORT merges them)
+    and gets the range it was seen in, min to max: a percentile of a constant is that
+    constant. Every other tensor is ORT's own.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    class _Collector(HistogramCollector):  # type: ignore[misc]
+        narrow: set[str]
+
+        def collect_absolute_value(self, name_to_arr: dict[str, Any]) -> None:
+            for tensor, data in name_to_arr.items():
+                try:
+                    super().collect_absolute_value({tensor: data})
+                except ValueError:
+                    if tensor in self.histogram_dict:
+                        raise
+                    flat = np.asarray(data).reshape(-1)
+                    magnitude = np.absolute(flat)
+                    hist, edges = np.histogram(magnitude, bins=self.num_bins, range=(0.0, float(np.nanmax(magnitude))))
+                    self.histogram_dict[tensor] = (hist, edges.astype(flat.dtype), np.nanmin(flat), np.nanmax(flat))
+                    self.narrow.add(tensor)
+
+        def compute_percentile(self) -> dict[str, Any]:
+            thresholds: dict[str, Any] = super().compute_percentile()
+            for tensor in self.narrow:
+                hist, _, lo, hi = self.histogram_dict[tensor]
+                thresholds[tensor] = (lo, hi, *hist[:2])
+            return thresholds
+
+    collector = _Collector(method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
+                           num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
+                           scenario=calibrator.scenario)
+    collector.narrow = set()
+    return collector
 
 
 def match_nodes(model_path: str | os.PathLike[str], patterns: Sequence[str]) -> list[str]:
@@ -205,7 +283,7 @@ def quantize_qdq(
     if target == "trt" and reduce_range:
         raise ResdeployError("reduced-range (7-bit) weights are for x86 CPUs without VNNI; TensorRT takes full INT8")
     extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": target == "trt" or act == "int8"}
-    op_types = TRT_OP_TYPES if target == "trt" else None
+    op_types = TRT_OP_TYPES if target == "trt" else cpu_op_types()
     if target == "trt":
         # Q/DQ go on op *inputs* only: TensorRT fuses Conv+(Add)+ReLU, so a Q/DQ pair on a
         # Conv or Add output would split the fusion and, being symmetric before the ReLU,
@@ -234,6 +312,18 @@ def quantize_qdq(
     drop_unused_opsets(model)
     onnx.save(model, os.fspath(out_path))
     return model
+
+
+def cpu_op_types() -> list[str]:
+    """What ``--target cpu`` quantizes: ONNX Runtime's default op types, less Softmax and LogSoftmax.
+
+    Like the logits (kept float above), a Softmax at the end gains nothing from 8 bits and
+    loses much: its output in 1/255 steps rounds every small probability to the same value
+    (a torchvision ResNet-18 with a Softmax at the end: top-5 agreement with FP32 34%).
+    """
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - {"Softmax", "LogSoftmax"})
 
 
 def drop_unused_opsets(model: Any) -> list[str]:

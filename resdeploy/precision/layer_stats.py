@@ -96,6 +96,11 @@ def plain_session(model: Any, threads: int | None = None) -> Any:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
+def _fed(session: Any, dtype: Any) -> Any:
+    """``dtype``, or uint8 for a graph that takes pixels and normalises them itself."""
+    return np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else dtype
+
+
 def rank_layers(variant: Any, reference: Any, inputs: np.ndarray, *, nodes: Sequence[Any], outs: Sequence[str],
                 refs: Sequence[str], iso_out: dict[str, str], node_modules: dict[str, str] | None,
                 batch_size: int, reporter: Any, description: str, variant_dtype: Any = np.float32
@@ -119,9 +124,10 @@ def rank_layers(variant: Any, reference: Any, inputs: np.ndarray, *, nodes: Sequ
         n_real = len(x)
         if len(x) < bs and bs == fixed:
             x = np.concatenate([x, np.repeat(x[-1:], bs - len(x), axis=0)])
-        v_vals = dict(zip(outs, variant.run(list(outs), {v_in.name: x.astype(variant_dtype)}), strict=True))
-        f_vals = dict(zip(f_keys, reference.run(f_keys, {reference.get_inputs()[0].name: x.astype(np.float32)}),
+        v_vals = dict(zip(outs, variant.run(list(outs), {v_in.name: x.astype(_fed(variant, variant_dtype))}),
                           strict=True))
+        f_vals = dict(zip(f_keys, reference.run(f_keys, {reference.get_inputs()[0].name:
+                                                         x.astype(_fed(reference, np.float32))}), strict=True))
         for n, o, ref_name in zip(names, outs, refs, strict=True):
             ref = np.asarray(f_vals[ref_name], dtype=np.float32)[:n_real]
             cum[n].add(ref, np.asarray(v_vals[o], dtype=np.float32)[:n_real])

@@ -166,6 +166,7 @@ def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, 
     from resdeploy.artifacts import load_onnx
     from resdeploy.data import open_data
     from resdeploy.errors import check_positive_int
+    from resdeploy.onnx_io import static_sample_shape
     from resdeploy.precision import int8 as int8_mod
     from resdeploy.resolve import preprocess_from, resolve_artifact
 
@@ -193,7 +194,7 @@ def analyze(candidate: str | os.PathLike[str], data: str, *, samples: int = 64, 
 
     check_source(data)
     spec = preprocess_from(manifest, what=str(cand), reporter=rep)
-    ds = open_data(data, spec, samples=samples, seed=seed, reporter=rep)
+    ds = open_data(data, spec, samples=samples, seed=seed, reporter=rep, tensor_shape=static_sample_shape(cand))
     inputs, _ = ds.load(rep, description="layer-report data")
     if len(inputs) == 0:
         raise ResdeployError(f"no usable samples in {data}")

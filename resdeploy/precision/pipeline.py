@@ -26,12 +26,14 @@ from resdeploy.artifacts import (
     Lineage,
     Manifest,
     atomic_dir,
+    check_external_data,
     check_writable_dir,
     load_onnx,
     package_versions,
 )
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
+from resdeploy.onnx_io import as_input_dtype, read_graph_input, static_sample_shape
 from resdeploy.precision.budget import Budget
 from resdeploy.precision.isa import CPU_PROFILES, host_warning, isa_record
 from resdeploy.precision.quickcheck import check_warning
@@ -179,7 +181,7 @@ def resolve_source(model: str | os.PathLike[str], cfg: QuantizeConfig, reporter:
 def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> SourceModel:
     assert art.path is not None
     p = art.path
-    load_onnx(p)
+    check_external_data(p, load_onnx(p))
     kind = art.precision
     if kind != "fp32":
         raise ResdeployError(f"{p} is already an {kind} model; make variants from the FP32 export")
@@ -193,7 +195,7 @@ def _source_of(art: Artifact, cfg: QuantizeConfig, reporter: Reporter) -> Source
     # FP16 conversion reads no images: without calibration data it needs no preprocessing.
     recorded = bool(manifest and isinstance(manifest.get("preprocess"), dict))
     spec = preprocess_from(manifest, **cfg.preprocess_flags(), what=str(p), reporter=reporter,
-                           graph=None if recorded else art.input(),
+                           graph=None if recorded else art.input(), model_path=p,
                            required=cfg.precision == "int8" or bool(cfg.calib_data))
     art_dir = p.parent if manifest is not None else None
     sha = art.sha256
@@ -248,9 +250,12 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
     # The rest of the user's input, before seconds of graph work: a typo must fail at once.
     check_writable_dir(out.parent)
     if cfg.calib_data:
-        from resdeploy.data import check_source
+        from resdeploy.data import check_source, open_data
 
-        check_source(cfg.calib_data)
+        if check_source(cfg.calib_data).is_dir():
+            # Lists the files only: an empty folder, or images for a 1-channel model, fail before the graph work.
+            open_data(cfg.calib_data, src.preprocess, samples=cfg.calib_samples, seed=cfg.seed,
+                      tensor_shape=_input_shape(src))
     saved: CalibrationRanges | None = None
     if cfg.precision == "int8" and cfg.ranges:
         saved = CalibrationRanges.load(cfg.ranges)
@@ -288,9 +293,11 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
     if budget and not budget["met"]:
         from resdeploy.errors import GateFailure
 
+        drop = budget["top1_drop_points"]  # None on unlabelled data: the agreement/cosine gates measured it
         failure = GateFailure(f"accuracy budget not met after {budget['full_validations']} validations; wrote the "
-                              f"closest variant ({len(budget['kept_fp32'])} layer group(s) in FP32, top-1 drop "
-                              f"{budget['top1_drop_points']} points) to {out}", hint="raise --max-trials or the budget")
+                              f"closest variant ({len(budget['kept_fp32'])} layer group(s) in FP32"
+                              f"{'' if drop is None else f', top-1 drop {drop} points'}) to {out}",
+                              hint="raise --max-trials or the budget")
         failure.result = result  # type: ignore[attr-defined]
         raise failure
     return result
@@ -318,6 +325,7 @@ def _load_samples(src: SourceModel, cfg: QuantizeConfig, count: int, rep: Report
     ds = open_data(cfg.calib_data, src.preprocess, samples=count, seed=cfg.seed, reporter=rep,
                    tensor_shape=_input_shape(src))
     inputs, _ = ds.load(rep, description="calibration data")
+    inputs = as_input_dtype(inputs, read_graph_input(src.path))  # uint8 pixels for a graph that normalises them
     # synthetic:N asks for N samples itself (and already warns that noise makes poor ranges).
     if len(inputs) < count and ds.kind != "synthetic":
         rep.warn(f"only {len(inputs)} usable calibration samples in {cfg.calib_data} "
@@ -326,23 +334,14 @@ def _load_samples(src: SourceModel, cfg: QuantizeConfig, count: int, rep: Report
 
 
 def _input_shape(src: SourceModel) -> tuple[int, ...]:
-    """Per-sample input shape: static dims of the graph input where present, else from the spec."""
-    import onnx
+    """Per-sample input shape: the graph input's where static (1 or 4 channels too), else from the spec.
 
+    Whether the data can fill it is the data's question (``data.open_data``: images become
+    3-channel RGB, arrays must have this shape).
+    """
     from resdeploy.preprocess import input_shape
 
-    model = onnx.load(os.fspath(src.path), load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-    inp = next(i for i in model.graph.input if i.name not in inits)
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim][1:]
-    spec_shape = input_shape(src.preprocess)
-    if len(dims) == 3 and all(dims):
-        shape = tuple(int(d) for d in dims if d is not None)
-        if shape != spec_shape:
-            raise ResdeployError(f"{src.path} takes input {shape} per sample, but its preprocessing makes {spec_shape}",
-                                 hint="fix --input-size, or re-export so the manifest matches the graph")
-        return shape
-    return spec_shape
+    return static_sample_shape(src.path) or input_shape(src.preprocess)
 
 
 def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep: Reporter,

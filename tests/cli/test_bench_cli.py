@@ -57,6 +57,9 @@ def test_bench_json_on_stdout_is_parseable(tiny_onnx) -> None:  # noqa: ANN001
         (["--engine", "torch", "--compile-mode", "reduce-overhead"], "need --device cuda"),
         (["--engine", "ort", "--compile-mode", "default"], "--compile is read by torch only"),
         (["--seed", "-3"], "--seed must be a non-negative integer"),
+        # the graph fixes [batch, 3, 32, 32]: a flag contradicting it was silently ignored
+        (["--input-size", "24"], "--input-size 24,24 does not match"),
+        (["--layout", "nhwc"], "--layout nhwc does not match"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tiny_onnx, tmp_path: Path, args, message) -> None:  # noqa: ANN001

@@ -78,3 +78,24 @@ def test_pairs_stop_at_residual_adds(tmp_path: Path) -> None:
     before = _run(model, x)
     equalize(model)
     np.testing.assert_allclose(_run(model, x), before, rtol=1e-4, atol=1e-4 * float(np.abs(before).max()))
+
+
+def test_convs_sharing_an_exported_bias_are_still_equalized(tmp_path: Path) -> None:
+    """Equal biases are written once by the legacy exporter (Identity, then one initializer after ORT's optimizer)."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                              torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1)).eval()
+    with torch.no_grad():
+        for conv in (net[0], net[2], net[4]):
+            conv.bias.zero_()  # equal biases, as an untrained network's folded BatchNorms give
+    src, dst = tmp_path / "shared.onnx", tmp_path / "pre.onnx"
+    torch.onnx.export(net, (torch.randn(1, 3, 8, 8),), str(src), input_names=["x"], output_names=["y"], dynamo=False)
+    assert "Identity" in {n.op_type for n in onnx.load(str(src)).graph.node}  # the case under test
+    model = onnx.load(str(pre_process(src, dst)))
+    assert len(find_pairs(model)) == 2  # was 0: no Conv had a bias of its own
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    before = _run(model, x)
+    equalize(model)
+    np.testing.assert_allclose(_run(model, x), before, rtol=1e-4, atol=1e-5)

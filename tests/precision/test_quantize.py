@@ -307,3 +307,105 @@ def test_portable_default_has_7_bit_weights_and_vnni_full_range(fp32: Path, imag
         QuantizeConfig(precision="int8", target="trt", reduce_range=True, calib_data="synthetic").check()
     with pytest.raises(ResdeployError, match="--precision int8 only"):
         QuantizeConfig(precision="fp16", reduce_range=True).check()
+
+
+def test_int8_of_a_model_taking_uint8_pixels(tmp_path: Path) -> None:
+    """Normalisation inside the graph (uint8 in, Cast, Sub, Div): calibrated and checked on the raw pixels."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.conv((x.float() - 127.5) / 64.0))
+            return self.fc(y.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    src = tmp_path / "pixels.onnx"
+    torch.onnx.export(Net().eval(), (torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8),), str(src),
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
+    res = quantize(src, precision="int8", calib_data=str(sample), calib_samples=8)  # died: float32 fed to uint8
+    assert res.manifest["preprocess"]["scale"] == 1.0 and list(res.manifest["preprocess"]["std"]) == [1.0, 1.0, 1.0]
+    cast = [r for name, r in CalibrationRanges.load(res.ranges_path).ranges.items() if "Cast" in name]
+    assert cast and cast[0][0] >= 0.0 and 100.0 < cast[0][1] <= 255.0  # pixels, not normalised floats
+    check = res.manifest["check"]
+    assert check["data"] == "calibration data" and check["samples"] == 8 and check["cosine_min"] > 0.9
+    from resdeploy.precision.layers import analyze
+
+    report = analyze(res.output_dir, str(sample), samples=4)  # fed ORT float32 for a uint8 input: a traceback
+    assert report.samples == 4 and {row.op_type for row in report.layers} >= {"Conv"}
+
+
+def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
+    """FP16 needs no data; INT8 takes tensors of the graph's shape, and refuses 3-channel images in one line."""
+    import torch
+
+    from resdeploy.inspect import inspect
+
+    sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
+    for channels in (1, 4):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval()
+        src = tmp_path / f"c{channels}.onnx"
+        torch.onnx.export(net, (torch.randn(1, channels, SIZE, SIZE),), str(src), input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+        assert inspect(src, check_engines=False).inputs[0].layout == "NCHW"
+        fp16 = quantize(src, precision="fp16")  # was: "its preprocessing makes (3, 16, 16)"
+        assert fp16.manifest["check"]["data"] == "synthetic" and fp16.manifest["check"]["top1_agreement"] == 1.0
+        with pytest.raises(ResdeployError, match=rf"holds images.*takes \({channels}, {SIZE}, {SIZE}\)"):
+            quantize(src, precision="int8", calib_data=str(sample), output=str(tmp_path / f"img{channels}"))
+        arrays = tmp_path / f"c{channels}.npy"
+        np.save(arrays, np.random.default_rng(0).standard_normal((8, channels, SIZE, SIZE)).astype(np.float32))
+        int8 = quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / f"q{channels}"))
+        gate = resdeploy.validate(int8.model_path, data=str(arrays), min_cosine=0.5)
+        assert gate.samples == 8 and gate.passed
+        from resdeploy.precision.layers import analyze
+
+        assert analyze(int8.output_dir, str(arrays), samples=4).samples == 4  # was: "the model takes (3, 16, 16)"
+    from resdeploy.errors import GateFailure
+    from resdeploy.precision.budget import Budget
+
+    # A budget that cannot be met ranks layers on the arrays too (refused as 3-channel before) and says no drop.
+    with pytest.raises(GateFailure, match=r"accuracy budget not met after 2 validations.*in FP32\) to") as failed:
+        quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / "budget"),
+                 budget=Budget(val_data=str(arrays), min_cosine=0.9999999, max_trials=2))
+    assert "None" not in str(failed.value)
+
+
+def test_a_model_whose_external_weights_were_left_behind(tmp_path: Path) -> None:
+    """The .onnx copied without its .data file: one line naming the file, not onnx's checker traceback."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5))
+    net(torch.zeros(1, 3, SIZE, SIZE))
+    exported = tmp_path / "exported.onnx"
+    torch.onnx.export(net.eval(), (torch.zeros(1, 3, SIZE, SIZE),), str(exported), dynamo=False)
+    (tmp_path / "with").mkdir()
+    onnx.save_model(onnx.load(str(exported)), str(tmp_path / "with" / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    assert quantize(tmp_path / "with" / "model.onnx", precision="fp16").model_path.is_file()
+    (tmp_path / "alone").mkdir()
+    shutil.copyfile(tmp_path / "with" / "model.onnx", tmp_path / "alone" / "model.onnx")
+    with pytest.raises(ResdeployError, match=r"keeps its weights in model.onnx.data, which is not beside it"):
+        quantize(tmp_path / "alone" / "model.onnx", precision="fp16")
+    assert not (tmp_path / "alone" / "model-fp16").exists()
+
+
+def test_calibration_folders_are_checked_before_the_graph_work(fp32: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from resdeploy.precision import int8
+
+    def too_late(*_: object, **__: object) -> None:
+        raise AssertionError("the FP32 graph was pre-processed before the calibration folder was looked at")
+
+    monkeypatch.setattr(int8, "pre_process", too_late)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResdeployError, match="no images in"):
+        quantize(fp32, precision="int8", calib_data=str(tmp_path / "empty"), output=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()

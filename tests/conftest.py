@@ -74,6 +74,23 @@ def one_line_error(code: int, out: str, err: str, *words: str) -> None:
         assert word in " ".join(err.split()), err
 
 
+def uint8_pixel_net():  # noqa: ANN201 - a torch module; torch is imported lazily
+    """A seeded classifier (3 channels -> 5 logits) that takes uint8 pixels and normalises them in the graph."""
+    import torch
+
+    class PixelNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.conv((x.float() - 127.5) / 64.0)).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    return PixelNet().eval()
+
+
 def _tiny_net():  # noqa: ANN202 - a torch module; torch is imported lazily
     """The seeded tiny conv net (3x32x32 -> 10 logits) behind ``tiny_onnx`` and ``tiny_artifact``."""
     import torch

@@ -63,18 +63,9 @@ def test_initializers_shared_through_identity_convert(shared_weights: Path, tmp_
 def test_a_cast_inside_the_graph_follows_the_conversion(tmp_path: Path) -> None:
     """uint8 images in, normalisation in the graph: the graph's Cast must now produce FP16."""
     import torch
+    from conftest import uint8_pixel_net
 
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-            self.fc = torch.nn.Linear(8, 5)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(self.conv((x.float() - 127.5) / 64.0).mean(dim=(2, 3)))
-
-    torch.manual_seed(0)
-    src = _export(Net(), torch.zeros(1, 3, 8, 8, dtype=torch.uint8), tmp_path / "u8.onnx")
+    src = _export(uint8_pixel_net(), torch.zeros(1, 3, 8, 8, dtype=torch.uint8), tmp_path / "u8.onnx")
     out = tmp_path / "fp16.onnx"
     converted = convert_fp16(src, out)
     casts = [n for n in converted.graph.node if n.op_type == "Cast" and n.input[0] == "x"]

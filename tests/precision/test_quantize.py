@@ -312,20 +312,10 @@ def test_portable_default_has_7_bit_weights_and_vnni_full_range(fp32: Path, imag
 def test_int8_of_a_model_taking_uint8_pixels(tmp_path: Path) -> None:
     """Normalisation inside the graph (uint8 in, Cast, Sub, Div): calibrated and checked on the raw pixels."""
     import torch
+    from conftest import uint8_pixel_net
 
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-            self.fc = torch.nn.Linear(8, 5)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = torch.relu(self.conv((x.float() - 127.5) / 64.0))
-            return self.fc(y.mean(dim=(2, 3)))
-
-    torch.manual_seed(0)
     src = tmp_path / "pixels.onnx"
-    torch.onnx.export(Net().eval(), (torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8),), str(src),
+    torch.onnx.export(uint8_pixel_net(), (torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8),), str(src),
                       input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
     sample = Path(__file__).resolve().parents[2] / "calibration" / "sample"
     res = quantize(src, precision="int8", calib_data=str(sample), calib_samples=8)  # died: float32 fed to uint8

@@ -28,7 +28,7 @@ from resdeploy.artifacts import Lineage, commit_file, load_onnx, manifest_path_f
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
-from resdeploy.onnx_io import layout_of, static_sample_shape, to_layout
+from resdeploy.onnx_io import layout_of, read_graph_input, static_sample_shape, to_layout
 from resdeploy.preprocess import PreprocessFlags, PreprocessSpec
 from resdeploy.preprocess_graph import image_array, is_raw_image_input
 from resdeploy.resolve import preprocess_from, resolve_artifact
@@ -197,6 +197,23 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
     return "ort", str(path), {"engine": "ort", "path": str(path), "kind": "path"}
 
 
+def _check_same_pixels(cand_file: Path, ref_file: Path) -> None:
+    """Both models get the candidate's preprocessed tensors, so they must take the same kind of input.
+
+    A graph taking uint8 pixels (its normalisation inside) and one taking normalised floats
+    cannot both be fed right by one preprocessing: the comparison would measure the mismatch.
+    """
+    if cand_file.suffix.lower() != ".onnx" or ref_file.suffix.lower() != ".onnx":
+        return
+    cand, ref = read_graph_input(cand_file), read_graph_input(ref_file)
+    if is_raw_image_input(cand.dtype, tuple("?" if d is None else d for d in cand.dims)):
+        return  # preprocessing merged into the graph: run_local feeds it the decoded images themselves
+    if (cand.dtype == "uint8") != (ref.dtype == "uint8"):
+        raise ResdeployError(f"{cand_file} takes {cand.dtype} input and the reference {ref_file} takes {ref.dtype}: "
+                             "validate feeds both the same preprocessed tensors, which cannot be right for both",
+                             hint="pass a --reference that takes the same input, or validate each on labelled data")
+
+
 def model_file(path: Path, engine: str, role: str = "candidate") -> Path:
     """The model a user meant by ``path``: ``resolve.resolve_artifact``'s answer, as a path.
 
@@ -272,6 +289,8 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     spec: PreprocessSpec = preprocess_from(manifest, **cfg.preprocess_flags(), what=str(cand_file), reporter=rep,
                                            model_path=cand_file)
     ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
+    if ref_engine == "ort":
+        _check_same_pixels(cand_file, Path(ref_model))
     # Warnings that qualify the result go into it (--json, CI), not only to stderr.
     warnings: list[str] = []
     if cfg.engine == "ort":

@@ -270,3 +270,26 @@ def test_cli_json_with_manifest_path_and_skipped_files(arts: dict[str, Path], tm
     res = json.loads(out)
     assert res["skipped_files"] == 1 and res["data"]["skipped"][0]["file"] == "a/bad.png" and res["samples"] == 18
     assert "a/bad.png" in err and "not counted" in err and "Traceback" not in err
+
+
+def test_a_uint8_pixel_model_against_a_float_reference_is_refused(tmp_path: Path) -> None:
+    """One preprocessing feeds both sides: uint8 pixels for one and normalised floats for the other cannot both be right."""
+    import torch
+    from conftest import uint8_pixel_net
+
+    net = uint8_pixel_net()
+    pixels, floats = tmp_path / "pixels.onnx", tmp_path / "floats.onnx"
+    for module, example, path in ((net, torch.zeros(1, 3, 18, 18, dtype=torch.uint8), pixels),
+                                  (torch.nn.Sequential(net.conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                                       net.fc), torch.zeros(1, 3, 18, 18), floats)):
+        torch.onnx.export(module.eval(), (example,), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (18, 18, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    with pytest.raises(ResdeployError, match="takes uint8 input and the reference .* takes float32"):
+        validate(pixels, reference=str(floats), data=str(data))
+    with pytest.raises(ResdeployError, match="takes float32 input and the reference .* takes uint8"):
+        validate(floats, reference=str(pixels), data=str(data))
+    assert validate(pixels, reference=str(pixels), data=str(data)).samples == 4  # same input kind: runs

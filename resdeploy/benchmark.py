@@ -350,7 +350,7 @@ def _filled_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ..
         return (batch, *(d if isinstance(d, int) and d > 0 else side for d in dims[1:3]), 3)
     static = tuple(d if isinstance(d, int) and d > 0 else None for d in dims)
     size = None if cfg.input_size is None else _spatial_size(cfg)
-    check_input_flags(GraphInput(meta.name, meta.dtype, static, layout_of(static)), size, cfg.layout, str(cfg.model))
+    check_input_flags(GraphInput.of(meta), size, cfg.layout, str(cfg.model))
     layout = (cfg.layout or layout_of(static) or str(_recorded_preprocess(cfg).get("layout") or "NCHW")).upper()
     h, w = _spatial_size(cfg)
     fill = (3, h, w) if layout == "NCHW" else (h, w, 3)

@@ -44,6 +44,12 @@ class GraphInput:
         return self.dims
 
     @property
+    def sample_shape(self) -> tuple[int, ...] | None:
+        """The per-sample shape (C, H, W or H, W, C) a 4-D input fixes; None where an axis is dynamic."""
+        dims = self.dims[1:]
+        return tuple(int(d) for d in dims if d is not None) if len(dims) == 3 and all(dims) else None
+
+    @property
     def channels(self) -> int | None:
         """The static channel count, or None when the layout is unknown."""
         if self.layout is None:
@@ -124,8 +130,7 @@ def as_input_dtype(inputs: Any, graph: GraphInput) -> Any:
 
 def static_sample_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
     """The per-sample shape (C, H, W or H, W, C) that ``path``'s graph input fixes; None where an axis is dynamic."""
-    dims = read_graph_input(path).dims[1:]
-    return tuple(int(d) for d in dims if d is not None) if len(dims) == 3 and all(dims) else None
+    return read_graph_input(path).sample_shape
 
 
 def graph_input_of(model: Any, what: str = "the model") -> GraphInput:

@@ -28,7 +28,7 @@ from resdeploy.artifacts import Lineage, commit_file, load_onnx, manifest_path_f
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
 from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
-from resdeploy.onnx_io import layout_of, read_graph_input, static_sample_shape, to_layout
+from resdeploy.onnx_io import GraphInput, layout_of, read_graph_input, to_layout
 from resdeploy.preprocess import PreprocessFlags, PreprocessSpec
 from resdeploy.preprocess_graph import image_array, is_raw_image_input
 from resdeploy.resolve import preprocess_from, resolve_artifact
@@ -197,15 +197,15 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
     return "ort", str(path), {"engine": "ort", "path": str(path), "kind": "path"}
 
 
-def _check_same_pixels(cand_file: Path, ref_file: Path) -> None:
+def _check_same_pixels(cand_file: Path, cand: GraphInput, ref_file: Path) -> None:
     """Both models get the candidate's preprocessed tensors, so they must take the same kind of input.
 
     A graph taking uint8 pixels (its normalisation inside) and one taking normalised floats
     cannot both be fed right by one preprocessing: the comparison would measure the mismatch.
     """
-    if cand_file.suffix.lower() != ".onnx" or ref_file.suffix.lower() != ".onnx":
+    if ref_file.suffix.lower() != ".onnx":
         return
-    cand, ref = read_graph_input(cand_file), read_graph_input(ref_file)
+    ref = read_graph_input(ref_file)
     if is_raw_image_input(cand.dtype, tuple("?" if d is None else d for d in cand.dims)):
         return  # preprocessing merged into the graph: run_local feeds it the decoded images themselves
     if (cand.dtype == "uint8") != (ref.dtype == "uint8"):
@@ -289,8 +289,10 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     spec: PreprocessSpec = preprocess_from(manifest, **cfg.preprocess_flags(), what=str(cand_file), reporter=rep,
                                            model_path=cand_file)
     ref_engine, ref_model, ref_desc = _resolve_reference(cand_file, manifest, cfg.reference)
-    if ref_engine == "ort":
-        _check_same_pixels(cand_file, Path(ref_model))
+    # The candidate's graph input, read once: its kind (against the reference's) and its per-sample shape.
+    cand_input = read_graph_input(cand_file) if cand_file.suffix.lower() == ".onnx" else None
+    if ref_engine == "ort" and cand_input is not None:
+        _check_same_pixels(cand_file, cand_input, Path(ref_model))
     # Warnings that qualify the result go into it (--json, CI), not only to stderr.
     warnings: list[str] = []
     if cfg.engine == "ort":
@@ -307,9 +309,8 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     # The data's warnings (skipped files, empty classes) qualify the result: into it, printed once by the CLI.
     data_rep = _Collecting(quiet=rep.quiet, sink=warnings)
     # The graph's own per-sample shape (a 1- or 4-channel model takes arrays, not 3-channel images).
-    shape = static_sample_shape(cand_file) if cand_file.suffix.lower() == ".onnx" else None
     ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=data_rep,
-                   tensor_shape=shape)
+                   tensor_shape=cand_input.sample_shape if cand_input is not None else None)
     if cfg.labels is None and isinstance((manifest or {}).get("classes"), list):
         from resdeploy.training import label_by_class_name  # the class names `train` recorded
 

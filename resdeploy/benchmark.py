@@ -30,7 +30,7 @@ import numpy as np
 from resdeploy.artifacts import utc_now
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
-from resdeploy.preprocess import InputFlags
+from resdeploy.preprocess import PreprocessFlags
 from resdeploy.preprocess_graph import is_raw_image_input
 from resdeploy.resolve import resolve_artifact
 from resdeploy.runners import RUNNERS, Runner, RunnerConfig, create_runner
@@ -61,7 +61,7 @@ def option_readers(key: str, device: str = "cpu") -> set[str]:
 
 
 @dataclass
-class BenchConfig(InputFlags):
+class BenchConfig(PreprocessFlags):
     """What to measure and how long. Iterations and duration are both minimums (as in trtexec)."""
 
     model: str
@@ -83,7 +83,8 @@ class BenchConfig(InputFlags):
     slo_ms: float | None = None
     transfers: bool = True  # GPU: include host->device input and device->host output copies
     options: dict[str, Any] = field(default_factory=dict)  # runner options: compile, cuda_graph, ep...
-    # input_size, layout (InputFlags): where the model's spatial axes are dynamic and no manifest tells
+    # input_size, layout (PreprocessFlags): where the model's spatial axes are dynamic and no manifest tells;
+    # preprocess, resize, mean, std: how --data's images become tensors for a model without a manifest
     buffers: int = 4
     seed: int = 0
     keep_latencies: bool = True
@@ -357,6 +358,36 @@ def _filled_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ..
     return (batch, *(d if d is not None else f for d, f in zip(static[1:], fill, strict=True)))
 
 
+def input_notes(runner: Runner, cfg: BenchConfig) -> list[str]:
+    """Lines for what the input flags do not decide here, said once before timing.
+
+    A graph with dynamic height and width and no manifest is timed at 224x224 unless
+    --input-size says otherwise: the size is part of the result, so it is said, not assumed.
+    The preprocessing flags change only what ``--data`` loads; they are accepted without
+    it (one flag set for quantize, validate and bench) but do not change random inputs.
+    """
+    notes = []
+    meta = runner.input_meta()
+    dims = list(meta.shape)
+    described = resolve_artifact(cfg.model, onnx_dir=False, verify=False).describing_manifest()
+    recorded = (described.preprocess if described else None) or {}
+    dynamic = len(dims) == 4 and not is_raw_image_input(meta.dtype, dims) and \
+        any(not (isinstance(d, int) and d > 0) for d in dims[1:])
+    if dynamic and cfg.input_size is None and not recorded.get("crop"):
+        h, w = _spatial_size(cfg)
+        notes.append(f"{cfg.model} leaves its input's height and width dynamic and has no manifest: timed at "
+                     f"{h}x{w} (pass --input-size H,W for another size)")
+    named = [flag for flag, value in (("--preprocess", cfg.preprocess), ("--resize", cfg.resize),
+                                      ("--mean", cfg.mean), ("--std", cfg.std)) if value is not None]
+    if named and not cfg.data:
+        notes.append(f"{', '.join(named)} change{'s' if len(named) == 1 else ''} only the tensors --data loads; "
+                     "without --data bench times random inputs")
+    elif named and recorded:
+        notes.append(f"{', '.join(named)} ignored: the manifest records the preprocessing the model was exported "
+                     "with, and --data is loaded with that")
+    return notes
+
+
 # A ResNet's widest activations are several times its input (ResNet-50 at 224: the stem's
 # 64x112x112 output is 5.3x the 3x224x224 input), so a batch whose activations will not fit
 # fails here, not halfway through allocating them.
@@ -399,15 +430,15 @@ def measure(runner: Runner, cfg: BenchConfig, batch: int, *, emulation: dict[str
     loop; ``bench`` passes False because it resets before loading each runner, so its
     peaks include the load.
     """
+    from resdeploy.onnx_io import GraphInput
+
     shape = input_shape(runner, batch, cfg)
     data_record = None
     if cfg.data:
         from resdeploy.bench_inputs import real_inputs
 
-        if runner.input_meta().dtype == "uint8":  # real_inputs gives preprocessed float tensors
-            raise ResdeployError(f"bench --data: {cfg.model} takes raw uint8 images (preprocessing in the graph); "
-                                 "--data supports models that take preprocessed float tensors")
-        host, data_record = real_inputs(cfg.data, str(cfg.model), shape, cfg.buffers, cfg.seed + batch)
+        host, data_record = real_inputs(cfg.data, str(cfg.model), shape, cfg.buffers, cfg.seed + batch,
+                                        graph=GraphInput.of(runner.input_meta()), flags=cfg.preprocess_flags())
     else:
         host = make_inputs(shape, cfg.buffers, cfg.seed + batch, dtype=runner.input_meta().dtype)
     on_gpu = not runner.device.startswith("cpu")
@@ -569,10 +600,19 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
         from resdeploy.bench_inputs import check_data
 
         check_data(cfg.data)
-    for engine in cfg.engines:
+    for i, engine in enumerate(cfg.engines):
         with reporter.step(f"checking that {engine} can run the model"), runner_for(engine, batches[0]) as probe:
             for batch in batches:
                 check_memory(_filled_shape(probe, batch, cfg), cfg.buffers, f"{engine} batch {batch}")
+            if i == 0:
+                if cfg.data:  # the data fits the model (shape, pixels) before any engine is timed
+                    from resdeploy.bench_inputs import real_inputs
+                    from resdeploy.onnx_io import GraphInput
+
+                    real_inputs(cfg.data, str(cfg.model), _filled_shape(probe, batches[0], cfg), 1, cfg.seed,
+                                graph=GraphInput.of(probe.input_meta()), flags=cfg.preprocess_flags())
+                for line in input_notes(probe, cfg):
+                    reporter.warn(line)
 
     art = resolve_artifact(cfg.model, onnx_dir=False)  # checks the file against its manifest
     if "ort" in cfg.engines and cfg.device == "cpu":

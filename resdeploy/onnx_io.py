@@ -115,17 +115,30 @@ def outputs_note(path: str | os.PathLike[str]) -> str | None:
             "as the class scores (re-export with that one first, or alone, if it is another)")
 
 
+def cast_input(batch: Any, dtype: Any) -> Any:
+    """``batch`` as a contiguous array of ``dtype``: floats bound for an integer input are rounded and clipped.
+
+    The one cast of samples to a graph's input type, for the runners' staging and for code
+    that feeds sessions directly: a plain ``astype(uint8)`` truncates 254.7 to 254 and wraps
+    -1 to 255, so a resized pixel or a float tensor would reach a uint8 model changed.
+    """
+    import numpy as np
+
+    target = np.dtype(dtype)
+    arr = np.asarray(batch)
+    if target.kind in "ui" and arr.dtype.kind == "f":
+        bounds = np.iinfo(target)
+        arr = np.clip(np.rint(arr), bounds.min, bounds.max)
+    return np.ascontiguousarray(arr, dtype=target)
+
+
 def as_input_dtype(inputs: Any, graph: GraphInput) -> Any:
     """Loaded samples in the dtype the graph takes: uint8 pixels for a graph that normalises them itself.
 
     The runners cast a batch themselves; this is for code that feeds ONNX Runtime sessions
     directly (calibration, bias correction, the per-layer report).
     """
-    import numpy as np
-
-    if graph.dtype == "uint8":
-        return np.clip(np.rint(inputs), 0, 255).astype(np.uint8)
-    return inputs
+    return cast_input(inputs, "uint8") if graph.dtype == "uint8" else inputs
 
 
 def static_sample_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
@@ -232,7 +245,10 @@ def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | t
                                  hint="pass --input-size H or H,W (and --layout, --preprocess or --mean/--std "
                                       "unless they are torchvision's), or export it with `resdeploy export`")
         size = (224, 224)
-    spec = spec_for(size, preset=preset or "torchvision", layout=lay, resize=resize, mean=mean, std=std)
+    # A 1-channel model gets grayscale images; a 4-channel one cannot be fed images (data.open_data says so).
+    gray = graph is not None and graph.channels == 1
+    spec = spec_for(size, preset=preset or "torchvision", layout=lay, resize=resize, mean=mean, std=std,
+                    channels=1 if gray else 3)
     source = "the graph" if graph_hw and not input_size else "--input-size"
     if graph is not None and graph.dtype == "uint8":
         # Its normalisation is in the graph: it takes the resized, cropped pixels themselves (0-255),
@@ -240,11 +256,12 @@ def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | t
         if mean is not None or std is not None:
             raise ResdeployError(f"{what} takes uint8 pixels (its normalisation is in the graph); "
                                  "--mean/--std have nothing to apply to", hint="leave out --mean and --std")
-        spec = replace(spec, scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        spec = replace(spec, scale=1.0, mean=(0.0,) * spec.channels, std=(1.0,) * spec.channels,
                        extra={**spec.extra, "pixels": "uint8"})
         return spec, (f"no manifest: {size[0]}x{size[1]} {lay} uint8 input from {source}, raw 0-255 "
                       f"{spec.color} pixels (the graph normalises them)")
     note = (f"no manifest: {size[0]}x{size[1]} {lay} input from {source}, {preset or 'torchvision'} preprocessing"
+            + (f" of grayscale images (mean {spec.mean[0]:.4g}, std {spec.std[0]:.4g})" if gray else "")
             + ("" if preset or mean or std else " (pass --preprocess caffe|tf or --mean/--std if the model was "
                                                  "trained otherwise)"))
     return spec, note

@@ -26,13 +26,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class PreprocessSpec:
     """Resize the shorter side to ``resize``, centre-crop ``crop``, scale, normalise, NCHW.
 
-    ``crop`` is an int for a square crop or (H, W) for a non-square model input.
+    ``crop`` is an int for a square crop or (H, W) for a non-square model input. ``color``
+    GRAY (a 1-channel model) takes one mean and one std; RGB and BGR take three.
     """
 
     resize: int = 256
     crop: int | tuple[int, int] = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     scale: float = 1.0 / 255.0  # applied to 8-bit pixel values before mean/std
     interpolation: str = "bilinear"
     color: str = "RGB"
@@ -58,6 +59,11 @@ class PreprocessSpec:
     def for_input_size(cls, size: int, *, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> PreprocessSpec:  # noqa: ANN001
         """The torchvision evaluation recipe scaled to ``size`` (resize = size / 0.875)."""
         return cls(resize=int(round(size / 0.875)), crop=size, mean=tuple(mean), std=tuple(std))
+
+    @property
+    def channels(self) -> int:
+        """Channels per sample: 1 for GRAY, else 3."""
+        return 1 if self.color.upper() == "GRAY" else 3
 
     @property
     def crop_hw(self) -> tuple[int, int]:
@@ -104,8 +110,8 @@ class PreprocessFlags(InputFlags):
 
     preprocess: str | None = None  # preset: torchvision | caffe | tf
     resize: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    mean: tuple[float, ...] | None = None  # one value per channel, or one for all
+    std: tuple[float, ...] | None = None
 
     def check_preprocess(self) -> None:
         check_preprocess_flags(self.input_size, self.resize, self.mean, self.std)
@@ -126,27 +132,44 @@ def check_preprocess_flags(input_size: int | tuple[int, ...] | None, resize: int
     if resize is not None and resize < 0:
         raise ResdeployError(f"--resize must be a positive integer (or 0: no resize), got {resize}")
     for flag, values in (("--mean", mean), ("--std", std)):
-        if values is not None and (len(values) != 3 or not all(math.isfinite(v) for v in values)):
-            raise ResdeployError(f"{flag} takes three finite numbers (R,G,B), got {','.join(map(str, values))}")
+        if values is not None and (len(values) not in (1, 3) or not all(math.isfinite(v) for v in values)):
+            raise ResdeployError(f"{flag} takes three finite numbers (R,G,B), or one for every channel, "
+                                 f"got {','.join(map(str, values))}")
     if std is not None and any(v <= 0 for v in std):
         raise ResdeployError(f"--std values must be positive, got {','.join(map(str, std))}")
 
 
 def spec_for(size: tuple[int, int], *, preset: str = "torchvision", layout: str = "NCHW", resize: int | None = None,
-             mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> PreprocessSpec:
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+             channels: int = 3) -> PreprocessSpec:
     """A spec for a model without a manifest: the preset's recipe at ``size`` (H, W), flags on top.
 
-    Resize defaults to the torchvision evaluation ratio (shorter side = crop / 0.875).
+    Resize defaults to the torchvision evaluation ratio (shorter side = crop / 0.875). A
+    1-channel model (``channels=1``) gets grayscale images (ITU-R 601 luma, as PIL's and
+    torchvision's ``Grayscale``) and the preset's mean and std averaged over the colours,
+    as timm adapts ImageNet statistics to one input channel; ``--mean``/``--std`` then
+    take one value. One value given for an RGB model applies to every channel.
     """
     if preset not in PRESETS:
         raise ResdeployError(f"unknown --preprocess '{preset}'; choose from: {', '.join(PRESETS)}")
+    if channels not in (1, 3):
+        raise ResdeployError(f"images become 1-channel (grayscale) or 3-channel tensors, not {channels}-channel")
     p = PRESETS[preset]
     h, w = int(size[0]), int(size[1])
+
+    def per_channel(given: Sequence[float] | None, default: Sequence[float], flag: str) -> tuple[float, ...]:
+        if given is None:
+            values = [float(v) for v in default]
+            return (sum(values) / len(values),) if channels == 1 else tuple(values)
+        if channels == 1 and len(given) != 1:
+            raise ResdeployError(f"the model takes 1 channel (grayscale images): {flag} takes one value, "
+                                 f"got {','.join(map(str, given))}")
+        return tuple(float(v) for v in given) * (3 if channels == 3 and len(given) == 1 else 1)
+
     return PreprocessSpec(
         resize=int(round(min(h, w) / 0.875)) if resize is None else int(resize),
-        crop=h if h == w else (h, w), color=str(p["color"]), scale=float(p["scale"]),
-        mean=tuple(float(v) for v in (mean if mean is not None else p["mean"])),  # type: ignore[arg-type]
-        std=tuple(float(v) for v in (std if std is not None else p["std"])),  # type: ignore[arg-type]
+        crop=h if h == w else (h, w), color="GRAY" if channels == 1 else str(p["color"]), scale=float(p["scale"]),
+        mean=per_channel(mean, p["mean"], "--mean"), std=per_channel(std, p["std"], "--std"),
         layout=layout.upper(), extra={} if preset == "torchvision" else {"preset": preset},
     )
 
@@ -270,7 +293,9 @@ def preprocess_image(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """One RGB image -> one float32 tensor (CHW, or HWC for an NHWC spec), exactly per ``spec``.
 
     Order: resize shorter side to ``spec.resize`` (skipped when 0), centre-crop to
-    ``spec.crop``, multiply by ``spec.scale``, subtract ``mean``, divide by ``std``.
+    ``spec.crop``, multiply by ``spec.scale``, subtract ``mean``, divide by ``std``. A GRAY
+    spec converts to 8-bit luma after the crop (one channel), as torchvision's
+    ``Grayscale`` after ``CenterCrop`` does.
     """
     if spec.interpolation not in _INTERPOLATIONS:
         raise ResdeployError(
@@ -281,11 +306,19 @@ def preprocess_image(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     if spec.resize:
         img = _resize_shorter(img, int(spec.resize), _INTERPOLATIONS[spec.interpolation], crop=spec.crop_hw)
     img = _centre_crop(img, spec.crop_hw)
+    color = spec.color.upper()
+    if color == "GRAY":
+        img = img.convert("L")
     arr: np.ndarray = np.asarray(img, dtype=np.float32) * np.float32(spec.scale)
-    if spec.color.upper() == "BGR":
+    if color == "GRAY":
+        arr = arr[:, :, None]
+    elif color == "BGR":
         arr = arr[:, :, ::-1]
-    elif spec.color.upper() != "RGB":
-        raise ResdeployError(f"unsupported colour order '{spec.color}' in the preprocessing spec (RGB or BGR)")
+    elif color != "RGB":
+        raise ResdeployError(f"unsupported colour order '{spec.color}' in the preprocessing spec (RGB, BGR or GRAY)")
+    if len(spec.mean) != arr.shape[-1] or len(spec.std) != arr.shape[-1]:
+        raise ResdeployError(f"the preprocessing spec's mean {tuple(spec.mean)} and std {tuple(spec.std)} need "
+                             f"{arr.shape[-1]} value(s) each for its {color} tensors")
     arr = (arr - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     if spec.layout.upper() == "NCHW":
         arr = arr.transpose(2, 0, 1)
@@ -311,4 +344,5 @@ def preprocess_batch(images: Sequence[Image.Image | str | os.PathLike[str]], spe
 def input_shape(spec: PreprocessSpec) -> tuple[int, int, int]:
     """The per-sample tensor shape that ``preprocess_image`` produces for ``spec``."""
     h, w = spec.crop_hw
-    return (3, h, w) if spec.layout.upper() == "NCHW" else (h, w, 3)
+    c = spec.channels
+    return (c, h, w) if spec.layout.upper() == "NCHW" else (h, w, c)

@@ -103,3 +103,25 @@ def test_a_graph_with_two_outputs_is_read_by_its_first_and_says_so(tmp_path) -> 
     with create_runner(RunnerConfig(engine="ort", model=str(two))) as runner:  # what "the first" means
         scores = runner.infer(np.zeros((1, 3, 8, 8), dtype=np.float32))
     assert scores.shape == (1, 5) and not np.allclose(scores.sum(axis=1), 1.0)  # logits, not the softmax
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, the fast one
+def test_one_cast_to_the_input_dtype_rounds_and_clips_pixels(tmp_path) -> None:  # noqa: ANN001
+    import torch
+    from conftest import uint8_pixel_net
+
+    from resdeploy.onnx_io import cast_input
+    from resdeploy.runners import RunnerConfig, create_runner
+
+    x = np.array([-1.0, 0.4, 127.5, 254.7, 300.0], dtype=np.float32)
+    np.testing.assert_array_equal(cast_input(x, "uint8"), [0, 0, 128, 255, 255])  # astype: 255, 0, 127, 254, 44
+    same = cast_input(x, np.float32)
+    assert same.dtype == np.float32 and np.array_equal(same, x)
+    # The runners stage through it: float pixels reach a uint8 model as the nearest pixel value.
+    path = tmp_path / "pixels.onnx"
+    torch.onnx.export(uint8_pixel_net(), (torch.zeros(1, 3, 8, 8, dtype=torch.uint8),), str(path),
+                      input_names=["pixels"], output_names=["out"], dynamo=False)
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 3, 8, 8)).astype(np.float32)
+    with create_runner(RunnerConfig(engine="ort", model=str(path))) as runner:
+        exact = runner.infer(pixels.astype(np.uint8))
+        np.testing.assert_array_equal(runner.infer(np.clip(pixels - 0.3, 0, 255)), exact)

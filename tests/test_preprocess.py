@@ -253,6 +253,28 @@ def test_presets_give_each_frameworks_convention() -> None:
         spec_for((8, 8), preset="keras")
 
 
+def test_a_one_channel_model_gets_grayscale_luma_and_one_mean() -> None:
+    from resdeploy.preprocess import spec_for
+
+    img = Image.new("RGB", (8, 8), (200, 100, 50))
+    spec = spec_for((8, 8), resize=0, channels=1)
+    assert spec.color == "GRAY" and spec.mean == pytest.approx((sum(IMAGENET_MEAN) / 3,))
+    assert spec.std == pytest.approx((sum(IMAGENET_STD) / 3,)) and input_shape(spec) == (1, 8, 8)
+    luma = round(200 * 0.299 + 100 * 0.587 + 50 * 0.114)  # ITU-R 601, PIL's and torchvision's Grayscale
+    gray = preprocess_image(img, spec)
+    assert gray.shape == (1, 8, 8) and gray[0, 0, 0] == pytest.approx((luma / 255 - spec.mean[0]) / spec.std[0],
+                                                                       rel=1e-5)
+    mnist = preprocess_image(img, spec_for((8, 8), resize=0, channels=1, layout="NHWC", mean=(0.1307,),
+                                           std=(0.3081,)))
+    assert mnist.shape == (8, 8, 1) and mnist[0, 0, 0] == pytest.approx((luma / 255 - 0.1307) / 0.3081, rel=1e-5)
+    # One value for an RGB model is every channel's; three for a grayscale one is refused.
+    assert spec_for((8, 8), mean=(0.5,), std=(0.5,)).mean == (0.5, 0.5, 0.5)
+    with pytest.raises(ResdeployError, match="takes 1 channel.*--mean takes one value"):
+        spec_for((8, 8), channels=1, mean=IMAGENET_MEAN)
+    with pytest.raises(ResdeployError, match="need 1 value"):  # a hand-edited manifest
+        preprocess_image(img, PreprocessSpec(crop=8, resize=0, color="GRAY"))
+
+
 def test_non_square_crop_round_trips_through_the_manifest() -> None:
     from resdeploy.preprocess import PreprocessSpec, input_shape, spec_for
 
@@ -272,9 +294,8 @@ def test_preprocessing_flags_are_declared_once_and_checked_by_one_function() -> 
 
     shared = {f.name for f in dataclasses.fields(PreprocessFlags)}
     assert shared == {"input_size", "layout", "preprocess", "resize", "mean", "std"}
-    for cls in (resdeploy.QuantizeConfig, resdeploy.ValidateConfig):
-        assert issubclass(cls, PreprocessFlags)
-    assert issubclass(resdeploy.BenchConfig, InputFlags) and not issubclass(resdeploy.BenchConfig, PreprocessFlags)
+    for cls in (resdeploy.QuantizeConfig, resdeploy.ValidateConfig, resdeploy.BenchConfig):  # bench: for --data
+        assert issubclass(cls, PreprocessFlags) and issubclass(cls, InputFlags)
     # the keyword arguments still work, and land where preprocess_from reads them
     cfg = resdeploy.ValidateConfig(data="synthetic", input_size=(64, 48), layout="NHWC", preprocess="caffe",
                                    resize=72, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0))

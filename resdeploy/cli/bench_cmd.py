@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from resdeploy.cli.common import PREPROCESS_FLAGS, finite_float, threads_option, with_preprocess_flags
+from resdeploy.cli.common import (
+    PREPROCESS_FLAGS,
+    finite_float,
+    preprocess_kwargs,
+    threads_option,
+    with_preprocess_flags,
+)
 from resdeploy.cli.ray_flags import ray_address, ray_option
 
 if TYPE_CHECKING:
@@ -52,8 +58,8 @@ def register(app: typer.Typer) -> None:
         channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
                                            help="torch: channels_last memory format (default: on for CUDA)."),
         ep: str = typer.Option(None, "--ep", help="ort: execution provider (cpu, openvino; cuda, trt with --device cuda)."),
-        # The same flags as quantize and validate; bench feeds random tensors, so only --input-size and
-        # --layout change what it runs (the shape where the graph leaves it dynamic).
+        # The same flags as quantize and validate: --input-size and --layout fill the shape where the graph
+        # leaves it dynamic; the others say how --data's images become tensors (random inputs need none).
         preprocess: PreprocessFlags = PREPROCESS_FLAGS,
         seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
         data: str = typer.Option(None, "--data", metavar="FOLDER_OR_NPY", help="Time real inputs: an image folder or .npy/.npz, preprocessed as the manifest records (default: random)."),
@@ -92,8 +98,7 @@ def register(app: typer.Typer) -> None:
             batches=parse_int_list(batch, "--batch") if batch is not None else None, threads=threads,
             cpus=cpu_list, warmup_iterations=warmup, warmup_seconds=warmup_seconds, iterations=iterations,
             duration=duration, scenario=scenario, qps=qps, slo_ms=slo_ms, transfers=transfers, options=options,
-            input_size=preprocess.input_size, layout=preprocess.layout, seed=seed, data=data,
-            percentiles=list(percentile),
+            **preprocess_kwargs(preprocess), seed=seed, data=data, percentiles=list(percentile),
         )
         cfg.check()
         if output:

@@ -36,19 +36,19 @@ def parse_str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def parse_triple(text: str | None, flag: str) -> tuple[float, float, float] | None:
-    """'0.485,0.456,0.406' -> a 3-tuple of finite floats (per-channel mean or std)."""
+def parse_channel_values(text: str | None, flag: str) -> tuple[float, ...] | None:
+    """'0.485,0.456,0.406' (per channel, R,G,B) or '0.5' (every channel) -> a tuple of finite floats."""
     if text is None:
         return None
-    message = f"{flag} takes three comma-separated numbers (R,G,B), got '{text}'"
+    message = f"{flag} takes three comma-separated numbers (R,G,B), or one for every channel, got '{text}'"
     try:
         # float('') raises: '1,,2,3' is refused, not read as (1, 2, 3).
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise ResdeployError(message) from None
-    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+    if len(values) not in (1, 3) or not all(math.isfinite(v) for v in values):
         raise ResdeployError(message)
-    return values  # type: ignore[return-value]
+    return values
 
 
 # --- typer parsers: a bad value is a usage error (exit 2), printed as one line by cli.main ----------
@@ -107,9 +107,9 @@ _PREPROCESS_PARAMETERS = [
     inspect.Parameter("resize", _KW, annotation=int | None, default=typer.Option(
         None, "--resize", help="Without a manifest: shorter-side resize before the crop.")),
     inspect.Parameter("mean", _KW, annotation=str | None, default=typer.Option(
-        None, "--mean", help="Without a manifest: per-channel mean, e.g. 0.485,0.456,0.406.")),
+        None, "--mean", help="Without a manifest: per-channel mean, e.g. 0.485,0.456,0.406 (one value: every channel).")),
     inspect.Parameter("std", _KW, annotation=str | None, default=typer.Option(
-        None, "--std", help="Without a manifest: per-channel std, e.g. 0.229,0.224,0.225.")),
+        None, "--std", help="Without a manifest: per-channel std, e.g. 0.229,0.224,0.225 (one value: every channel).")),
 ]
 
 
@@ -137,7 +137,7 @@ def with_preprocess_flags(command: Callable[..., Any]) -> Callable[..., Any]:
             raise ResdeployError(f"unknown --preprocess '{raw['preprocess_preset']}'; choose from: {', '.join(PRESETS)}")
         kwargs["preprocess"] = PreprocessFlags(
             input_size=parse_input_size(raw["input_size"]), resize=raw["resize"],
-            mean=parse_triple(raw["mean"], "--mean"), std=parse_triple(raw["std"], "--std"),
+            mean=parse_channel_values(raw["mean"], "--mean"), std=parse_channel_values(raw["std"], "--std"),
             layout=parse_layout(raw["layout"]), preprocess=preset,
         )
         return command(*args, **kwargs)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from resdeploy.errors import ResdeployError
+from resdeploy.precision.legacy_graph import initializers_as_constants
 
 # Ops kept in FP32 on top of onnxconverter-common's own block list (ML ops, Resize, TopK...).
 FP32_OPS = ("Softmax", "LogSoftmax", "Exp", "Log", "Pow", "Sqrt", "Reciprocal", "Erf",
@@ -38,6 +39,7 @@ def convert_fp16(
     model = onnx.load(os.fspath(src))
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         raise ResdeployError(f"{src} already holds FP16 weights; convert the FP32 model instead")
+    initializers_as_constants(model)  # IR 3 lists weights as inputs too: they would stay float32 inputs
     _own_initializers(model)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
     try:

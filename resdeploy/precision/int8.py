@@ -32,6 +32,7 @@ from resdeploy.errors import ResdeployError
 from resdeploy.graph_modules import module_scopes as _module_scopes
 from resdeploy.precision.entropy import AbsHistogramCollector
 from resdeploy.precision.estimators import PerSampleMinMaxCollector
+from resdeploy.precision.legacy_graph import MIN_QDQ_OPSET, default_opset, upgrade_opset
 
 TARGETS = ("cpu", "trt")
 # What TensorRT quantizes in a ResNet: Conv/Gemm inputs, pooling, and residual Adds.
@@ -58,7 +59,9 @@ def pre_process(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
     """ORT's recommended pre-processing: shape inference and graph fusions (Conv+BN) first.
 
     Calibration and Q/DQ placement both run on this graph, so tensor names in saved
-    ranges refer to it; it is deterministic for a given FP32 file and ORT version.
+    ranges refer to it; it is deterministic for a given FP32 file and ORT version. A graph
+    below opset 13 (the ONNX Model Zoo's ResNets are opset 7 to 12) is converted to 13:
+    per-channel Q/DQ needs DequantizeLinear's ``axis``, which opset 13 added.
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -66,12 +69,19 @@ def pre_process(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
     # ORT's symbolic shape inference, when it cannot finish (dynamic H, W), saves
     # "sym_shape_infer_temp.onnx" and its external data into the working directory: run it
     # from a temporary one so nothing lands in the user's.
+    import onnx
+
     with tempfile.TemporaryDirectory(prefix="resdeploy-pre-") as scratch, contextlib.chdir(scratch):
+        original = onnx.load(src_path, load_external_data=False)
+        if default_opset(original) < MIN_QDQ_OPSET:  # before ORT's fusions, which an IR-3 graph cannot take
+            upgraded = upgrade_opset(onnx.load(src_path), src_path)
+            src_path = os.path.join(scratch, "upgraded.onnx")
+            onnx.save(upgraded, src_path)
+        del original
         try:
             quant_pre_process(src_path, dst_path, skip_symbolic_shape=False)
         except Exception:  # symbolic shape inference cannot handle every graph; ONNX's is enough here
             quant_pre_process(src_path, dst_path, skip_symbolic_shape=True)
-    import onnx
 
     model = onnx.load(dst_path)
     if _unshare_conv_parameters(model):

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from resdeploy.onnx_io import cast_input
+
 ISO = "iso::"  # prefix of the tensors and nodes of the isolated copies
 
 
@@ -96,9 +98,9 @@ def plain_session(model: Any, threads: int | None = None) -> Any:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def _fed(session: Any, dtype: Any) -> Any:
-    """``dtype``, or uint8 for a graph that takes pixels and normalises them itself."""
-    return np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else dtype
+def _fed(session: Any, x: np.ndarray, dtype: Any) -> np.ndarray:
+    """``x`` in ``dtype``, or as uint8 pixels for a graph that takes pixels and normalises them itself."""
+    return cast_input(x, np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else dtype)
 
 
 def rank_layers(variant: Any, reference: Any, inputs: np.ndarray, *, nodes: Sequence[Any], outs: Sequence[str],
@@ -124,10 +126,10 @@ def rank_layers(variant: Any, reference: Any, inputs: np.ndarray, *, nodes: Sequ
         n_real = len(x)
         if len(x) < bs and bs == fixed:
             x = np.concatenate([x, np.repeat(x[-1:], bs - len(x), axis=0)])
-        v_vals = dict(zip(outs, variant.run(list(outs), {v_in.name: x.astype(_fed(variant, variant_dtype))}),
+        v_vals = dict(zip(outs, variant.run(list(outs), {v_in.name: _fed(variant, x, variant_dtype)}),
                           strict=True))
         f_vals = dict(zip(f_keys, reference.run(f_keys, {reference.get_inputs()[0].name:
-                                                         x.astype(_fed(reference, np.float32))}), strict=True))
+                                                         _fed(reference, x, np.float32)}), strict=True))
         for n, o, ref_name in zip(names, outs, refs, strict=True):
             ref = np.asarray(f_vals[ref_name], dtype=np.float32)[:n_real]
             cum[n].add(ref, np.asarray(v_vals[o], dtype=np.float32)[:n_real])

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
+from resdeploy.onnx_io import cast_input
 from resdeploy.runners.base import Availability, Runner, RunnerConfig, TensorMeta
 from resdeploy.runners.ort import check_graph_precision, onnx_model_path
 
@@ -138,7 +139,7 @@ class OpenVinoRunner(Runner):
     def stage(self, batch: np.ndarray) -> Any:
         """Cast to the compiled input's dtype (outside timing) and check a static shape fits."""
         self.check_input(batch)
-        return np.ascontiguousarray(batch, dtype=self._np_dtype)
+        return cast_input(batch, self._np_dtype)
 
     def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:
         # share_inputs avoids a copy, as a deployment feeding its own buffers would.

@@ -20,7 +20,7 @@ import numpy as np
 
 from resdeploy.artifacts import GraphSummary, load_manifest
 from resdeploy.errors import MissingDependencyError, ResdeployError, require
-from resdeploy.onnx_io import check_batch_shape
+from resdeploy.onnx_io import cast_input, check_batch_shape
 from resdeploy.resolve import resolve_artifact
 from resdeploy.runners.base import Availability, Runner, RunnerConfig, RunnerOptions, TensorMeta
 
@@ -217,7 +217,7 @@ class OrtRunner(Runner):
 
     def stage(self, batch: np.ndarray) -> Any:
         """Cast to the graph's input dtype once, outside the timed region."""
-        return np.ascontiguousarray(batch, dtype=self._np_dtype)
+        return cast_input(batch, self._np_dtype)
 
     def run_staged(self, staged: Any, *, transfers: bool = True) -> Any:
         return self.session.run(self.output_names, {self.input_name: staged})[0]

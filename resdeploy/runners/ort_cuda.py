@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from resdeploy.errors import MissingDependencyError, ResdeployError
+from resdeploy.onnx_io import cast_input
 from resdeploy.runners.base import RunnerConfig, TensorMeta, cuda_index, option_flag
 from resdeploy.runners.ort import _EP_INSTALL, ORT_EPS, OrtOptions, OrtRunner
 
@@ -284,7 +285,7 @@ class OrtCudaRunner(OrtRunner):
         if not isinstance(batch, np.ndarray):
             return batch  # already staged
         self._check(batch)
-        host = np.ascontiguousarray(batch, dtype=self._np_dtype)
+        host = cast_input(batch, self._np_dtype)
         if self._torch is None:
             return host  # copied into the bound OrtValue at run time
         with self._on_stream():

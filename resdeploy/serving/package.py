@@ -351,8 +351,16 @@ def entry_name(variant: str | os.PathLike[str], config: TritonConfig | None = No
 
 
 def _default_name(manifest: dict[str, Any] | None, tensors: ModelTensors, src: Path) -> str:
+    """The manifest's model name, else the file's own name; the folder's only for a file named model.onnx.
+
+    Two foreign files in one folder (``zoo/resnet50.onnx``, ``zoo/mobilenet.onnx``) get two
+    entries, not one name that the second cannot take.
+    """
     model = (manifest or {}).get("model")
-    base = str(model.get("name")) if isinstance(model, dict) and model.get("name") else src.parent.name or src.stem
+    if isinstance(model, dict) and model.get("name"):
+        base = str(model.get("name"))
+    else:
+        base = src.stem if src.stem.lower() != "model" else (src.parent.name or src.stem)
     parts = [base, tensors.precision]
     if any(d == "uint8" for _, d, _ in tensors.inputs):
         parts.append("rawimage")

@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from resdeploy.cli.common import finite_float, parse_triple, positive_int
+from resdeploy.cli.common import finite_float, parse_channel_values, positive_int
 from resdeploy.errors import ResdeployError
 
 
-def test_parse_triple() -> None:
-    assert parse_triple("0.485, 0.456,0.406", "--mean") == (0.485, 0.456, 0.406)
-    assert parse_triple(None, "--mean") is None
-    for bad in ("1,,2,3", "1,2", "1,2,3,4", "a,b,c", "nan,0,0", "1,inf,1", ""):
+def test_parse_channel_values() -> None:
+    assert parse_channel_values("0.485, 0.456,0.406", "--mean") == (0.485, 0.456, 0.406)
+    assert parse_channel_values("0.1307", "--mean") == (0.1307,)  # a grayscale model's, or every channel's
+    assert parse_channel_values(None, "--mean") is None
+    for bad in ("1,,2,3", "1,2", "1,2,3,4", "a,b,c", "nan,0,0", "1,inf,1", "", "nan"):
         with pytest.raises(ResdeployError, match="--std takes three comma-separated numbers"):
-            parse_triple(bad, "--std")
+            parse_channel_values(bad, "--std")
 
 
 def test_finite_float_and_positive_int() -> None:
@@ -83,4 +84,5 @@ def test_validate_receives_the_preprocessing_flags(bare: dict[str, Path]) -> Non
     assert code == 0, err
     assert json.loads(out)["samples"] == 6
     code, out, err = run_cli(*args, "--input-size", "32", "--mean", "1,2")  # parsed by the shared helper
-    assert code == 2 and out == "" and err.strip() == "error: --mean takes three comma-separated numbers (R,G,B), got '1,2'"
+    assert code == 2 and out == "" and err.strip() == ("error: --mean takes three comma-separated numbers (R,G,B), "
+                                                     "or one for every channel, got '1,2'")

@@ -252,6 +252,45 @@ def test_fixed_batch_export_can_be_quantized(tmp_path: Path, images: Path) -> No
     assert q8.manifest["calibration"]["samples"] == 6 and q8.manifest["check"]["samples"] >= 6
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter: the one that writes old opsets
+@pytest.mark.parametrize("opset", [7, 11])
+def test_an_old_opset_model_is_converted_to_13_for_per_channel_qdq(opset: int, tmp_path: Path, images: Path) -> None:
+    """The ONNX Model Zoo's ResNets are opset 7 to 12; DequantizeLinear's per-channel axis is opset 13."""
+    import torch
+
+    from resdeploy.models.zoo import ModelSpec
+    from resdeploy.precision.legacy_graph import default_opset
+
+    net = ModelSpec("resnet18", num_classes=10, input_size=SIZE).build().eval()
+    paths = {}
+    for version in (opset, 13):
+        paths[version] = tmp_path / f"opset{version}" / "m.onnx"
+        paths[version].parent.mkdir()
+        torch.onnx.export(net, (torch.randn(1, 3, SIZE, SIZE),), str(paths[version]), input_names=["data"],
+                          output_names=["prob"], dynamic_axes={"data": {0: "n"}, "prob": {0: "n"}},
+                          opset_version=version, dynamo=False)
+    assert default_opset(onnx.load(str(paths[opset]))) == opset
+    x = _x(8)
+    fp32_out = _run(paths[13], x)
+    np.testing.assert_allclose(_run(paths[opset], x), fp32_out, atol=1e-4)
+    for target in ("cpu", "trt"):
+        errors = {}
+        for version, path in paths.items():
+            res = quantize(path, precision="int8", target=target, calib_data=str(images), calib_samples=8,
+                           output=str(tmp_path / f"{target}{version}"))  # was: "Unrecognized attribute: axis"
+            model = onnx.load(str(res.model_path))
+            assert default_opset(model) >= 13
+            assert not {i.name for i in model.graph.initializer} & {i.name for i in model.graph.input}
+            errors[version] = float(np.abs(_run(res.model_path, x) - fp32_out).max())
+        # The same network, quantized from either export: as close to FP32 (weights as constants, fused alike).
+        assert errors[opset] <= 1.25 * errors[13] + 0.05, (target, errors)
+    # FP16 keeps the old opset; IR 3's weights-as-inputs had made the converter fail shape inference.
+    half = {v: float(np.abs(_run(quantize(p, precision="fp16", output=str(tmp_path / f"fp16-{v}")).model_path, x)
+                            - fp32_out).max()) for v, p in paths.items()}
+    assert half[opset] <= 2 * half[13] + 0.01, half
+
+
 @pytest.mark.parametrize("flags, match", [
     ({"input_size": 0}, "--input-size takes H or H,W"),
     ({"input_size": 32, "resize": -1}, "--resize must be"),
@@ -331,7 +370,10 @@ def test_int8_of_a_model_taking_uint8_pixels(tmp_path: Path) -> None:
 
 
 def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
-    """FP16 needs no data; INT8 takes tensors of the graph's shape, and refuses 3-channel images in one line."""
+    """FP16 needs no data; INT8 takes tensors of the graph's shape; images become grayscale for 1 channel.
+
+    A 4-channel model is refused images in one line (RGBA? RGB and infrared? resdeploy does not guess).
+    """
     import torch
 
     from resdeploy.inspect import inspect
@@ -347,8 +389,16 @@ def test_a_model_taking_1_or_4_channels(tmp_path: Path) -> None:
         assert inspect(src, check_engines=False).inputs[0].layout == "NCHW"
         fp16 = quantize(src, precision="fp16")  # was: "its preprocessing makes (3, 16, 16)"
         assert fp16.manifest["check"]["data"] == "synthetic" and fp16.manifest["check"]["top1_agreement"] == 1.0
-        with pytest.raises(ResdeployError, match=rf"holds images.*takes \({channels}, {SIZE}, {SIZE}\)"):
-            quantize(src, precision="int8", calib_data=str(sample), output=str(tmp_path / f"img{channels}"))
+        if channels == 4:
+            with pytest.raises(ResdeployError, match=rf"holds images.*takes \({channels}, {SIZE}, {SIZE}\)"):
+                quantize(src, precision="int8", calib_data=str(sample), output=str(tmp_path / f"img{channels}"))
+        else:
+            gray = quantize(src, precision="int8", calib_data=str(sample), output=str(tmp_path / "gray"))
+            pre = gray.manifest["preprocess"]
+            assert pre["color"] == "GRAY" and len(pre["mean"]) == len(pre["std"]) == 1
+            assert gray.manifest["check"]["samples"] > 0
+            images = resdeploy.validate(gray.model_path, data=str(sample), min_cosine=0.5)
+            assert images.samples == 32 and images.passed
         arrays = tmp_path / f"c{channels}.npy"
         np.save(arrays, np.random.default_rng(0).standard_normal((8, channels, SIZE, SIZE)).astype(np.float32))
         int8 = quantize(src, precision="int8", calib_data=str(arrays), output=str(tmp_path / f"q{channels}"))

@@ -69,6 +69,18 @@ def test_repository_layout_schema_and_files(tiny_artifact: Path, tmp_path: Path)
     assert not [p for p in (tmp_path / "repo").iterdir() if p.name.startswith(".")]  # no temporary sibling left
 
 
+def test_foreign_files_in_one_folder_get_their_own_names(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN001
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for name in ("resnet_a.onnx", "resnet_b.onnx"):
+        shutil.copyfile(tiny_onnx[0], zoo / name)
+    entries = [package_triton(zoo / name, tmp_path / "repo").model_dir.name for name in ("resnet_a.onnx", "resnet_b.onnx")]
+    assert entries == ["resnet_a_fp32", "resnet_b_fp32"]  # both were "zoo_fp32": the second was refused
+    assert package_triton(tiny_onnx[0], tmp_path / "repo").model_dir.name == f"{tiny_onnx[0].parent.name}_fp32"
+
+
 def test_readme_request_body_is_a_valid_kserve_request(tiny_artifact: Path, tmp_path: Path) -> None:
     """The README's python3 one-liner runs and writes a KServe v2 body shaped like the input."""
     import subprocess

@@ -91,6 +91,21 @@ def uint8_pixel_net():  # noqa: ANN201 - a torch module; torch is imported lazil
     return PixelNet().eval()
 
 
+def nhwc_wrapper(inner):  # noqa: ANN001, ANN201 - torch modules; torch is imported lazily
+    """What a Keras export looks like from outside: channels-last input, the same network ``inner`` inside."""
+    import torch
+
+    class NHWC(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.permute(0, 3, 1, 2))
+
+    return NHWC(inner).eval()
+
+
 def _tiny_net():  # noqa: ANN202 - a torch module; torch is imported lazily
     """The seeded tiny conv net (3x32x32 -> 10 logits) behind ``tiny_onnx`` and ``tiny_artifact``."""
     import torch

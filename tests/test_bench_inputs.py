@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _tiny_net, run_cli, uint8_pixel_net
+from conftest import _tiny_net, nhwc_wrapper, run_cli, uint8_pixel_net
 
 SAMPLE = Path(__file__).resolve().parent.parent / "calibration" / "sample"  # real photos
 
@@ -32,19 +32,11 @@ def _export(net, x, path: Path, name: str = "input", dynamic: dict | None = None
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import torch
 
-    class NHWC(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x.permute(0, 3, 1, 2))
-
     root = tmp_path_factory.mktemp("bench-inputs")
     net = _tiny_net()
     return {
         "nchw": _export(net, torch.randn(1, 3, 32, 32), root / "nchw" / "m.onnx"),
-        "nhwc": _export(NHWC(net).eval(), torch.randn(1, 32, 32, 3), root / "nhwc" / "m.onnx", "input_1"),
+        "nhwc": _export(nhwc_wrapper(net), torch.randn(1, 32, 32, 3), root / "nhwc" / "m.onnx", "input_1"),
         "pixels": _export(uint8_pixel_net(), torch.zeros(1, 3, 32, 32, dtype=torch.uint8), root / "u8" / "m.onnx"),
         "gray": _export(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
                                             torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval(),

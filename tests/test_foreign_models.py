@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error, run_cli
+from conftest import nhwc_wrapper, one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,6 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     from resdeploy.models.zoo import ModelSpec
 
-    class NHWC(torch.nn.Module):
-        """What a Keras export looks like from outside: channels-last input, the same network inside."""
-
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x.permute(0, 3, 1, 2))
-
     root = tmp_path_factory.mktemp("foreign")
     net = ModelSpec("resnet20", num_classes=10, input_size=SIZE).build().eval()
     x = torch.randn(1, 3, SIZE, SIZE)
@@ -47,7 +37,7 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         p.parent.mkdir()
     torch.onnx.export(net, (x,), str(paths["nchw"]), input_names=["data"], output_names=["prob"],
                       dynamic_axes={"data": {0: "batch"}, "prob": {0: "batch"}}, dynamo=False)
-    torch.onnx.export(NHWC(net).eval(), (x.permute(0, 2, 3, 1),), str(paths["nhwc"]), input_names=["input_1"],
+    torch.onnx.export(nhwc_wrapper(net), (x.permute(0, 2, 3, 1),), str(paths["nhwc"]), input_names=["input_1"],
                       output_names=["predictions"], dynamic_axes={"input_1": {0: "batch"}, "predictions": {0: "batch"}},
                       dynamo=False)
     torch.onnx.export(net, (x,), str(paths["dynamic"]), input_names=["data"], output_names=["prob"],

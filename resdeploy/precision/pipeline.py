@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from resdeploy.precision.quickcheck import check_warning
 from resdeploy.precision.ranges import METHODS, RANGES_NAME, CalibrationRanges
 from resdeploy.preprocess import PreprocessFlags, PreprocessSpec
 from resdeploy.resolve import Artifact, preprocess_from, resolve_artifact
+
+if TYPE_CHECKING:
+    from resdeploy.data import Dataset
 
 PRECISIONS = ("fp16", "int8")
 QUANTIZE_RESULT_SCHEMA = "resdeploy.quantize/1"
@@ -249,13 +252,14 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
         raise ResdeployError(f"{out} already exists; pass --force to overwrite it")
     # The rest of the user's input, before seconds of graph work: a typo must fail at once.
     check_writable_dir(out.parent)
+    listed: Dataset | None = None  # the calibration folder, listed once (ImageNet's train set: ~30 s a listing)
     if cfg.calib_data:
         from resdeploy.data import check_source, open_data
 
         if check_source(cfg.calib_data).is_dir():
             # Lists the files only: an empty folder, or images for a 1-channel model, fail before the graph work.
-            open_data(cfg.calib_data, src.preprocess, samples=cfg.calib_samples, seed=cfg.seed,
-                      tensor_shape=_input_shape(src))
+            listed = open_data(cfg.calib_data, src.preprocess, samples=cfg.calib_samples, seed=cfg.seed,
+                               reporter=rep, tensor_shape=_input_shape(src))
     saved: CalibrationRanges | None = None
     if cfg.precision == "int8" and cfg.ranges:
         saved = CalibrationRanges.load(cfg.ranges)
@@ -268,9 +272,9 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
         ranges: CalibrationRanges | None = None
         info: dict[str, Any]
         if cfg.precision == "fp16":
-            info, check_inputs = _make_fp16(src, cfg, work_model, rep)
+            info, check_inputs = _make_fp16(src, cfg, work_model, rep, listed)
         else:
-            info, ranges, check_inputs = _make_int8(src, cfg, tmp, work_model, rep, saved)
+            info, ranges, check_inputs = _make_int8(src, cfg, tmp, work_model, rep, saved, listed)
             if cfg.budget is not None:
                 from resdeploy.precision.budget import apply_budget
 
@@ -303,7 +307,8 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
     return result
 
 
-def _make_fp16(src: SourceModel, cfg: QuantizeConfig, dst: Path, rep: Reporter) -> tuple[dict[str, Any], np.ndarray | None]:
+def _make_fp16(src: SourceModel, cfg: QuantizeConfig, dst: Path, rep: Reporter,
+               listed: Dataset | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
     from resdeploy.precision.fp16 import convert_fp16, fp16_node_share
     from resdeploy.precision.int8 import match_nodes
 
@@ -314,16 +319,21 @@ def _make_fp16(src: SourceModel, cfg: QuantizeConfig, dst: Path, rep: Reporter) 
             "fp16_node_share": round(fp16_node_share(converted), 4)}
     inputs = None
     if cfg.calib_data:  # optional: real samples make the recorded check meaningful
-        inputs = _load_samples(src, cfg, min(cfg.calib_samples, _CHECK_SAMPLES), rep)
+        inputs = _load_samples(src, cfg, min(cfg.calib_samples, _CHECK_SAMPLES), rep, listed)
     return info, inputs
 
 
-def _load_samples(src: SourceModel, cfg: QuantizeConfig, count: int, rep: Reporter) -> np.ndarray:
+def _load_samples(src: SourceModel, cfg: QuantizeConfig, count: int, rep: Reporter,
+                  listed: Dataset | None = None) -> np.ndarray:
+    """``count`` seeded samples of --calib-data; ``listed``: the same source opened for ``cfg.calib_samples``."""
     from resdeploy.data import open_data
 
     assert cfg.calib_data is not None
-    ds = open_data(cfg.calib_data, src.preprocess, samples=count, seed=cfg.seed, reporter=rep,
-                   tensor_shape=_input_shape(src))
+    if listed is not None and count == cfg.calib_samples:
+        ds = listed
+    else:  # the listing's warnings (empty classes, unsupported files) were said when it was listed
+        ds = open_data(cfg.calib_data, src.preprocess, samples=count, seed=cfg.seed,
+                       reporter=rep if listed is None else Reporter(quiet=True), tensor_shape=_input_shape(src))
     inputs, _ = ds.load(rep, description="calibration data")
     inputs = as_input_dtype(inputs, read_graph_input(src.path))  # uint8 pixels for a graph that normalises them
     # synthetic:N asks for N samples itself (and already warns that noise makes poor ranges).
@@ -345,7 +355,7 @@ def _input_shape(src: SourceModel) -> tuple[int, ...]:
 
 
 def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep: Reporter,
-               saved: CalibrationRanges | None = None,
+               saved: CalibrationRanges | None = None, listed: Dataset | None = None,
                ) -> tuple[dict[str, Any], CalibrationRanges, np.ndarray | None]:
     from resdeploy.precision import int8
 
@@ -373,7 +383,7 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
                                  hint="drop --no-equalize" if ranges.equalized else "add --no-equalize")
         rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
     else:
-        inputs = _load_samples(src, cfg, cfg.calib_samples, rep)
+        inputs = _load_samples(src, cfg, cfg.calib_samples, rep, listed)
         _, fixed_batch = int8.model_input(pre)
         if fixed_batch and len(inputs) % fixed_batch and len(inputs) >= fixed_batch:
             keep = len(inputs) // fixed_batch * fixed_batch  # what calibration can feed; recorded honestly

@@ -252,6 +252,27 @@ def test_fixed_batch_export_can_be_quantized(tmp_path: Path, images: Path) -> No
     assert q8.manifest["calibration"]["samples"] == 6 and q8.manifest["check"]["samples"] >= 6
 
 
+def test_the_calibration_folder_is_listed_once_and_its_warnings_said_once(
+        fp32: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resdeploy.data as data_mod
+    from resdeploy.console import Reporter
+
+    folder = tmp_path / "calib"
+    shutil.copytree(images, folder)
+    (folder / "notes.txt").write_text("not an image")
+    listings: list[str] = []
+    real = data_mod._image_folder
+    monkeypatch.setattr(data_mod, "_image_folder", lambda *a, **k: listings.append(str(a[0])) or real(*a, **k))
+    warned: list[str] = []
+    rep = Reporter(quiet=True)
+    monkeypatch.setattr(rep, "warn", warned.append)
+    quantize(fp32, precision="int8", calib_data=str(folder), calib_samples=8, output=str(tmp_path / "q"), reporter=rep)
+    assert len(listings) == 1  # was 2: a million-image folder cost its listing time twice
+    warned.clear()
+    quantize(fp32, precision="fp16", calib_data=str(folder), calib_samples=20, output=str(tmp_path / "h"), reporter=rep)
+    assert sum("unsupported type" in w for w in warned) == 1, warned
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter: the one that writes old opsets
 @pytest.mark.parametrize("opset", [7, 11])

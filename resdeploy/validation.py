@@ -232,17 +232,8 @@ def run_local(ds: Any, ref_cfg: Any, cand_cfg: Any, batch_size: int, reporter: R
     with reporter.step("loading the reference and the candidate"):
         ref_runner, cand_runner = _create_runners(ref_cfg, cand_cfg)
     try:
-        meta = cand_runner.input_meta()
-        raw = is_raw_image_input(meta.dtype, meta.shape)  # preprocessing in the candidate's graph
-        if raw and ds.kind != "images":
-            raise ResdeployError("a model with its preprocessing in the graph validates on an image folder (--data DIR)")
-        candidate_side: Any = cand_runner
-        feed: Callable[[Any], Any] | None = None
-        ref_side = reference_side(ref_runner, ds)
-        if raw:  # the candidate gets the same samples as decoded images, one per call (their sizes differ)
-            candidate_side = functools.partial(_infer_images, cand_runner)
-            feed = functools.partial(_decoded_images, ds)
-        return compare_runners(ref_side, candidate_side,
+        side, feed = candidate_side(cand_runner, ds)
+        return compare_runners(reference_side(ref_runner, ds), side,
                                ds.batches(batch_size, data_reporter, description="validating"),
                                on_first=on_first, candidate_inputs=feed)
     finally:  # compare_runners closes the runners it is given; a callable side's runner is closed here
@@ -439,6 +430,20 @@ def reference_side(ref_runner: Any, ds: Any) -> Any:
     if spec is None or ref_layout is None or ref_layout == spec.layout:
         return ref_runner
     return functools.partial(_infer_in_layout, ref_runner, spec.layout, ref_layout)
+
+
+def candidate_side(cand_runner: Any, ds: Any) -> tuple[Any, Callable[[Any], Any] | None]:
+    """The candidate as ``compare`` runs it, and what it is fed instead of the reference's tensors (or None).
+
+    A model with its preprocessing in the graph gets the same samples as decoded images,
+    one per call (their sizes differ). ``run_local`` and ``validate --ray``'s workers both use it.
+    """
+    meta = cand_runner.input_meta()
+    if not is_raw_image_input(meta.dtype, meta.shape):
+        return cand_runner, None
+    if ds.kind != "images":
+        raise ResdeployError("a model with its preprocessing in the graph validates on an image folder (--data DIR)")
+    return functools.partial(_infer_images, cand_runner), functools.partial(_decoded_images, ds)
 
 
 def _infer_in_layout(runner: Any, source: str, target: str, batch: np.ndarray) -> np.ndarray:

@@ -68,7 +68,7 @@ class _ValidateWorker:
 
     def shard(self, index: int, start: int, stop: int) -> _Shard:
         from resdeploy.compare import compare_batches
-        from resdeploy.validation import reference_side
+        from resdeploy.validation import candidate_side, reference_side
 
         sub = dataclasses.replace(self.ds, items=self.ds.items[start:stop], limit=None, skipped=[],
                                   labels=None if self.ds.labels is None else self.ds.labels[start:stop])
@@ -84,8 +84,10 @@ class _ValidateWorker:
             return _Shard(index, [], None, skipped, os.getpid())
         positions = [start + offset[name] for b in batches for name in b.names]
         # Runners stay loaded for the next shard: compare_batches, not compare_runners (which closes them).
-        return _Shard(index, positions, compare_batches(reference_side(self.ref, self.ds), self.cand, batches),
-                      skipped, os.getpid())
+        # `sub`, not self.ds: the decoded images a raw-image candidate gets are named within the shard.
+        cand, feed = candidate_side(self.cand, sub)
+        return _Shard(index, positions, compare_batches(reference_side(self.ref, self.ds), cand, batches,
+                                                        candidate_inputs=feed), skipped, os.getpid())
 
 
 def _shards(start: int, stop: int, batch: int, first_index: int) -> list[dict[str, int]]:

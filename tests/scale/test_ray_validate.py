@@ -63,6 +63,21 @@ def test_ray_cli_result_equals_in_process_bit_for_bit(arts: dict[str, Path], ray
         assert remote["samples"] == (samples or 30) and remote["skipped_files"] == 1
 
 
+@pytest.mark.slow
+def test_a_model_with_its_preprocessing_in_the_graph_validates_on_ray_as_in_one_process(
+        arts: dict[str, Path], tiny_artifact: Path, ray_cluster: Any, tmp_path: Path) -> None:
+    """The workers feed it decoded images, as one process does (they fed it the reference's tensors: exit 2)."""
+    from resdeploy.preprocess_graph import embed_preprocessing
+    from resdeploy.scale.ray_validate import RayExecutor, validate_on_ray
+
+    raw = embed_preprocessing(tiny_artifact, tmp_path / "raw").path.parent  # its reference: tiny_artifact
+    cfg = ValidateConfig(data=str(arts["labelled"]), batch_size=4, threads=1)
+    local = validate(raw, config=cfg)
+    remote = validate_on_ray(raw, config=cfg, executor=RayExecutor(workers=2, threads=1))
+    assert remote.samples == local.samples == 30
+    _same(local.to_dict(), remote.to_dict())
+
+
 class _KillFirstWorker(Reporter):
     """Kills the Ray Data actor (SIGKILL) as soon as the first samples are back: mid-run."""
 

@@ -28,6 +28,7 @@ from resdeploy.errors import ResdeployError
 MODEL = "resnet20"
 INPUT_SIZE = 16  # the 8x8 scans upsampled 2x by the model's preprocessing
 VARIANTS = ("fp32", "fp16", "int8-cpu")
+DEMO_MARKER = ".resdeploy-demo"  # marks a folder the demo may replace (it deletes nothing else)
 
 
 @dataclass
@@ -88,12 +89,17 @@ def run_demo(config: DemoConfig | None = None, *, reporter: Reporter = QUIET) ->
     out = Path(cfg.output).resolve()
     if out.exists() and not cfg.force:
         raise ResdeployError(f"{out} already exists; pass --force to replace it")
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / DEMO_MARKER).is_file())):
+        # `python -m resdeploy.demo --output ~/work` replaces an earlier demo, never a folder of the user's
+        raise ResdeployError(f"{out} exists and is not a folder an earlier demo wrote; nothing was deleted",
+                             hint="pass another --output (a new or empty folder, or an earlier demo's)")
     check_writable_dir(out.parent)
     if out.exists():
         shutil.rmtree(out)
     t_start = time.perf_counter()
     results = out / "results"
     results.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("written by resdeploy.demo; the next demo run may replace this folder\n")
 
     with reporter.step("write digits as PNG folders"):
         folders = write_digits(out / "data", seed=cfg.seed)

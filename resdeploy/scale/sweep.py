@@ -132,6 +132,10 @@ def load_spec(path: str | os.PathLike[str], output: str | os.PathLike[str] | Non
     base = p.resolve().parent
     _refuse_unknown("the spec", raw, _TOP_KEYS, spec)
     models_raw = raw.get("models")
+    if isinstance(models_raw, str | dict):  # models = "resnet18": one model, not a list of them
+        raise ResdeployError(f"{spec}: 'models' is a list, got {models_raw!r}",
+                             hint=f"models = [{models_raw!r}]".replace("'", '"') if isinstance(models_raw, str)
+                             else 'models = [{ name = "resnet20", input_size = 32 }]')
     if not isinstance(models_raw, list) or not models_raw:
         raise ResdeployError(f"{spec}: empty sweep: 'models' lists no model",
                              hint='e.g. models = ["resnet18"]')
@@ -160,6 +164,9 @@ def load_spec(path: str | os.PathLike[str], output: str | os.PathLike[str] | Non
     if len(set(labels)) != len(labels):
         raise ResdeployError(f"{spec}: two models have the same name; give one a label = \"...\"")
     precisions = raw.get("precisions", ["fp32"])
+    if isinstance(precisions, str):
+        raise ResdeployError(f"{spec}: 'precisions' is a list, got {precisions!r}",
+                             hint=f'precisions = ["{precisions}"]')
     if not isinstance(precisions, list) or not precisions:
         raise ResdeployError(f"{spec}: empty sweep: 'precisions' lists none; choose from {', '.join(PRECISIONS)}")
     for prec in precisions:

@@ -109,6 +109,9 @@ def test_sweep_on_ray_tasks_gives_the_local_results(spec_dir: Path, ray_cluster:
       "models = []"), "empty sweep"),
     (("precisions = [\"fp32\", \"int8\"]", "precisions = []"), "empty sweep"),
     (("precisions = [\"fp32\", \"int8\"]", "precisions = [\"int4\"]"), "unknown precision 'int4'"),
+    (("precisions = [\"fp32\", \"int8\"]", "precisions = \"fp16\""), "'precisions' is a list, got 'fp16'"),
+    (("models = [{ name = \"resnet20\", input_size = 16 }, { onnx = \"broken.onnx\", input_size = 16 }]",
+      "models = \"resnet20\""), "'models' is a list, got 'resnet20'"),
     (("data = \"images\"\nmin", "data = \"nowhere\"\nmin"), "[validation] data not found: nowhere"),
 ])
 def test_bad_specs_are_one_line_exit_2(spec_dir: Path, edit: tuple[str, str], message: str) -> None:

@@ -87,12 +87,28 @@ def _check_run(run: Any, where: str) -> None:
             raise ResdeployError(f"{where}: '{key}' is not an object")
 
 
+def _expand_folders(paths: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """A folder stands for the ``*.json`` files directly in it, sorted (``resdeploy report results/``)."""
+    out: list[str | os.PathLike[str]] = []
+    for p in paths:
+        if not os.path.isdir(p):
+            out.append(p)
+            continue
+        found = sorted(str(f) for f in Path(p).glob("*.json") if f.is_file())
+        if not found:
+            raise ResdeployError(f"{p} is a folder with no .json result files in it",
+                                 hint="pass the bench/validate JSON files, or the folder they were written to")
+        out.extend(found)
+    return out
+
+
 def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dict[str, Any]]]:
     """Read and check result files; returns (file name, result) pairs in the given order."""
     from resdeploy.artifacts import read_json
 
     if not paths:
         raise ResdeployError("no result files given")
+    paths = _expand_folders(paths)
     seen: set[str] = set()
     for p in paths:
         real = os.path.realpath(p)

@@ -10,7 +10,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report_cmd(
-        results: list[str] = typer.Argument(..., metavar="RESULTS...", help="Result JSON files from `resdeploy bench -o`."),
+        results: list[str] = typer.Argument(..., metavar="RESULTS...", help="Result JSON files (`resdeploy bench -o FILE`, `validate --json > FILE`), or folders of them."),
         output: str = typer.Option(None, "--output", "-o", help="report.html (plots embedded) or report.md (PNGs beside it)."),
         baseline: str = typer.Option(None, "--baseline",
                                      help="Speed-ups against this run: 'ort', or key=value filters over engine, model, machine, "

@@ -37,6 +37,15 @@ def test_report_html_and_json(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN00
     assert code == 0 and [r["batch"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0
 
 
+def test_report_on_a_folder_reads_the_results_in_it(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN001
+    res = _result(tiny_onnx, tmp_path / "results")
+    code, stdout, _ = run_cli("report", str(res.parent), "--json")  # was: "[Errno 21] Is a directory"
+    assert code == 0 and json.loads(stdout)["sources"] == [str(res)]
+    (tmp_path / "empty").mkdir()
+    code, stdout, stderr = run_cli("report", str(tmp_path / "empty"))
+    assert code == 2 and stdout == "" and "no .json result files" in stderr and len(stderr.strip().splitlines()) == 1
+
+
 def test_report_refuses_another_schema_version(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN001
     res = _result(tiny_onnx, tmp_path)
     data = json.loads(res.read_text())

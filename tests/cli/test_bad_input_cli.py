@@ -125,7 +125,7 @@ def test_bad_numbers_are_refused_before_any_work(files: dict[str, str], tmp_path
      "is a directory"),
     (["report", "{not_bench}", "-o", "{out_dir}.html"], "not a resdeploy bench result"),
     (["report", "{png}"], "cannot read"),
-    (["report", "{dir}", "--json"], "cannot read"),
+    (["report", "{dir}", "--json"], "no .json result files"),
     (["export", "resnet20", "--weights", "{png}", "-q", "-o", "{out_dir}"], "unknown file type"),
     (["export", "resnet20", "--weights", "{dir}", "-q", "-o", "{out_dir}"], "not a file"),
     (["export", "resnet20", "-q", "-o", "{png}"], "already exists"),

@@ -210,13 +210,15 @@ def resolve_artifact(ref: str | os.PathLike[str], *, role: str = "model", zoo: b
             if not onnx_dir:
                 return Artifact(text, "dir", p, manifest)
             inside = artifact_dirs_inside(p)
+            files = sorted(f.name for f in p.glob("*.onnx") if f.is_file())  # a folder of foreign models
+            named = ([f"one of its artifact directories: {', '.join(inside)}"] if inside else []) + \
+                ([f"one of its ONNX files: {', '.join(str(p / f) for f in files[:3])}"
+                  + (f" (and {len(files) - 3} more)" if len(files) > 3 else "")] if files else [])
+            hint = "pass " + ", or ".join(named) if named else None
             if role == "model":
-                raise ResdeployError(f"no such file: {p / name}",
-                                     hint=f"pass one of its artifact directories: {', '.join(inside)}" if inside
-                                     else None)
-            raise ResdeployError(f"no {name} in {p}",
-                                 hint=f"pass one of its artifact directories: {', '.join(inside)}" if inside
-                                 else f"pass the {role}'s model.onnx or the directory `resdeploy export`/`quantize` wrote")
+                raise ResdeployError(f"no such file: {p / name}", hint=hint)
+            raise ResdeployError(f"no {name} in {p}", hint=hint or f"pass the {role}'s model.onnx or the directory "
+                                                                   "`resdeploy export`/`quantize` wrote")
         p = p / name
     if not p.is_file():
         raise ResdeployError(f"{p} is not a file")

@@ -86,6 +86,11 @@ def test_resolve_artifact_accepts_the_manifest_users_paste(tmp_path: Path) -> No
     (tmp_path / "resnet50" / "fp32" / "model.onnx").write_bytes(b"x")
     with pytest.raises(ResdeployError, match="pass one of its artifact directories: fp32"):
         resolve_artifact(tmp_path / "resnet50")  # the model's folder, not a variant's
+    (tmp_path / "zoo").mkdir()
+    for name in ("resnet50-v1-12.onnx", "resnet18-v1-7.onnx"):
+        (tmp_path / "zoo" / name).write_bytes(b"x")
+    with pytest.raises(ResdeployError, match=r"pass one of its ONNX files: .*zoo/resnet18-v1-7.onnx, .*zoo/resnet50"):
+        resolve_artifact(tmp_path / "zoo", role="candidate")  # a folder of foreign models, without model.onnx
     (tmp_path / "model.onnx").write_bytes(b"")  # an interrupted copy
     with pytest.raises(ResdeployError, match=r"is empty \(0 bytes\)"):
         resolve_artifact(tmp_path, verify=False)

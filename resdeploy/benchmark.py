@@ -324,6 +324,24 @@ def _recorded_preprocess(cfg: BenchConfig) -> dict[str, Any]:
     return (manifest.preprocess if manifest else None) or {}
 
 
+def fixed_batch(model: str | os.PathLike[str]) -> int | None:
+    """The batch an ONNX model's graph fixes (None: dynamic, or not an ONNX file), for the default batches.
+
+    trtexec and benchmark_app time a static model at its own shape; the default batches
+    (1 and 8) would refuse it.
+    """
+    from resdeploy.onnx_io import read_graph_input
+
+    try:
+        art = resolve_artifact(model, onnx_dir=False, verify=False)
+        if art.kind != "onnx" or art.path is None:
+            return None
+        dims = read_graph_input(art.path).dims
+    except ResdeployError:  # an unreadable file: the engine that loads it says so, in its words
+        return None
+    return dims[0] if dims else None
+
+
 def input_shape(runner: Runner, batch: int, cfg: BenchConfig) -> tuple[int, ...]:
     """The input shape for ``batch``: the model's fixed dims, with dynamic ones filled in (NCHW or NHWC)."""
     meta = runner.input_meta()
@@ -573,6 +591,15 @@ def bench(source: BenchConfig | str | os.PathLike[str], config: BenchConfig | No
     cfg = config
     cfg.check()
     batches = cfg.resolved_batches()
+    fixed = fixed_batch(cfg.model) if cfg.batches is None else None
+    if fixed is not None and fixed != 1 and cfg.scenario == "single-stream":
+        raise ResdeployError(f"the single-stream scenario runs batch 1, and {cfg.model} fixes a batch of {fixed}",
+                             hint="use --scenario offline, or export with a dynamic batch axis")
+    if fixed is not None and batches != [fixed]:  # an ONNX Model Zoo file: batch 1, fixed in the graph
+        reporter.info(f"{cfg.model} takes a fixed batch of {fixed}: timing batch {fixed} (not the default "
+                      f"{','.join(map(str, batches))})")
+        batches = [fixed]
+    cfg = replace(cfg, batches=batches) if fixed is not None else cfg
     threads = cfg.effective_threads()
 
     options = dict(cfg.options)

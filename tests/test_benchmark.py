@@ -110,6 +110,23 @@ def test_bad_configs_are_one_line_errors(tiny_onnx, overrides, message) -> None:
         bench(BenchConfig(model=str(path), **{**FAST, **overrides}))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, the fast one
+def test_a_fixed_batch_model_is_timed_at_its_batch_by_default(tiny_onnx, tmp_path) -> None:  # noqa: ANN001
+    """As trtexec and benchmark_app time a static model: the default batches (1, 8) refused it."""
+    import torch
+
+    _, net = tiny_onnx
+    path = tmp_path / "b3.onnx"
+    torch.onnx.export(net, (torch.randn(3, 3, 32, 32),), str(path), input_names=["data"], output_names=["prob"],
+                      dynamo=False)
+    result = bench(str(path), engines=["ort"], iterations=2, duration=0.0, warmup_iterations=0)
+    assert [r.batch for r in result.runs] == [3] and result.config["batches"] == [3]
+    with pytest.raises(ResdeployError, match="cannot run batch 8"):  # asked for: refused, not changed
+        bench(str(path), engines=["ort"], batches=[8], iterations=1, duration=0.0)
+    with pytest.raises(ResdeployError, match="single-stream scenario runs batch 1.*fixes a batch of 3"):
+        bench(str(path), engines=["ort"], scenario="single-stream", iterations=1, duration=0.0)
+
+
 def test_bad_pair_fails_before_any_engine_is_timed(tiny_onnx) -> None:
     path, _ = tiny_onnx
     # ort would be measured first; the error for the second engine must come before that.

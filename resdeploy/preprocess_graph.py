@@ -92,7 +92,8 @@ def preprocess_model(spec: PreprocessSpec, *, opset: int = MIN_OPSET, batch: int
         # torchvision's Resize(size): shorter side = size, longer = floor(size * long / short), exactly in int64.
         short = node("ReduceMin", [hw], "short", keepdims=1)
         new_hw = node("Div", [node("Mul", [hw, const("size", [size])], "hw_x_size"), short], "new_hw")
-        attrs: dict[str, Any] = {"mode": mode, "axes": [1, 2], "coordinate_transformation_mode": "half_pixel"}
+        attrs: dict[str, Any] = {"mode": mode, "axes": [1, 2], "coordinate_transformation_mode": "half_pixel",
+                                 "exclude_outside": 1}
         if antialias:
             attrs["antialias"] = 1
         x = node("Resize", [x, "", "", new_hw], "resized", **attrs)

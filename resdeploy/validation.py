@@ -212,6 +212,16 @@ def _check_same_pixels(cand_file: Path, cand: GraphInput, ref_file: Path) -> Non
         raise ResdeployError(f"{cand_file} takes {cand.dtype} input and the reference {ref_file} takes {ref.dtype}: "
                              "validate feeds both the same preprocessed tensors, which cannot be right for both",
                              hint="pass a --reference that takes the same input, or validate each on labelled data")
+    # Channels and size, whatever the layout (an NHWC export checked against its NCHW network is fine).
+    if (ref.channels, ref.height_width) != (cand.channels, cand.height_width) and None not in (
+            ref.channels, cand.channels, ref.height_width, cand.height_width):
+        def shown(g: GraphInput) -> str:
+            assert g.height_width is not None
+            return f"{g.channels}x{g.height_width[0]}x{g.height_width[1]}"
+
+        raise ResdeployError(f"{cand_file} takes {shown(cand)} (channels x height x width) samples and the reference "
+                             f"{ref_file} takes {shown(ref)}: they are not the same network's input",
+                             hint="pass the candidate's own FP32 model as --reference")
 
 
 def model_file(path: Path, engine: str, role: str = "candidate") -> Path:

@@ -17,6 +17,7 @@ from resdeploy.errors import ResdeployError
 from resdeploy.validation import MLPERF_TOP1_RATIO, ValidateConfig, validate, write_junit
 
 SIZE = 16
+SAMPLE = Path(__file__).resolve().parent.parent / "calibration" / "sample"  # real photos
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +294,21 @@ def test_a_uint8_pixel_model_against_a_float_reference_is_refused(tmp_path: Path
     with pytest.raises(ResdeployError, match="takes float32 input and the reference .* takes uint8"):
         validate(floats, reference=str(pixels), data=str(data))
     assert validate(pixels, reference=str(pixels), data=str(data)).samples == 4  # same input kind: runs
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, the fast one
+def test_a_reference_taking_other_channels_or_size_is_refused_naming_both(tiny_onnx, tmp_path: Path) -> None:  # noqa: ANN001
+    import torch
+    from conftest import nhwc_wrapper
+
+    model, net = tiny_onnx  # 3x32x32
+    gray = tmp_path / "gray.onnx"
+    torch.onnx.export(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                          torch.nn.Linear(4, 10)).eval(), (torch.zeros(1, 1, 28, 28),), str(gray),
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    with pytest.raises(ResdeployError, match=r"takes 1x28x28 .* the reference .* takes 3x32x32: they are not the same"):
+        validate(gray, reference=str(model), data=str(SAMPLE))  # was: the reference's shape error, naming --layout
+    nhwc = tmp_path / "nhwc.onnx"  # the same network channels-last: same channels and size, so it runs
+    torch.onnx.export(nhwc_wrapper(net), (torch.zeros(1, 32, 32, 3),), str(nhwc), input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    assert validate(nhwc, reference=str(model), data=str(SAMPLE), samples=4).parity["max_abs_error"] < 1e-4

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -47,8 +48,10 @@ class _Console(Console):
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
-stdout = _Console(soft_wrap=True)
-stderr = _Console(stderr=True, soft_wrap=True)
+# emoji=False: rich would turn ``:name:`` in user text into an emoji, and model names are
+# ``package.module:factory`` ("do not fit mypkg.mod:factory: ..." printed a factory emoji).
+stdout = _Console(soft_wrap=True, emoji=False)
+stderr = _Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 @dataclass
@@ -91,8 +94,9 @@ class Reporter:
             stderr.print(message, highlight=False)
 
     def warn(self, message: str) -> None:
-        # Warnings are shown even when quiet: they change what a result means.
-        stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
+        # Warnings are shown even when quiet: they change what a result means. They are text,
+        # not markup: they name user paths ("photos [v2]/"), which rich would otherwise eat.
+        stderr.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
     def track(self, items: Iterable[T], total: int | None, description: str, *, timed: bool = False,
               status: Callable[[], str] | None = None) -> Iterator[T]:

@@ -1,0 +1,28 @@
+"""resdeploy.console: what the shared consoles print is the text they were given."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+from resdeploy.console import Reporter, stderr
+
+
+def _stderr_of(fn) -> str:  # noqa: ANN001 - a no-argument callable
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        fn()
+    return err.getvalue()
+
+
+def test_warning_keeps_bracketed_path_parts_and_colon_words() -> None:
+    # A path with "[v2]" lost it (rich markup), and "mypkg.mod:factory:" became a factory emoji.
+    message = "skipping 1 file(s) in photos [v2]/set [bold]x: weights do not fit mypkg.mod:factory: 2 wrongly shaped"
+    text = _stderr_of(lambda: Reporter(quiet=True).warn(message))
+    assert text.startswith("warning: ")
+    assert message in " ".join(text.split())
+
+
+def test_consoles_print_colon_names_as_typed() -> None:
+    text = _stderr_of(lambda: stderr.print("model mypkg.mod:factory: and :smile:", highlight=False))
+    assert "mypkg.mod:factory: and :smile:" in text

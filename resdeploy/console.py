@@ -78,9 +78,10 @@ class Reporter:
         done, time left), a no-op when quiet.
         """
         t0 = time.perf_counter()
+        name = escape(name)  # step names are text ("write out [v2]/..."), not markup
         if not self.quiet:
             with stderr.status(f"{name}…") as status:
-                yield lambda text: status.update(f"{name}… {text}")
+                yield lambda text: status.update(f"{name}… {escape(text)}")
         else:
             yield lambda text: None
         self._done(name, time.perf_counter() - t0)
@@ -121,7 +122,7 @@ class Reporter:
                     yield item
                     progress.update(task, advance=1, status=status() if status is not None else "")
         if timed:
-            self._done(description, time.perf_counter() - t0)
+            self._done(escape(description), time.perf_counter() - t0)
 
 
 QUIET = Reporter(quiet=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from resdeploy.artifacts import (
     MANIFEST_NAME,
@@ -287,7 +288,7 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
                 ranges_path = out / RANGES_NAME
             typed = _manifest(src, cfg, out, staging / "model.onnx", info, check, ranges)
             typed.write(staging)
-    rep.info(f"[green]✓[/] wrote {out / 'model.onnx'}")
+    rep.info(f"[green]✓[/] wrote {escape(str(out / 'model.onnx'))}")
     result = QuantizeResult(out / "model.onnx", typed.to_dict(), ranges_path, out, src.path)
     budget = info.get("accuracy_budget")
     if budget and not budget["met"]:

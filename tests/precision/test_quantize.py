@@ -449,3 +449,16 @@ def test_calibration_folders_are_checked_before_the_graph_work(fp32: Path, tmp_p
     with pytest.raises(ResdeployError, match="no images in"):
         quantize(fp32, precision="int8", calib_data=str(tmp_path / "empty"), output=str(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_data_warning_is_given_once(fp32: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # The early look at --calib-data (fail fast, before the graph work) repeated the calibration's warnings.
+    from resdeploy.console import Reporter
+
+    data = tmp_path / "data"
+    shutil.copytree(images, data)
+    (data / "notes.txt").write_text("not an image")
+    quantize(fp32, QuantizeConfig(precision="fp16", calib_data=str(data), calib_samples=4,
+                                  output=str(tmp_path / "fp16")), reporter=Reporter(quiet=True))
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("unsupported type") == 1 and f"in {data}: notes.txt" in err

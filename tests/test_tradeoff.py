@@ -126,3 +126,26 @@ def test_report_renders_in_headless_chromium(merged_report: dict, tmp_path: Path
     assert probe["images"] == 4  # accuracy against speed + latency, throughput, CDF
     assert probe["broken"] == [] and probe["errors"] == []
     assert probe["narrow"] == []  # every plot fills the page width
+
+
+def test_a_panel_spanning_less_than_a_decade_has_numbers_on_its_speed_axis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # INT8 and FP16 at 22-76 images/s: only the decades (10, 100) were labelled, so that panel had no number.
+    import matplotlib.figure
+
+    from resdeploy.tradeoff import plot
+
+    drawn: list = []
+    save = matplotlib.figure.Figure.savefig
+
+    def recording(fig, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        drawn.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    pts = [_point("fp16", 22.3, 0.0), _point("int8-cpu", 71.2, -2.6), _point("int8-trt", 76.4, -2.6)]
+    mark_pareto(pts)
+    assert plot(pts)[:4] == b"\x89PNG"
+    (ax,) = drawn[0].axes
+    lo, hi = ax.get_xlim()
+    shown = [t.get_text() for t in ax.get_xticklabels(which="both") if t.get_text() and lo <= t.get_position()[0] <= hi]
+    assert shown and all(float(s) for s in shown)  # plain numbers (20, 50), not 2x10^1

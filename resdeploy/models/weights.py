@@ -2,7 +2,9 @@
 
 Checkpoints: ``.pth``/``.pt`` (a plain state dict, or a training checkpoint holding one
 under ``state_dict``/``model``/``model_state_dict``; ``module.`` and ``_orig_mod.``
-prefixes from DDP and ``torch.compile`` are stripped) and ``.safetensors``. Pickles are
+prefixes from DDP and ``torch.compile`` are stripped, and so is a wrapper module's attribute
+name, as in a PyTorch Lightning ``.ckpt``, where what remains names the model's keys exactly)
+and ``.safetensors``. Pickles are
 read with ``weights_only=True``: a checkpoint can never run code on this machine.
 
 Random init: a freshly initialised ResNet gives near-zero, near-identical logits for
@@ -133,7 +135,22 @@ def weights_record(path: str | Path) -> dict[str, Any]:
 def head_classes(state: Mapping[str, torch.Tensor], head: str = "fc") -> int | None:
     """Number of classes of a checkpoint's classifier, to size the model before loading."""
     w = state.get(f"{head}.weight")
+    if w is None and (prefix := _wrapper_prefix(state)) is not None:
+        w = state.get(f"{prefix}{head}.weight")  # a Lightning checkpoint's "model.fc.weight"
     return int(w.shape[0]) if isinstance(w, torch.Tensor) and w.ndim == 2 else None
+
+
+def _wrapper_prefix(state: Mapping[str, torch.Tensor]) -> str | None:
+    """``"model."`` when every key starts with that one attribute name, as a wrapper module writes them.
+
+    PyTorch Lightning saves ``LightningModule.state_dict()``, whose keys carry the attribute the
+    network is kept under (``model.conv1.weight``, ``net.conv1.weight``); so does any module
+    holding the network as ``self.backbone``.
+    """
+    heads = {k.split(".", 1)[0] for k in state if "." in k}
+    if len(heads) != 1 or any("." not in k for k in state):
+        return None
+    return f"{heads.pop()}."
 
 
 def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, model_name: str) -> None:
@@ -147,6 +164,11 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], 
     def relevant(k: str) -> bool:
         return not k.endswith("num_batches_tracked")
 
+    prefix = _wrapper_prefix(state)
+    if prefix is not None and not any(k in expected for k in state):
+        stripped = {k[len(prefix):]: v for k, v in state.items()}
+        if {k for k in stripped if relevant(k)} == {k for k in expected if relevant(k)}:
+            state = stripped  # every name fits once the wrapper's attribute is taken off; shapes are checked below
     missing = [k for k in expected if relevant(k) and k not in state]
     unexpected = [k for k in state if relevant(k) and k not in expected]
     shaped = [

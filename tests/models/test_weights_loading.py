@@ -94,6 +94,21 @@ def test_mismatch_names_missing_unexpected_and_shaped_keys(tmp_path: Path) -> No
     assert "2 missing (fc.weight, fc.bias)" in str(err.value) and "2 unexpected (classifier.weight" in str(err.value)
 
 
+def test_lightning_checkpoint_with_the_wrapper_attribute_on_every_key(tmp_path: Path) -> None:
+    # A LightningModule keeping the network as self.model saves "model.conv1.weight", ...: it was
+    # "102 missing; 102 unexpected (model.conv1.weight, ...)" with the hint to check the model name.
+    sd = _trained_like(num_classes=4)
+    path = tmp_path / "epoch=3-step=100.ckpt"
+    torch.save({"epoch": 3, "global_step": 100, "pytorch-lightning_version": "2.5.0",
+                "state_dict": {f"model.{k}": v for k, v in sd.items()}, "hyper_parameters": {"lr": 0.1}}, path)
+    model = create_model("resnet20", weights=str(path))  # 4 classes, read from model.fc.weight
+    assert model.fc.out_features == 4
+    _assert_loaded(model, sd)
+    # Only an exact fit is taken off: a prefixed checkpoint of another network still names its keys.
+    with pytest.raises(ResdeployError, match=r"do not fit resnet32: \d+ missing .* unexpected \(model\.conv1"):
+        create_model("resnet32", weights=str(path), num_classes=4)
+
+
 def test_bad_files(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x80\x02 this is not a checkpoint" * 10)

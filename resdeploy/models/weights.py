@@ -31,6 +31,9 @@ from resdeploy.artifacts import sha256_file
 from resdeploy.errors import ResdeployError
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+# pytorch/examples' ImageNet script, the classic trainer of torchvision's ResNets, writes
+# checkpoint.pth.tar and model_best.pth.tar: torch.save files despite the .tar.
+CHECKPOINT_DOUBLE_SUFFIXES = (".pth.tar",)
 SAFETENSORS_SUFFIXES = (".safetensors",)
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -52,10 +55,11 @@ def check_weights_path(path: str | Path) -> Path:
         raise ResdeployError(f"weights file not found: {p}")
     if not p.is_file():
         raise ResdeployError(f"weights path is not a file: {p}")
-    if p.suffix.lower() not in SAFETENSORS_SUFFIXES + CHECKPOINT_SUFFIXES:
+    if p.suffix.lower() not in SAFETENSORS_SUFFIXES + CHECKPOINT_SUFFIXES \
+            and not p.name.lower().endswith(CHECKPOINT_DOUBLE_SUFFIXES):
         raise ResdeployError(
             f"cannot read weights {p}: unknown file type '{p.suffix}'",
-            hint="use a .pth/.pt state dict or a .safetensors file",
+            hint="use a .pth/.pt state dict (or model_best.pth.tar) or a .safetensors file",
         )
     return p
 

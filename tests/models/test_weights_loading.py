@@ -109,6 +109,20 @@ def test_lightning_checkpoint_with_the_wrapper_attribute_on_every_key(tmp_path: 
         create_model("resnet32", weights=str(path), num_classes=4)
 
 
+def test_imagenet_example_model_best_pth_tar(tmp_path: Path) -> None:
+    # pytorch/examples' ImageNet script saves model_best.pth.tar (DataParallel keys): it was refused
+    # as "unknown file type '.tar'". A real tar archive is still no checkpoint.
+    sd = _trained_like()
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"epoch": 90, "arch": "resnet20", "state_dict": {f"module.{k}": v for k, v in sd.items()},
+                "best_acc1": torch.tensor(76.1), "optimizer": {"state": {}, "param_groups": []}}, path)
+    _assert_loaded(create_model("resnet20", weights=str(path)), sd)
+    archive = tmp_path / "data.tar"
+    archive.write_bytes(b"not a checkpoint")
+    with pytest.raises(ResdeployError, match="unknown file type '.tar'"):
+        read_state_dict(archive)
+
+
 def test_bad_files(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x80\x02 this is not a checkpoint" * 10)

@@ -213,7 +213,7 @@ def _export_zoo_model(name: str, cfg: QuantizeConfig, reporter: Reporter) -> Pat
     # the directory export and build use for this name (artifacts/<slug>/fp32), not a second guess at it
     fp32_dir = Path(cfg.output).parent / "fp32" if cfg.output else default_output_dir(name)
     if (fp32_dir / "model.onnx").exists() and (fp32_dir / MANIFEST_NAME).exists():
-        reporter.info(f"using the existing FP32 export in {fp32_dir}")
+        reporter.info(f"using the existing FP32 export in {escape(str(fp32_dir))}")
         return fp32_dir / "model.onnx"
     with reporter.step(f"exporting {name} to {fp32_dir}"):
         result = export(name, output_dir=fp32_dir)

@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 # Width of a table printed to a pipe or file: wide enough that no path is cut.
 PIPE_WIDTH = 4096
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` when cmd is killed by it
 
 
 class _Console(Console):
@@ -46,6 +47,15 @@ class _Console(Console):
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    def on_broken_pipe(self) -> None:
+        """``resdeploy validate ... | head``: the reader left. Rich exits 1, this CLI's "a gate
+        failed"; a shell reports a reader that left as 141 (128 + SIGPIPE), and so does this."""
+        try:
+            super().on_broken_pipe()  # silences this console and points stdout at /dev/null
+        except SystemExit:
+            pass
+        raise SystemExit(BROKEN_PIPE_EXIT)
 
 
 # emoji=False: rich would turn ``:name:`` in user text into an emoji, and model names are

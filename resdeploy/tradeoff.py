@@ -150,6 +150,7 @@ def plot(pts: Sequence[TradeoffPoint]) -> bytes:
     # One full-width panel per batch, stacked: the points of fast variants sit close together.
     fig, axes = plt.subplots(len(batches), 1, figsize=(10, 3.8 * len(batches)), squeeze=False)
     machines = list(dict.fromkeys(p.machine for p in pts))
+    several_models = len({p.model for p in pts}) > 1  # then "int8-cpu · ort" alone does not say whose
     markers = "osD^v<>P"
     for ax, batch in zip(axes[:, 0], batches, strict=True):
         here = [p for p in pts if p.batch == batch]
@@ -167,7 +168,8 @@ def plot(pts: Sequence[TradeoffPoint]) -> bytes:
         # Labels take turns at four heights above and below their points (in x order), so neighbours
         # do not overprint.
         for k, p in enumerate(sorted(here, key=lambda p: (p.images_per_s, p.drop_points))):
-            ax.annotate(f"{p.variant} · {p.engine}", (p.images_per_s, p.drop_points), textcoords="offset points",
+            ax.annotate(p.label if several_models else f"{p.variant} · {p.engine}", (p.images_per_s, p.drop_points),
+                        textcoords="offset points",
                         xytext=(0, (7, -13, 19, -25)[k % 4]), ha="center", fontsize=7)
         ax.set_xscale("log")
         plain_log_axis(ax.xaxis)

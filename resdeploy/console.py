@@ -135,18 +135,4 @@ class Reporter:
             self._done(escape(description), time.perf_counter() - t0)
 
 
-@dataclass
-class CollectingReporter(Reporter):
-    """A reporter that keeps warnings in ``sink`` instead of printing them.
-
-    For a result that carries its warnings (``ValidateResult.warnings``), and for a look at
-    the input that is repeated later (its warnings would be printed twice).
-    """
-
-    sink: list[str] = field(default_factory=list)
-
-    def warn(self, message: str) -> None:
-        self.sink.append(message)
-
-
 QUIET = Reporter(quiet=True)

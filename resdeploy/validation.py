@@ -26,7 +26,7 @@ import numpy as np
 
 from resdeploy.artifacts import Lineage, commit_file, load_onnx, manifest_path_for, read_manifest
 from resdeploy.compare import Gate, RunComparison, compare_runners, infer_batched, make_gate
-from resdeploy.console import CollectingReporter, Reporter
+from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.onnx_io import GraphInput, layout_of, read_graph_input, to_layout
 from resdeploy.preprocess import PreprocessFlags, PreprocessSpec
@@ -307,7 +307,7 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
                             "both run on the candidate's")
     assert cfg.data is not None  # checked by cfg.check()
     # The data's warnings (skipped files, empty classes) qualify the result: into it, printed once by the CLI.
-    data_rep = CollectingReporter(quiet=rep.quiet, sink=warnings)
+    data_rep = _Collecting(quiet=rep.quiet, sink=warnings)
     # The graph's own per-sample shape (a 1- or 4-channel model takes arrays, not 3-channel images).
     ds = open_data(cfg.data, spec, samples=cfg.samples, seed=cfg.seed, labels_file=cfg.labels, reporter=data_rep,
                    tensor_shape=cand_input.sample_shape if cand_input is not None else None)
@@ -405,6 +405,16 @@ def _check_labels(ds: Any, num_classes: int, labels_file: str | None) -> list[st
         return [f"{len(ds.classes)} class folders for a {num_classes}-class model: classes are numbered by sorted "
                 "folder name (0, 1, ...); pass --labels FILE if the folders are a subset of the model's classes"]
     return []
+
+
+@dataclass
+class _Collecting(Reporter):
+    """A reporter that keeps warnings (for ``ValidateResult.warnings``) instead of printing them."""
+
+    sink: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.sink.append(message)
 
 
 def _label_gates(cfg: ValidateConfig) -> list[str]:

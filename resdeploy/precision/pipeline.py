@@ -32,7 +32,7 @@ from resdeploy.artifacts import (
     load_onnx,
     package_versions,
 )
-from resdeploy.console import CollectingReporter, Reporter
+from resdeploy.console import Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.onnx_io import as_input_dtype, read_graph_input, static_sample_shape
 from resdeploy.precision.budget import Budget
@@ -255,9 +255,8 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
 
         if check_source(cfg.calib_data).is_dir():
             # Lists the files only: an empty folder, or images for a 1-channel model, fail before the graph work.
-            # Its warnings (unsupported files) are given when the data is read for calibration, once.
             open_data(cfg.calib_data, src.preprocess, samples=cfg.calib_samples, seed=cfg.seed,
-                      tensor_shape=_input_shape(src), reporter=CollectingReporter(quiet=True))
+                      tensor_shape=_input_shape(src))
     saved: CalibrationRanges | None = None
     if cfg.precision == "int8" and cfg.ranges:
         saved = CalibrationRanges.load(cfg.ranges)
@@ -373,8 +372,7 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
                                  "cross-layer equalization, this run is "
                                  f"{'with' if cfg.equalize else 'without'} it",
                                  hint="drop --no-equalize" if ranges.equalized else "add --no-equalize")
-        rep.info(escape(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of "
-                        f"{ranges.source})"))
+        rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
     else:
         inputs = _load_samples(src, cfg, cfg.calib_samples, rep)
         _, fixed_batch = int8.model_input(pre)

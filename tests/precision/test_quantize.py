@@ -451,19 +451,6 @@ def test_calibration_folders_are_checked_before_the_graph_work(fp32: Path, tmp_p
     assert not (tmp_path / "x").exists()
 
 
-def test_a_data_warning_is_given_once(fp32: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    # The early look at --calib-data (fail fast, before the graph work) repeated the calibration's warnings.
-    from resdeploy.console import Reporter
-
-    data = tmp_path / "data"
-    shutil.copytree(images, data)
-    (data / "notes.txt").write_text("not an image")
-    quantize(fp32, QuantizeConfig(precision="fp16", calib_data=str(data), calib_samples=4,
-                                  output=str(tmp_path / "fp16")), reporter=Reporter(quiet=True))
-    err = " ".join(capsys.readouterr().err.split())
-    assert err.count("unsupported type") == 1 and f"in {data}: notes.txt" in err
-
-
 def test_a_trt_graph_checked_on_an_avx2_cpu_says_why_it_agrees_poorly(
         fp32: Path, int8_trt, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
         capsys: pytest.CaptureFixture) -> None:

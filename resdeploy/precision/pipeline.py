@@ -372,7 +372,8 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
                                  "cross-layer equalization, this run is "
                                  f"{'with' if cfg.equalize else 'without'} it",
                                  hint="drop --no-equalize" if ranges.equalized else "add --no-equalize")
-        rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
+        rep.info(escape(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of "
+                        f"{ranges.source})"))
     else:
         inputs = _load_samples(src, cfg, cfg.calib_samples, rep)
         _, fixed_batch = int8.model_input(pre)

@@ -186,9 +186,15 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], 
             if keys:
                 shown = ", ".join(keys[:4]) + (f", +{len(keys) - 4} more" if len(keys) > 4 else "")
                 parts.append(f"{len(keys)} {label} ({shown})")
+        modules = {k.split(".", 1)[0] for k in missing + unexpected}
+        hint = "check the model name and --num-classes"
+        if len(modules) == 1 and missing and unexpected and not shaped:
+            # Only one part is built otherwise, as a fine-tuned head (fc = Sequential(Dropout, Linear)) is.
+            hint = (f"the file's '{modules.pop()}' is built differently from {model_name}'s: export the module "
+                    "you trained, `resdeploy export package.module:factory --weights FILE`")
         raise ResdeployError(
             f"weights {source} do not fit {model_name}: " + "; ".join(parts),
-            hint="check the model name and --num-classes",
+            hint=hint,
         )
     filtered = {k: v for k, v in state.items() if relevant(k)}
     model.load_state_dict(filtered, strict=False)

@@ -123,6 +123,21 @@ def test_imagenet_example_model_best_pth_tar(tmp_path: Path) -> None:
         read_state_dict(archive)
 
 
+def test_a_fine_tuned_head_of_another_shape_points_at_a_factory(tmp_path: Path) -> None:
+    # model.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(64, 3)), as fine-tuning tutorials write it:
+    # the hint said "check the model name and --num-classes", neither of which can make it fit.
+    sd = _trained_like()
+    head = {k: v for k, v in sd.items() if k.startswith("fc.")}
+    tuned = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    tuned.update({"fc.1.weight": head["fc.weight"][:3], "fc.1.bias": head["fc.bias"][:3]})
+    path = tmp_path / "tuned.pth"
+    torch.save(tuned, path)
+    with pytest.raises(ResdeployError) as err:
+        create_model("resnet20", weights=str(path))
+    assert "2 missing (fc.weight, fc.bias); 2 unexpected (fc.1.weight, fc.1.bias)" in str(err.value)
+    assert "'fc' is built differently" in (err.value.hint or "") and "package.module:factory" in (err.value.hint or "")
+
+
 def test_bad_files(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x80\x02 this is not a checkpoint" * 10)

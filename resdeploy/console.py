@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +27,7 @@ T = TypeVar("T")
 
 # Width of a table printed to a pipe or file: wide enough that no path is cut.
 PIPE_WIDTH = 4096
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` when cmd is killed by it
 
 
 class _Console(Console):
@@ -46,9 +48,20 @@ class _Console(Console):
     def size(self, new_size: tuple[int, int]) -> None:
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
+    def on_broken_pipe(self) -> None:
+        """``resdeploy validate ... | head``: the reader left. Rich exits 1, this CLI's "a gate
+        failed"; a shell reports a reader that left as 141 (128 + SIGPIPE), and so does this."""
+        try:
+            super().on_broken_pipe()  # silences this console and points stdout at /dev/null
+        except SystemExit:
+            pass
+        raise SystemExit(BROKEN_PIPE_EXIT)
 
-stdout = _Console(soft_wrap=True)
-stderr = _Console(stderr=True, soft_wrap=True)
+
+# emoji=False: rich would turn ``:name:`` in user text into an emoji, and model names are
+# ``package.module:factory`` ("do not fit mypkg.mod:factory: ..." printed a factory emoji).
+stdout = _Console(soft_wrap=True, emoji=False)
+stderr = _Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 @dataclass
@@ -75,9 +88,10 @@ class Reporter:
         done, time left), a no-op when quiet.
         """
         t0 = time.perf_counter()
+        name = escape(name)  # step names are text ("write out [v2]/..."), not markup
         if not self.quiet:
             with stderr.status(f"{name}…") as status:
-                yield lambda text: status.update(f"{name}… {text}")
+                yield lambda text: status.update(f"{name}… {escape(text)}")
         else:
             yield lambda text: None
         self._done(name, time.perf_counter() - t0)
@@ -91,8 +105,9 @@ class Reporter:
             stderr.print(message, highlight=False)
 
     def warn(self, message: str) -> None:
-        # Warnings are shown even when quiet: they change what a result means.
-        stderr.print(f"[yellow]warning:[/] {message}", highlight=False)
+        # Warnings are shown even when quiet: they change what a result means. They are text,
+        # not markup: they name user paths ("photos [v2]/"), which rich would otherwise eat.
+        stderr.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
     def track(self, items: Iterable[T], total: int | None, description: str, *, timed: bool = False,
               status: Callable[[], str] | None = None) -> Iterator[T]:
@@ -117,7 +132,7 @@ class Reporter:
                     yield item
                     progress.update(task, advance=1, status=status() if status is not None else "")
         if timed:
-            self._done(description, time.perf_counter() - t0)
+            self._done(escape(description), time.perf_counter() - t0)
 
 
 QUIET = Reporter(quiet=True)

@@ -312,6 +312,15 @@ def _synthetic(text: str, shape: tuple[int, ...] | None, samples: int | None, se
     return Dataset("synthetic", text, None, list(range(count)), arrays=arrays, seed=seed)
 
 
+def _ignored(name: str) -> bool:
+    """Hidden entries (.DS_Store, .ipynb_checkpoints, ._ files) and ``__MACOSX``, never data.
+
+    ``__MACOSX`` is the folder of resource forks that a zip made by macOS's Finder unpacks
+    beside the real folders: as a class folder it took index 0 and shifted every label.
+    """
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def _image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``root`` (symlinks followed, hidden entries ignored) and the files that are not images."""
     images: list[Path] = []
@@ -326,9 +335,9 @@ def _image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         if _in_symlink_loop(Path(dirpath), root):  # a link to an ancestor: would repeat every image below it
             dirnames[:] = []
             continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         for name in sorted(filenames):
-            if name.startswith("."):
+            if _ignored(name):
                 continue
             p = Path(dirpath) / name
             if p.suffix.lower() in IMAGE_EXTENSIONS:
@@ -356,7 +365,7 @@ def _class_folders(root: Path) -> list[str]:
     """torchvision's ``find_classes``: every subfolder (symlinks followed), sorted as strings; hidden ones left out."""
     try:
         with os.scandir(root) as entries:
-            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+            return sorted(e.name for e in entries if not _ignored(e.name) and e.is_dir())
     except OSError as exc:
         raise ResdeployError(f"cannot read folder {root}: {exc.strerror or exc}") from None
 

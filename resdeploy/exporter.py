@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from resdeploy import artifacts
 from resdeploy.compare import ParityTolerances
@@ -209,7 +210,7 @@ def export(
     if spec.weights is None:
         rep.warn(f"no --weights: {spec.name} is randomly initialised (seed {spec.seed}); "
                  "its predictions are meaningless, its speed and export parity are real")
-    rep.info(f"[bold]{spec.name}[/] ({_weights_label(spec)}), input {size}x{size}, opset {cfg.opset}, "
+    rep.info(f"[bold]{escape(spec.name)}[/] ({escape(_weights_label(spec))}), input {size}x{size}, opset {cfg.opset}, "
              f"{exporter} exporter, batch {fixed_batch or 'dynamic'}")
     with rep.step("build model"):
         torch_model, init = spec.build_with_record()

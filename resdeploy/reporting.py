@@ -21,7 +21,7 @@ from typing import Any
 
 from resdeploy.benchmark import RESULT_SCHEMA  # the one schema this version writes and reads
 from resdeploy.errors import ResdeployError
-from resdeploy.tradeoff import cpu_features
+from resdeploy.tradeoff import cpu_features, plain_log_axis
 
 REPORT_SCHEMA = "resdeploy.report/1"
 FLEET_SCHEMA = "resdeploy.fleet/1"  # `bench --ray --nodes`: one bench result per node, in one file
@@ -449,13 +449,6 @@ def make_plots(rows: Sequence[Row]) -> dict[str, bytes]:
             ncol = len(labels) if len(labels) <= 3 else max(2, -(-len(labels) // 6))
             ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
                       ncol=min(ncol, 3), frameon=False)
-
-    def plain_log_axis(axis: Any) -> None:
-        # Log scales label ticks 2^0 or 4x10^0 by default: print plain numbers (1, 8, 0.5 ms).
-        fmt = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
-        axis.set_major_formatter(fmt)
-        axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-            lambda v, _pos: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""))
 
     batches = sorted({r.batch for r in rows})  # x axis of the first two plots; the CDF is drawn at the smallest
     fig, ax = plt.subplots(figsize=(10, 4.5))

@@ -126,10 +126,22 @@ def mark_pareto(pts: Sequence[TradeoffPoint]) -> None:
             and (q.images_per_s > p.images_per_s or q.drop_points < p.drop_points) for q in pts)
 
 
+def plain_log_axis(axis: Any) -> None:
+    """Label a log axis with plain numbers (1, 8, 0.5 ms), at its decades and at 2 and 5 times them.
+
+    Log scales label ticks 2^0 or 4x10^0 by default; and with only the decades labelled, an axis
+    spanning less than one (throughputs of 20 to 80 images/s) showed no number at all.
+    """
+    import matplotlib.ticker
+
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _pos: f"{v:g}" if f"{v:.1e}"[0] in "25" else ""))
+
+
 def plot(pts: Sequence[TradeoffPoint]) -> bytes:
     """PNG: top-1 drop (points) against images/s, one panel per batch, front joined and labelled."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -138,6 +150,7 @@ def plot(pts: Sequence[TradeoffPoint]) -> bytes:
     # One full-width panel per batch, stacked: the points of fast variants sit close together.
     fig, axes = plt.subplots(len(batches), 1, figsize=(10, 3.8 * len(batches)), squeeze=False)
     machines = list(dict.fromkeys(p.machine for p in pts))
+    several_models = len({p.model for p in pts}) > 1  # then "int8-cpu · ort" alone does not say whose
     markers = "osD^v<>P"
     for ax, batch in zip(axes[:, 0], batches, strict=True):
         here = [p for p in pts if p.batch == batch]
@@ -155,11 +168,11 @@ def plot(pts: Sequence[TradeoffPoint]) -> bytes:
         # Labels take turns at four heights above and below their points (in x order), so neighbours
         # do not overprint.
         for k, p in enumerate(sorted(here, key=lambda p: (p.images_per_s, p.drop_points))):
-            ax.annotate(f"{p.variant} · {p.engine}", (p.images_per_s, p.drop_points), textcoords="offset points",
+            ax.annotate(p.label if several_models else f"{p.variant} · {p.engine}", (p.images_per_s, p.drop_points),
+                        textcoords="offset points",
                         xytext=(0, (7, -13, 19, -25)[k % 4]), ha="center", fontsize=7)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        plain_log_axis(ax.xaxis)
         ax.margins(x=0.15, y=0.15)
         ax.set_xlabel(f"throughput at batch {batch} (images/s, log)")
         ax.set_ylabel("top-1 drop vs reference (percentage points)")

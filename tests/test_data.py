@@ -315,6 +315,20 @@ def test_hidden_entries_and_symlinks(tmp_path: Path) -> None:
                             "(No such file or directory)"]
 
 
+def test_a_macos_zip_s_macosx_folder_is_no_class(tmp_path: Path) -> None:
+    # Unzipping a folder zipped by macOS's Finder leaves __MACOSX/ (AppleDouble "._" files) beside
+    # the class folders: it sorted first, became class 0 (empty, "keeps its index") and shifted every label.
+    for cls in ("ant", "cat"):
+        _img(tmp_path / cls / "x.png")
+        (tmp_path / "__MACOSX" / cls).mkdir(parents=True)
+        (tmp_path / "__MACOSX" / cls / "._x.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    _img(tmp_path / "__MACOSX" / "stray.png")  # even an image in it is not data
+    rep = Recorder()
+    ds = open_data(tmp_path, SPEC, reporter=rep)
+    assert ds.classes == ["ant", "cat"] and ds.load()[1].tolist() == [0, 1]
+    assert ds.empty_classes == [] and rep.warnings == []
+
+
 def test_truncated_and_non_image_content_skipped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(4):
         _rgb(tmp_path / "cls" / f"ok{i}.jpg", (40, 40), seed=i)

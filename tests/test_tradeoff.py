@@ -126,3 +126,42 @@ def test_report_renders_in_headless_chromium(merged_report: dict, tmp_path: Path
     assert probe["images"] == 4  # accuracy against speed + latency, throughput, CDF
     assert probe["broken"] == [] and probe["errors"] == []
     assert probe["narrow"] == []  # every plot fills the page width
+
+
+def _drawn_figure(pts: list[TradeoffPoint], monkeypatch: pytest.MonkeyPatch):  # noqa: ANN202 - a Figure
+    """The matplotlib figure ``tradeoff.plot`` renders (its PNG bytes say nothing about labels)."""
+    import matplotlib.figure
+
+    from resdeploy.tradeoff import plot
+
+    drawn: list = []
+    save = matplotlib.figure.Figure.savefig
+
+    def recording(fig, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        drawn.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    mark_pareto(pts)
+    assert plot(pts)[:4] == b"\x89PNG"
+    return drawn[0]
+
+
+def test_a_panel_spanning_less_than_a_decade_has_numbers_on_its_speed_axis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # INT8 and FP16 at 22-76 images/s: only the decades (10, 100) were labelled, so that panel had no number.
+    pts = [_point("fp16", 22.3, 0.0), _point("int8-cpu", 71.2, -2.6), _point("int8-trt", 76.4, -2.6)]
+    (ax,) = _drawn_figure(pts, monkeypatch).axes
+    lo, hi = ax.get_xlim()
+    shown = [t.get_text() for t in ax.get_xticklabels(which="both") if t.get_text() and lo <= t.get_position()[0] <= hi]
+    assert shown and all(float(s) for s in shown)  # plain numbers (20, 50), not 2x10^1
+
+
+def test_points_of_two_models_are_labelled_with_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # resnet18's and resnext50's INT8 variants were both labelled "int8-cpu · ort".
+    pts = [_point("int8-cpu", 70.0, 0.5), _point("int8-cpu", 20.0, 0.2)]
+    for p, model in zip(pts, ("resnet18", "resnext50_32x4d"), strict=True):
+        p.model, p.label = model, f"{model} int8-cpu · ort"
+    (ax,) = _drawn_figure(pts, monkeypatch).axes
+    assert sorted(t.get_text() for t in ax.texts) == ["resnet18 int8-cpu · ort", "resnext50_32x4d int8-cpu · ort"]
+    (ax,) = _drawn_figure(pts[:1], monkeypatch).axes  # one model: the short label
+    assert [t.get_text() for t in ax.texts] == ["int8-cpu · ort"]

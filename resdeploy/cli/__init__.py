@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> None:
         restore()
 
 
+def _stdout_went_away() -> bool:
+    """Whether typer met a broken pipe: it swaps stdout for click's PacifyFlushWrapper then."""
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper"
+
+
 def _importable_from_cwd() -> None:
     """Let ``resdeploy export mymodule:factory`` find ``mymodule.py`` in the current directory.
 
@@ -103,7 +108,16 @@ def _main(args: list[str], signals: list[int]) -> None:
         from resdeploy.cli import conventions
 
         group = conventions.apply(typer.main.get_command(app))  # help in words, an example per command
-        rc = group.main(args=conventions.check_arguments(group, args), prog_name="resdeploy", standalone_mode=False)
+        try:
+            rc = group.main(args=conventions.check_arguments(group, args), prog_name="resdeploy", standalone_mode=False)
+        except SystemExit as exc:
+            if exc.code == 1 and _stdout_went_away():
+                from resdeploy.console import BROKEN_PIPE_EXIT
+
+                # `resdeploy validate --json ... | head` (print, not rich): typer ends a broken pipe
+                # with exit 1, this CLI's "a gate failed"; rich's consoles exit 141 there too.
+                sys.exit(BROKEN_PIPE_EXIT)
+            raise
         if rc == 130:
             _exit_interrupted(signals)
         if isinstance(rc, int) and rc != 0:

@@ -81,12 +81,14 @@ def register(app: typer.Typer) -> None:
             raise
         extra = None
         if preprocess_in_graph:  # the same library call as `resdeploy package VARIANT --preprocess-in-graph`
+            from rich.markup import escape
+
             from resdeploy.preprocess_graph import embed_preprocessing
 
             embedded = embed_preprocessing(result.model_path.parent, force=force)
             extra = {"preprocess_in_graph": embedded.to_dict()}
             Reporter(quiet=quiet or json_out).info(
-                f"wrote {embedded.path} (uint8 images in; max |diff| vs Python preprocessing "
+                f"wrote {escape(str(embedded.path))} (uint8 images in; max |diff| vs Python preprocessing "
                 f"{embedded.parity.max_abs_diff:.4f} over {embedded.parity.images} images)")
         _print(result, json_out, extra)
 
@@ -97,6 +99,7 @@ def _print(result: Any, json_out: bool, extra: dict[str, Any] | None = None) -> 
 
         emit_json({**result.to_dict(), **(extra or {})})
         return
+    from rich.markup import escape
     from rich.table import Table
 
     from resdeploy.console import stdout
@@ -105,11 +108,11 @@ def _print(result: Any, json_out: bool, extra: dict[str, Any] | None = None) -> 
     w = m["model"]["weights"]
     weights = w if isinstance(w, str) else f"{w['path']} (sha256 {w['sha256'][:12]}…)"
     inp, out = m["inputs"][0], m["outputs"][0]
-    summary = Table(title=f"Exported {m['model']['name']}", show_header=False)
+    summary = Table(title=escape(f"Exported {m['model']['name']}"), show_header=False)  # paths: text, not markup
     summary.add_column(style="bold")
     summary.add_column()
-    summary.add_row("model", str(result.model_path))
-    summary.add_row("weights", weights)
+    summary.add_row("model", escape(str(result.model_path)))
+    summary.add_row("weights", escape(weights))
     summary.add_row("input", f"{inp['name']} {inp['shape']} {inp['dtype']}")
     summary.add_row("output", f"{out['name']} {out['shape']} {out['dtype']}")
     ex = m["exporter"]

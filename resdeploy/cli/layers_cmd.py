@@ -42,10 +42,11 @@ def register(app: typer.Typer) -> None:
 
             emit_json(report.to_dict())
             return
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"{report.precision.upper()} error per layer vs FP32 ({report.samples} samples of "
-                            f"{report.data}), worst first")
+                            f"{escape(str(report.data))}), worst first")
         for col in ("#", "node", "op", "module", "alone SQNR dB", "alone cos", "cumul. SQNR dB", "cumul. cos"):
             table.add_column(col, justify="right" if "SQNR" in col or "cos" in col or col == "#" else "left",
                              no_wrap=col in ("node", "module"))

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
             help="First write a copy that takes uint8 RGB HWC images (preprocessing as ONNX ops) to -o "
                  "(default <variant>-rawimage); with --triton, package that copy."),
         output: str = typer.Option(None, "--output", "-o", help="With --preprocess-in-graph: where to write the copy."),
-        name: str = typer.Option(None, "--name", help="Triton model name (default <model>_<precision>)."),
+        name: str = typer.Option(None, "--name", help="Triton model name (default <model>_<precision>, INT8 with its target: resnet18_int8_trt)."),
         platform: str = typer.Option("auto", "--platform",
                                      help="auto | onnxruntime_onnx | tensorrt_plan (auto: from the file)."),
         kind: str = typer.Option(None, "--kind", help="cpu | gpu instances (default cpu; gpu for a plan or "
@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     ) -> None:
         """Package a variant for serving. Exit code 0: written; 2: bad input, nothing written."""
+        from rich.markup import escape
+
         from resdeploy.cli.common import parse_int_list
         from resdeploy.console import Reporter
         from resdeploy.errors import ResdeployError
@@ -76,7 +78,7 @@ def register(app: typer.Typer) -> None:
                 embedded = embed_preprocessing(variant, output, force=force)
             out["preprocess_in_graph"] = embedded.to_dict()
             source = str(embedded.path.parent)
-            reporter.info(f"wrote {embedded.path} (max |diff| vs Python preprocessing "
+            reporter.info(f"wrote {escape(str(embedded.path))} (max |diff| vs Python preprocessing "
                           f"{embedded.parity.max_abs_diff:.4f} over {embedded.parity.images} images)")
         if triton:
             out["triton"] = package_triton(source, triton, cfg, reporter=reporter).to_dict()
@@ -89,6 +91,7 @@ def _print(out: dict[str, Any], json_out: bool) -> None:
 
         emit_json(out)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     from resdeploy.console import stdout
@@ -99,7 +102,7 @@ def _print(out: dict[str, Any], json_out: bool) -> None:
         t = Table(title="Preprocessing in the graph", show_header=False)
         t.add_column(style="bold")
         t.add_column()
-        t.add_row("model", e["path"])
+        t.add_row("model", escape(str(e["path"])))
         t.add_row("input", "image \\[batch, height, width, 3] uint8 RGB (one size per batch)")
         t.add_row("vs Python", f"max |diff| {p['max_abs_diff']:.4f}, mean {p['mean_abs_diff']:.5f} "
                                f"over {p['images']} images (bound {p['bound']})")
@@ -110,9 +113,9 @@ def _print(out: dict[str, Any], json_out: bool) -> None:
         t = Table(title=f"Triton model '{r['name']}'", show_header=False)
         t.add_column(style="bold")
         t.add_column()
-        t.add_row("entry", str(r["model_dir"]))
+        t.add_row("entry", escape(str(r["model_dir"])))  # paths are text, not markup
         t.add_row("platform", r["platform"])
-        t.add_row("model file", f"{r['model_file']} (sha256 {r['sha256'][:12]}…, identical to the variant's)")
+        t.add_row("model file", f"{escape(str(r['model_file']))} (sha256 {r['sha256'][:12]}…, identical to the variant's)")
         t.add_row("max_batch_size", str(c["max_batch_size"]))
         for key in ("inputs", "outputs"):
             t.add_row(key, "; ".join(f"{x['name']} {x['data_type']} {list(x['dims'])}" for x in c[key]))
@@ -128,7 +131,7 @@ def _print(out: dict[str, Any], json_out: bool) -> None:
         accs = [a["name"] + (f" {a['parameters'].get('precision_mode')}" if a["parameters"] else "")
                 for a in c["gpu_accelerators"] + c["cpu_accelerators"]]
         t.add_row("accelerator", ", ".join(accs) or "none")
-        t.add_row("labels", str(r["labels"] or "none (the manifest names no classes)"))
+        t.add_row("labels", escape(str(r["labels"] or "none (the manifest names no classes)")))
         s = r["schema_check"]
         t.add_row("checked", "parsed by Triton's ModelConfig; tensors match the graph" if s.get("parsed")
                   else f"[yellow]not parsed[/]: {s.get('reason')}")

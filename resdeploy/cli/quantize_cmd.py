@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
 
             emit_json(result.to_dict())
             return
+        from rich.markup import escape
         from rich.table import Table
 
         m = result.manifest
@@ -79,14 +80,14 @@ def register(app: typer.Typer) -> None:
                       show_header=False)
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("model", str(result.model_path))
-        table.add_row("from", str(result.parent_path))
+        table.add_row("model", escape(str(result.model_path)))  # paths are text, not markup
+        table.add_row("from", escape(str(result.parent_path)))
         cal = m.get("calibration")
         if cal:
             pct = f", percentile {cal['percentile']}" if cal.get("percentile") else ""
-            table.add_row("calibration", f"{cal['method']}{pct}, {cal['samples']} samples of {cal['source']}, seed {cal['seed']}"
+            table.add_row("calibration", f"{cal['method']}{pct}, {cal['samples']} samples of {escape(str(cal['source']))}, seed {cal['seed']}"
                           + (" (saved ranges)" if cal.get("reused_ranges") else ""))
-            table.add_row("ranges", str(result.ranges_path))
+            table.add_row("ranges", escape(str(result.ranges_path)))
         q0 = m.get("quantization") or {}
         eq, bc = q0.get("equalization") or {}, q0.get("bias_correction") or {}
         if eq or bc:

@@ -98,12 +98,13 @@ def register(app: typer.Typer) -> None:
 
 def print_result(result) -> None:  # noqa: ANN001 - ValidateResult, imported lazily
     """The result as tables: accuracy and parity, then each gate with PASS/FAIL."""
+    from rich.markup import escape
     from rich.table import Table
 
     from resdeploy.console import stdout
 
     title = f"{result.candidate['path']} vs {result.reference['path']} ({result.reference['engine']}) on {result.samples} samples"
-    table = Table(title=title)
+    table = Table(title=escape(title))  # paths are text, not markup
     table.add_column("metric")
     table.add_column("reference", justify="right")
     table.add_column("candidate", justify="right")

@@ -2,7 +2,9 @@
 
 Checkpoints: ``.pth``/``.pt`` (a plain state dict, or a training checkpoint holding one
 under ``state_dict``/``model``/``model_state_dict``; ``module.`` and ``_orig_mod.``
-prefixes from DDP and ``torch.compile`` are stripped) and ``.safetensors``. Pickles are
+prefixes from DDP and ``torch.compile`` are stripped, and so is a wrapper module's attribute
+name, as in a PyTorch Lightning ``.ckpt``, where what remains names the model's keys exactly)
+and ``.safetensors``. Pickles are
 read with ``weights_only=True``: a checkpoint can never run code on this machine.
 
 Random init: a freshly initialised ResNet gives near-zero, near-identical logits for
@@ -29,6 +31,9 @@ from resdeploy.artifacts import sha256_file
 from resdeploy.errors import ResdeployError
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+# pytorch/examples' ImageNet script, the classic trainer of torchvision's ResNets, writes
+# checkpoint.pth.tar and model_best.pth.tar: torch.save files despite the .tar.
+CHECKPOINT_DOUBLE_SUFFIXES = (".pth.tar",)
 SAFETENSORS_SUFFIXES = (".safetensors",)
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -50,10 +55,11 @@ def check_weights_path(path: str | Path) -> Path:
         raise ResdeployError(f"weights file not found: {p}")
     if not p.is_file():
         raise ResdeployError(f"weights path is not a file: {p}")
-    if p.suffix.lower() not in SAFETENSORS_SUFFIXES + CHECKPOINT_SUFFIXES:
+    if p.suffix.lower() not in SAFETENSORS_SUFFIXES + CHECKPOINT_SUFFIXES \
+            and not p.name.lower().endswith(CHECKPOINT_DOUBLE_SUFFIXES):
         raise ResdeployError(
             f"cannot read weights {p}: unknown file type '{p.suffix}'",
-            hint="use a .pth/.pt state dict or a .safetensors file",
+            hint="use a .pth/.pt state dict (or model_best.pth.tar) or a .safetensors file",
         )
     return p
 
@@ -133,7 +139,22 @@ def weights_record(path: str | Path) -> dict[str, Any]:
 def head_classes(state: Mapping[str, torch.Tensor], head: str = "fc") -> int | None:
     """Number of classes of a checkpoint's classifier, to size the model before loading."""
     w = state.get(f"{head}.weight")
+    if w is None and (prefix := _wrapper_prefix(state)) is not None:
+        w = state.get(f"{prefix}{head}.weight")  # a Lightning checkpoint's "model.fc.weight"
     return int(w.shape[0]) if isinstance(w, torch.Tensor) and w.ndim == 2 else None
+
+
+def _wrapper_prefix(state: Mapping[str, torch.Tensor]) -> str | None:
+    """``"model."`` when every key starts with that one attribute name, as a wrapper module writes them.
+
+    PyTorch Lightning saves ``LightningModule.state_dict()``, whose keys carry the attribute the
+    network is kept under (``model.conv1.weight``, ``net.conv1.weight``); so does any module
+    holding the network as ``self.backbone``.
+    """
+    heads = {k.split(".", 1)[0] for k in state if "." in k}
+    if len(heads) != 1 or any("." not in k for k in state):
+        return None
+    return f"{heads.pop()}."
 
 
 def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, model_name: str) -> None:
@@ -147,6 +168,11 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], 
     def relevant(k: str) -> bool:
         return not k.endswith("num_batches_tracked")
 
+    prefix = _wrapper_prefix(state)
+    if prefix is not None and not any(k in expected for k in state):
+        stripped = {k[len(prefix):]: v for k, v in state.items()}
+        if {k for k in stripped if relevant(k)} == {k for k in expected if relevant(k)}:
+            state = stripped  # every name fits once the wrapper's attribute is taken off; shapes are checked below
     missing = [k for k in expected if relevant(k) and k not in state]
     unexpected = [k for k in state if relevant(k) and k not in expected]
     shaped = [
@@ -160,9 +186,15 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], 
             if keys:
                 shown = ", ".join(keys[:4]) + (f", +{len(keys) - 4} more" if len(keys) > 4 else "")
                 parts.append(f"{len(keys)} {label} ({shown})")
+        modules = {k.split(".", 1)[0] for k in missing + unexpected}
+        hint = "check the model name and --num-classes"
+        if len(modules) == 1 and missing and unexpected and not shaped:
+            # Only one part is built otherwise, as a fine-tuned head (fc = Sequential(Dropout, Linear)) is.
+            hint = (f"the file's '{modules.pop()}' is built differently from {model_name}'s: export the module "
+                    "you trained, `resdeploy export package.module:factory --weights FILE`")
         raise ResdeployError(
             f"weights {source} do not fit {model_name}: " + "; ".join(parts),
-            hint="check the model name and --num-classes",
+            hint=hint,
         )
     filtered = {k: v for k, v in state.items() if relevant(k)}
     model.load_state_dict(filtered, strict=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich.markup import escape
 
 from resdeploy.artifacts import (
     MANIFEST_NAME,
@@ -215,7 +216,7 @@ def _export_zoo_model(name: str, cfg: QuantizeConfig, reporter: Reporter) -> Pat
     # the directory export and build use for this name (artifacts/<slug>/fp32), not a second guess at it
     fp32_dir = Path(cfg.output).parent / "fp32" if cfg.output else default_output_dir(name)
     if (fp32_dir / "model.onnx").exists() and (fp32_dir / MANIFEST_NAME).exists():
-        reporter.info(f"using the existing FP32 export in {fp32_dir}")
+        reporter.info(f"using the existing FP32 export in {escape(str(fp32_dir))}")
         return fp32_dir / "model.onnx"
     with reporter.step(f"exporting {name} to {fp32_dir}"):
         result = export(name, output_dir=fp32_dir)
@@ -281,7 +282,7 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
                 info["accuracy_budget"] = apply_budget(cfg.budget, src=src, calib_data=cfg.calib_data, seed=cfg.seed,
                                                        work_dir=tmp, int8_path=work_model, info=info, reporter=rep)
         check = _self_check(src.path, work_model, src, check_inputs, cfg.seed, rep)
-        _warn_on_check(check, info, rep)
+        _warn_on_check(check, info, rep, cfg)
 
         with atomic_dir(out, force=cfg.force) as staging:
             shutil.copyfile(work_model, staging / "model.onnx")
@@ -291,7 +292,7 @@ def quantize(source: str | os.PathLike[str], config: QuantizeConfig | None = Non
                 ranges_path = out / RANGES_NAME
             typed = _manifest(src, cfg, out, staging / "model.onnx", info, check, ranges)
             typed.write(staging)
-    rep.info(f"[green]✓[/] wrote {out / 'model.onnx'}")
+    rep.info(f"[green]✓[/] wrote {escape(str(out / 'model.onnx'))}")
     result = QuantizeResult(out / "model.onnx", typed.to_dict(), ranges_path, out, src.path)
     budget = info.get("accuracy_budget")
     if budget and not budget["met"]:
@@ -381,7 +382,8 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
                                  "cross-layer equalization, this run is "
                                  f"{'with' if cfg.equalize else 'without'} it",
                                  hint="drop --no-equalize" if ranges.equalized else "add --no-equalize")
-        rep.info(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of {ranges.source})")
+        rep.info(escape(f"using saved ranges from {cfg.ranges} ({ranges.method}, {ranges.samples} samples of "
+                        f"{ranges.source})"))
     else:
         inputs = _load_samples(src, cfg, cfg.calib_samples, rep, listed)
         _, fixed_batch = int8.model_input(pre)
@@ -443,9 +445,14 @@ def _make_int8(src: SourceModel, cfg: QuantizeConfig, tmp: Path, dst: Path, rep:
     return info, ranges, inputs
 
 
-def _warn_on_check(check: dict[str, Any], info: dict[str, Any], rep: Reporter) -> None:
-    """Warn on a poor quick check, and when it ran on a CPU the variant was not made for."""
-    host = host_warning({"precision": "int8", "target": "cpu", "quantization": info}) if "safe_on" in info else None
+def _warn_on_check(check: dict[str, Any], info: dict[str, Any], rep: Reporter, cfg: QuantizeConfig) -> None:
+    """Warn on a poor quick check, and when it ran on a CPU the variant was not made for.
+
+    A ``--target trt`` graph's check runs in ONNX Runtime too: on an AVX2-only CPU its poor
+    agreement is the CPU's int16 saturation, which --method or --exclude cannot fix.
+    """
+    host = (host_warning({"precision": "int8", "target": cfg.target, "quantization": info})
+            if cfg.precision == "int8" else None)
     warning = check_warning(check, host)
     if warning:
         rep.warn(warning)

@@ -260,10 +260,13 @@ class TorchRunner(Runner):
             # checked against its manifest; a directory without model.onnx (a torch artifact) is kept
             typed = resolve_artifact(ref, onnx_dir=False).describing_manifest()
             manifest = typed.to_dict() if typed is not None else None
-            if manifest is None:
-                raise ResdeployError(f"the torch engine needs a PyTorch model, and {ref} has no resdeploy manifest "
-                                     "saying how to build one", hint="bench the ONNX file with --engine ort (or "
-                                     "openvino), or give torch a zoo name or module:factory")
+            if manifest is None or not manifest.get("model"):
+                # no model entry: a variant of a plain ONNX file (quantize of a foreign model)
+                why = ("has no resdeploy manifest saying how to build one" if manifest is None
+                       else "comes from a plain ONNX file, so its manifest cannot say how to build one")
+                raise ResdeployError(f"the torch engine needs a PyTorch model, and {ref} {why}",
+                                     hint="bench the ONNX file with --engine ort (or openvino), or give torch a "
+                                     "zoo name or module:factory")
             from resdeploy.models.zoo import model_from_manifest
 
             self._hw = _input_hw_from_manifest(manifest)

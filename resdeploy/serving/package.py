@@ -354,14 +354,20 @@ def _default_name(manifest: dict[str, Any] | None, tensors: ModelTensors, src: P
     """The manifest's model name, else the file's own name; the folder's only for a file named model.onnx.
 
     Two foreign files in one folder (``zoo/resnet50.onnx``, ``zoo/mobilenet.onnx``) get two
-    entries, not one name that the second cannot take.
+    entries, not one name that the second cannot take; nor do a model's ``int8-cpu`` and
+    ``int8-trt`` variants (``<model>_int8_cpu``, ``<model>_int8_trt``).
     """
     model = (manifest or {}).get("model")
-    if isinstance(model, dict) and model.get("name"):
-        base = str(model.get("name"))
+    name = model.get("name") if isinstance(model, dict) else None
+    named = bool(name)
+    if named:
+        base = str(name)
     else:
         base = src.stem if src.stem.lower() != "model" else (src.parent.name or src.stem)
     parts = [base, tensors.precision]
+    target = (manifest or {}).get("target")
+    if named and tensors.precision == "int8" and isinstance(target, str) and target:
+        parts.append(target)  # a file's or folder's own name (resnet18_tv-int8-cpu) already tells them apart
     if any(d == "uint8" for _, d, _ in tensors.inputs):
         parts.append("rawimage")
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(parts))

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from resdeploy import artifacts
 from resdeploy.artifacts import (
     EngineRecord,
@@ -202,7 +204,7 @@ def build(
     replace = config.force or config.cache_only or existing_key == key
 
     if config.use_cache and existing_key == key:
-        reporter.info(f"[green]✓[/] {output} is up to date (same ONNX, precision, profile, GPU and TensorRT)")
+        reporter.info(f"[green]✓[/] {escape(str(output))} is up to date (same ONNX, precision, profile, GPU and TensorRT)")
         manifest = load_engine_manifest(output)
         return BuildResult(output, manifest_path_for(output), manifest, onnx_path, cached=True,
                            cache_path=cached_engine)
@@ -410,7 +412,7 @@ def _source_onnx(model: str | os.PathLike[str], config: BuildConfig, reporter: R
 
     target = default_output_dir(str(model))  # artifacts/<model>/fp32, where the other stages look too
     if (target / "model.onnx").exists() and (target / artifacts.MANIFEST_NAME).exists():
-        reporter.info(f"using the existing FP32 export in {target}")
+        reporter.info(f"using the existing FP32 export in {escape(str(target))}")
         return target / "model.onnx"
     export_config = ExportConfig(input_size=config.input_size) if config.input_size else ExportConfig()
     with reporter.step(f"export {model} to {target}"):
@@ -486,7 +488,7 @@ def _precision_variant(source: Path, precision: str, config: BuildConfig, report
         parent = (existing or {}).get("parent") or {}
         if (existing and not config.force and existing.get("precision") == precision
                 and parent.get("sha256") == src.sha256 and (precision != "int8" or existing.get("target") == "trt")):
-            reporter.info(f"using the {precision} variant in {out_dir}, made from the same FP32 ONNX "
+            reporter.info(f"using the {precision} variant in {escape(str(out_dir))}, made from the same FP32 ONNX "
                           "(--force remakes it)")
             return out_dir / "model.onnx"
     with reporter.step(f"make the {precision} graph (quantize stage, target trt)"):

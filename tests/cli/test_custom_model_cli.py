@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 
 MODULE = "resdeploy_cwd_factory_net"
 
@@ -66,3 +67,21 @@ def test_factory_or_module_that_exits_is_exit_2_naming_it(tmp_path: Path, monkey
     assert code == 2, (out, err)
     assert named.format(i=i) in " ".join(err.split()) and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_misfit_weights_for_a_factory_name_it_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "do not fit MOD:factory: ..." used to print a factory emoji for ":factory:" (rich's emoji codes).
+    import torch
+
+    module = "resdeploy_misfit_factory_net"
+    (tmp_path / f"{module}.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    factory = importlib.import_module(module).factory
+    torch.save(factory(num_classes=3).state_dict(), tmp_path / "three.pth")
+    code, out, err = run_cli("export", f"{module}:factory", "--weights", str(tmp_path / "three.pth"),
+                             "--num-classes", "5", "--input-size", "32", "-o", str(tmp_path / "out"), "--quiet")
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    one_line_error(code, out, err, f"do not fit {module}:factory: ", "wrongly shaped")
+    assert "\N{FACTORY}" not in err and not (tmp_path / "out").exists()

@@ -113,3 +113,13 @@ def test_weights_errors_come_before_any_progress_line(tmp_path: Path, monkeypatc
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:"), err  # no progress line first
     assert not (tmp_path / "out").exists()
+
+
+def test_progress_line_prints_the_weights_path_as_typed(tmp_path: Path) -> None:
+    # "(weights w [v2].pth)" was printed "(weights w .pth)": rich read "[v2]" as markup.
+    weights = tmp_path / "w [v2].pth"
+    torch.save(MODELS["resnet20"](10).state_dict(), weights)
+    code, out, err = run_cli("export", "resnet20", "--weights", str(weights), "--num-classes", "5",
+                             "-o", str(tmp_path / "out"))  # misfit: fails after the first progress line
+    _one_line_error(code, out, err, "do not fit resnet20")
+    assert "(weights w [v2].pth)" in err.split("error:")[0]

@@ -69,6 +69,16 @@ def test_fp16_table(setup: dict[str, Path]) -> None:
     assert json.loads((setup["root"] / "f16" / "manifest.json").read_text())["quantization"]["io"] == "fp32"
 
 
+def test_paths_with_brackets_are_printed_as_typed(setup: dict[str, Path]) -> None:
+    # "out [v2]/model.onnx" was printed "out /model.onnx": rich read "[v2]" as markup.
+    out_dir = setup["root"] / "runs [v2]" / "fp16 [bold]"
+    code, out, err = run_cli("quantize", str(setup["fp32"]), "-p", "fp16", "-o", str(out_dir))
+    assert code == 0, err
+    assert (out_dir / "model.onnx").exists()
+    assert str(out_dir / "model.onnx") in out  # the table's model row
+    assert f"wrote {out_dir / 'model.onnx'}" in " ".join(err.split())  # the progress line
+
+
 @pytest.mark.slow
 def test_zoo_name_is_exported_first(tmp_path: Path) -> None:
     out = tmp_path / "resnet20" / "int8-cpu"

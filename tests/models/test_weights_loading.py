@@ -94,6 +94,50 @@ def test_mismatch_names_missing_unexpected_and_shaped_keys(tmp_path: Path) -> No
     assert "2 missing (fc.weight, fc.bias)" in str(err.value) and "2 unexpected (classifier.weight" in str(err.value)
 
 
+def test_lightning_checkpoint_with_the_wrapper_attribute_on_every_key(tmp_path: Path) -> None:
+    # A LightningModule keeping the network as self.model saves "model.conv1.weight", ...: it was
+    # "102 missing; 102 unexpected (model.conv1.weight, ...)" with the hint to check the model name.
+    sd = _trained_like(num_classes=4)
+    path = tmp_path / "epoch=3-step=100.ckpt"
+    torch.save({"epoch": 3, "global_step": 100, "pytorch-lightning_version": "2.5.0",
+                "state_dict": {f"model.{k}": v for k, v in sd.items()}, "hyper_parameters": {"lr": 0.1}}, path)
+    model = create_model("resnet20", weights=str(path))  # 4 classes, read from model.fc.weight
+    assert model.fc.out_features == 4
+    _assert_loaded(model, sd)
+    # Only an exact fit is taken off: a prefixed checkpoint of another network still names its keys.
+    with pytest.raises(ResdeployError, match=r"do not fit resnet32: \d+ missing .* unexpected \(model\.conv1"):
+        create_model("resnet32", weights=str(path), num_classes=4)
+
+
+def test_imagenet_example_model_best_pth_tar(tmp_path: Path) -> None:
+    # pytorch/examples' ImageNet script saves model_best.pth.tar (DataParallel keys): it was refused
+    # as "unknown file type '.tar'". A real tar archive is still no checkpoint.
+    sd = _trained_like()
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"epoch": 90, "arch": "resnet20", "state_dict": {f"module.{k}": v for k, v in sd.items()},
+                "best_acc1": torch.tensor(76.1), "optimizer": {"state": {}, "param_groups": []}}, path)
+    _assert_loaded(create_model("resnet20", weights=str(path)), sd)
+    archive = tmp_path / "data.tar"
+    archive.write_bytes(b"not a checkpoint")
+    with pytest.raises(ResdeployError, match="unknown file type '.tar'"):
+        read_state_dict(archive)
+
+
+def test_a_fine_tuned_head_of_another_shape_points_at_a_factory(tmp_path: Path) -> None:
+    # model.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(64, 3)), as fine-tuning tutorials write it:
+    # the hint said "check the model name and --num-classes", neither of which can make it fit.
+    sd = _trained_like()
+    head = {k: v for k, v in sd.items() if k.startswith("fc.")}
+    tuned = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    tuned.update({"fc.1.weight": head["fc.weight"][:3], "fc.1.bias": head["fc.bias"][:3]})
+    path = tmp_path / "tuned.pth"
+    torch.save(tuned, path)
+    with pytest.raises(ResdeployError) as err:
+        create_model("resnet20", weights=str(path))
+    assert "2 missing (fc.weight, fc.bias); 2 unexpected (fc.1.weight, fc.1.bias)" in str(err.value)
+    assert "'fc' is built differently" in (err.value.hint or "") and "package.module:factory" in (err.value.hint or "")
+
+
 def test_bad_files(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x80\x02 this is not a checkpoint" * 10)

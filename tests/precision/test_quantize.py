@@ -470,3 +470,22 @@ def test_calibration_folders_are_checked_before_the_graph_work(fp32: Path, tmp_p
     with pytest.raises(ResdeployError, match="no images in"):
         quantize(fp32, precision="int8", calib_data=str(tmp_path / "empty"), output=str(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_trt_graph_checked_on_an_avx2_cpu_says_why_it_agrees_poorly(
+        fp32: Path, int8_trt, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+        capsys: pytest.CaptureFixture) -> None:
+    # The quick check runs the TensorRT graph in ONNX Runtime; on AVX2 without VNNI it saturates, and
+    # quantize only said "agrees poorly ...; try --method entropy or --exclude", which cannot help.
+    from resdeploy.console import Reporter
+    from resdeploy.precision import isa
+
+    monkeypatch.setattr(isa, "host_kind", lambda *a, **k: isa.X86_AVX2)
+    quantize(fp32, QuantizeConfig(precision="int8", target="trt", ranges=str(int8_trt.ranges_path),
+                                  output=str(tmp_path / "trt")), reporter=Reporter(quiet=True))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "made for TensorRT" in err and "saturating int16" in err
+    monkeypatch.setattr(isa, "host_kind", lambda *a, **k: isa.X86_VNNI)  # where the CPU is not the cause
+    quantize(fp32, QuantizeConfig(precision="int8", target="trt", ranges=str(int8_trt.ranges_path),
+                                  output=str(tmp_path / "trt2")), reporter=Reporter(quiet=True))
+    assert "made for TensorRT" not in capsys.readouterr().err

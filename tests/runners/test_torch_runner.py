@@ -186,3 +186,19 @@ def test_cuda_graph_over_compiled_kernels_matches_eager() -> None:
         assert r.setup_seconds["compile"] > 0 and "capture" in r.setup_seconds
     assert parity_metrics(ref, out).cosine_min > 0.999
     assert parity_metrics(ref2, out2).cosine_min > 0.999
+
+
+def test_a_variant_of_a_plain_onnx_file_is_refused_plainly(tiny_onnx, tmp_path) -> None:  # noqa: ANN001
+    # Its manifest (from quantize) has no model entry: the error was "the manifest has no model
+    # spec; it was not written by `resdeploy export`", naming no file and no way out.
+    import shutil
+
+    from resdeploy.precision import quantize
+
+    src = tmp_path / "net.onnx"
+    shutil.copyfile(tiny_onnx[0], src)
+    variant = quantize(src, precision="fp16", input_size=32).model_path.parent
+    with pytest.raises(ResdeployError, match="torch engine needs a PyTorch model.*plain ONNX file") as err:
+        with create_runner(RunnerConfig(engine="torch", model=str(variant))):
+            pass
+    assert str(variant) in str(err.value) and "--engine ort" in (err.value.hint or "")

@@ -191,3 +191,17 @@ def test_tensorrt_plan_from_its_manifest(tiny_artifact: Path, tmp_path: Path) ->
         package_triton(plan, tmp_path / "repo", TritonConfig(name="plan2", max_batch_size=32))
     with pytest.raises(ResdeployError, match="platform onnxruntime_onnx runs ONNX"):
         package_triton(plan, tmp_path / "repo", TritonConfig(name="plan3", platform="onnxruntime_onnx"))
+
+
+def test_int8_cpu_and_trt_variants_get_their_own_entries(tiny_artifact: Path, tmp_path: Path) -> None:
+    # Both were "tinynet_int8": packaging the second said "already exists", and --force replaced the first.
+    from resdeploy.precision import quantize
+
+    fast = {"calib_samples": 2, "equalize": False, "bias_correction": False}
+    cpu = quantize(tiny_artifact, precision="int8", target="cpu", calib_data="synthetic", **fast,
+                   output=str(tmp_path / "int8-cpu"))
+    trt = quantize(tiny_artifact, precision="int8", target="trt", ranges=str(cpu.ranges_path),
+                   output=str(tmp_path / "int8-trt"), equalize=False, bias_correction=False)
+    names = [package_triton(v.model_path.parent, tmp_path / "repo").model_dir.name for v in (cpu, trt)]
+    assert names == ["tinynet_int8_cpu", "tinynet_int8_trt"]
+    assert filecmp.cmp(tmp_path / "repo" / names[0] / "1" / "model.onnx", cpu.model_path, shallow=False)

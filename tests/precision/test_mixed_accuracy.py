@@ -84,7 +84,10 @@ def test_unmet_budget_keeps_the_best_variant_and_exits_1(case: dict[str, Path], 
                            "--no-equalize", "--no-bias-correction",
                            "--calib-data", str(case["train"]), "--calib-samples", "64", "--val-data", str(case["val"]),
                            "--min-cosine", "1.0", "--max-trials", "2", "-o", str(out), "-q")
-    assert code == 1 and "accuracy budget not met" in err and len(err.strip().splitlines()) == 1, err
+    lines = err.strip().splitlines()
+    # One error line; on an AVX2-only host it follows quantize's note that ORT cannot judge a --target trt graph.
+    assert code == 1 and "accuracy budget not met" in lines[-1], err
+    assert all("made for TensorRT" in line for line in lines[:-1]) and len(lines) <= 2, err
     b = json.loads((out / "manifest.json").read_text())["quantization"]["accuracy_budget"]
     assert not b["met"] and b["full_validations"] == 2 and len(b["trials"]) == 2
     # The one kept is the closest trial: the highest worst-case cosine (cosine 1.0 needs no INT8 at all).

@@ -668,8 +668,8 @@ def report(source: Sequence[str | os.PathLike[str]], config: ReportConfig | str 
     out = Path(cfg.output) if cfg.output is not None else None
     from resdeploy import tradeoff
 
-    paths, layer_reports = _split_layer_reports(paths)
-    bench_paths, accuracies = tradeoff.split_paths(paths)  # validate results join the bench rows they measured
+    paths, layer_reports = _split_layer_reports(_expand_folders(paths))  # a results folder: bench + validate JSON
+    bench_paths, accuracies = tradeoff.split_paths(paths, reporter)  # validate results join the bench rows
     results = load_results(bench_paths)
     rows = rows_from(results)
     base = apply_speedups(rows, baseline)

@@ -207,12 +207,18 @@ def html_table(pts: Sequence[TradeoffPoint]) -> str:
     return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
 
 
-def split_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str | os.PathLike[str]], list[Accuracy]]:
-    """Bench result files (left for ``reporting.load_results``) and the validate results among ``paths``."""
+def split_paths(paths: Sequence[str | os.PathLike[str]], reporter: Any = None
+                ) -> tuple[list[str | os.PathLike[str]], list[Accuracy]]:
+    """Bench result files (left for ``reporting.load_results``) and the validate results among ``paths``.
+
+    A validate result without accuracy (unlabelled data: agreement only) is left out of the
+    accuracy plot with a warning; the bench rows are still reported.
+    """
     from resdeploy.artifacts import read_json
 
     bench: list[str | os.PathLike[str]] = []
     accuracies: list[Accuracy] = []
+    validated = False
     for p in paths:
         try:
             data = read_json(p)
@@ -220,10 +226,16 @@ def split_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str | os.
             bench.append(p)  # load_results says what is wrong with it, in its words
             continue
         if is_validate_result(data):
+            if not isinstance(data.get("accuracy"), dict):
+                if reporter is not None:
+                    reporter.warn(f"{p} has no accuracy (validated on unlabelled data): left out of the "
+                                  "accuracy-against-speed plot, which needs a labelled validation folder")
+                validated = True
+                continue
             accuracies.append(accuracy_from(data, str(p)))
         else:
             bench.append(p)
-    if accuracies and not bench:
+    if not bench and (accuracies or validated):
         raise ResdeployError("only validate results given; add the bench results of the same models")
     return bench, accuracies
 

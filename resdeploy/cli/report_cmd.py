@@ -22,10 +22,11 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an existing report (and a .md report's plots)."),
     ) -> None:
         """Merge RESULTS into one table with speed-ups and plots; write HTML or Markdown with -o."""
-        from resdeploy.console import stdout
+        from resdeploy.console import Reporter, stdout
         from resdeploy.reporting import footnotes, machine_legend, report, rich_table
 
-        res = report(results, output, baseline=baseline, title=title, force=force)
+        res = report(results, output, baseline=baseline, title=title, force=force,
+                     reporter=Reporter.for_command(quiet, json_out))
         if json_out:
             from resdeploy.cli.common import emit_json
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+SAMPLE = Path(__file__).resolve().parents[2] / "calibration" / "sample"  # real photos
+
 
 def _result(tiny_onnx, tmp_path: Path) -> Path:  # noqa: ANN001
     path, _ = tiny_onnx
@@ -41,6 +43,14 @@ def test_report_on_a_folder_reads_the_results_in_it(tiny_onnx, tmp_path: Path) -
     res = _result(tiny_onnx, tmp_path / "results")
     code, stdout, _ = run_cli("report", str(res.parent), "--json")  # was: "[Errno 21] Is a directory"
     assert code == 0 and json.loads(stdout)["sources"] == [str(res)]
+    # A results folder as `make demo` leaves it: bench and validate JSON; unlabelled validate runs are left out.
+    code, out, err = run_cli("validate", str(tiny_onnx[0]), "--reference", str(tiny_onnx[0]), "--data",
+                             str(SAMPLE), "--samples", "4", "--json")
+    assert code == 0, err
+    (res.parent / "validate.json").write_text(out)
+    code, stdout, stderr = run_cli("report", str(res.parent), "--json")  # was: "not a resdeploy bench result"
+    assert code == 0, stderr
+    assert json.loads(stdout)["sources"] == [str(res)] and "has no accuracy (validated on unlabelled data)" in stderr
     (tmp_path / "empty").mkdir()
     code, stdout, stderr = run_cli("report", str(tmp_path / "empty"))
     assert code == 2 and stdout == "" and "no .json result files" in stderr and len(stderr.strip().splitlines()) == 1

@@ -362,6 +362,11 @@ class TensorInfo:
 _INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"})
 
 
+def default_opset(proto: Any) -> int | None:
+    """The ai.onnx opset a ModelProto imports (None when it imports none)."""
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
 def graph_precision(ops: Iterable[str], has_fp16_weights: bool) -> str:
     """fp32, fp16 or int8, from what a graph holds: the one rule every stage and runner uses."""
     if _INT8_OPS & set(ops):
@@ -398,7 +403,7 @@ class GraphSummary:
         inits = {i.name for i in proto.graph.initializer}
         fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
         return cls(
-            opset=next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
+            opset=default_opset(proto),
             ir_version=int(proto.ir_version), nodes=int(sum(ops.values())), ops=dict(sorted(ops.items())),
             initializers=len(proto.graph.initializer), precision=graph_precision(ops, fp16),
             inputs=[tensor_info(v) for v in proto.graph.input if v.name not in inits],

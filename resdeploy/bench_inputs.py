@@ -48,7 +48,7 @@ def real_inputs(source: str | os.PathLike[str], model: str, shape: tuple[int, ..
     from resdeploy.preprocess_graph import is_raw_image_input
     from resdeploy.resolve import preprocess_from, resolve_artifact
 
-    if graph is not None and is_raw_image_input(graph.dtype, tuple("?" if d is None else d for d in graph.dims)):
+    if graph is not None and is_raw_image_input(graph.dtype, graph.shown):
         raise ResdeployError(f"bench --data: {model} takes decoded images of any size (its preprocessing is in "
                              "the graph), which cannot be batched into one tensor",
                              hint="bench it without --data (random pixels at its resize size), or `validate` "

@@ -387,8 +387,7 @@ def input_notes(runner: Runner, cfg: BenchConfig) -> list[str]:
     notes = []
     meta = runner.input_meta()
     dims = list(meta.shape)
-    described = resolve_artifact(cfg.model, onnx_dir=False, verify=False).describing_manifest()
-    recorded = (described.preprocess if described else None) or {}
+    recorded = _recorded_preprocess(cfg)
     dynamic = len(dims) == 4 and not is_raw_image_input(meta.dtype, dims) and \
         any(not (isinstance(d, int) and d > 0) for d in dims[1:])
     if dynamic and cfg.input_size is None and not recorded.get("crop"):

@@ -406,7 +406,7 @@ def check_graph(path: Path, *, opset: int, input_size: int, batch: int | None) -
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ResdeployError(f"the exported graph is not valid ONNX: {first}") from exc
     proto = onnx.load(str(path), load_external_data=False)
-    real_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    real_opset = artifacts.default_opset(proto)
     if real_opset != opset:
         raise ResdeployError(f"asked for opset {opset} but the exporter wrote opset {real_opset}",
                              hint="try --exporter torchscript")

@@ -44,6 +44,11 @@ class GraphInput:
         return self.dims
 
     @property
+    def shown(self) -> tuple[int | str, ...]:
+        """The dims as messages (and ``is_raw_image_input``) take them: '?' where dynamic."""
+        return tuple("?" if d is None else d for d in self.dims)
+
+    @property
     def sample_shape(self) -> tuple[int, ...] | None:
         """The per-sample shape (C, H, W or H, W, C) a 4-D input fixes; None where an axis is dynamic."""
         dims = self.dims[1:]
@@ -201,7 +206,7 @@ def check_batch_shape(expected: tuple[Any, ...], got: tuple[int, ...], what: str
 
 def check_input_flags(graph: GraphInput, size: tuple[int, int] | None, layout: str | None, what: str) -> None:
     """--input-size/--layout may fill what the graph leaves dynamic; contradicting what it fixes is one line."""
-    dims = tuple("?" if d is None else d for d in graph.dims)
+    dims = graph.shown
     lay = parse_layout(layout)
     if lay and graph.layout and lay != graph.layout:
         raise ResdeployError(f"--layout {lay.lower()} does not match {what}, whose input {dims} is {graph.layout}",
@@ -228,7 +233,7 @@ def spec_without_manifest(graph: GraphInput | None, *, input_size: str | int | t
     lay = parse_layout(layout)
     graph_hw = graph.height_width if graph is not None else None
     graph_layout = graph.layout if graph is not None else None
-    dims = tuple("?" if d is None else d for d in graph.dims) if graph is not None else None
+    dims = graph.shown if graph is not None else None
     if graph is not None:
         check_input_flags(graph, size, lay, what)
     lay = lay or graph_layout

@@ -108,7 +108,6 @@ def load_results(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, dic
 
     if not paths:
         raise ResdeployError("no result files given")
-    paths = _expand_folders(paths)
     seen: set[str] = set()
     for p in paths:
         real = os.path.realpath(p)

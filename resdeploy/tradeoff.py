@@ -218,7 +218,7 @@ def split_paths(paths: Sequence[str | os.PathLike[str]], reporter: Any = None
 
     bench: list[str | os.PathLike[str]] = []
     accuracies: list[Accuracy] = []
-    validated = False
+    unlabelled = False  # validate results seen and left out: with no bench result, still "only validate results"
     for p in paths:
         try:
             data = read_json(p)
@@ -230,12 +230,12 @@ def split_paths(paths: Sequence[str | os.PathLike[str]], reporter: Any = None
                 if reporter is not None:
                     reporter.warn(f"{p} has no accuracy (validated on unlabelled data): left out of the "
                                   "accuracy-against-speed plot, which needs a labelled validation folder")
-                validated = True
+                unlabelled = True
                 continue
             accuracies.append(accuracy_from(data, str(p)))
         else:
             bench.append(p)
-    if not bench and (accuracies or validated):
+    if not bench and (accuracies or unlabelled):
         raise ResdeployError("only validate results given; add the bench results of the same models")
     return bench, accuracies
 

@@ -197,16 +197,17 @@ def _resolve_reference(candidate_path: Path, manifest: dict[str, Any] | None, re
     return "ort", str(path), {"engine": "ort", "path": str(path), "kind": "path"}
 
 
-def _check_same_pixels(cand_file: Path, cand: GraphInput, ref_file: Path) -> None:
-    """Both models get the candidate's preprocessed tensors, so they must take the same kind of input.
+def _check_same_input(cand_file: Path, cand: GraphInput, ref_file: Path) -> None:
+    """Both models get the candidate's preprocessed tensors, so they must take the same input.
 
     A graph taking uint8 pixels (its normalisation inside) and one taking normalised floats
-    cannot both be fed right by one preprocessing: the comparison would measure the mismatch.
+    cannot both be fed right by one preprocessing, nor can graphs of other channels or
+    sizes: the comparison would measure the mismatch.
     """
     if ref_file.suffix.lower() != ".onnx":
         return
     ref = read_graph_input(ref_file)
-    if is_raw_image_input(cand.dtype, tuple("?" if d is None else d for d in cand.dims)):
+    if is_raw_image_input(cand.dtype, cand.shown):
         return  # preprocessing merged into the graph: run_local feeds it the decoded images themselves
     if (cand.dtype == "uint8") != (ref.dtype == "uint8"):
         raise ResdeployError(f"{cand_file} takes {cand.dtype} input and the reference {ref_file} takes {ref.dtype}: "
@@ -293,7 +294,7 @@ def validate(source: str | os.PathLike[str], config: ValidateConfig | None = Non
     # The candidate's graph input, read once: its kind (against the reference's) and its per-sample shape.
     cand_input = read_graph_input(cand_file) if cand_file.suffix.lower() == ".onnx" else None
     if ref_engine == "ort" and cand_input is not None:
-        _check_same_pixels(cand_file, cand_input, Path(ref_model))
+        _check_same_input(cand_file, cand_input, Path(ref_model))
     # Warnings that qualify the result go into it (--json, CI), not only to stderr.
     warnings: list[str] = []
     if cfg.engine == "ort":

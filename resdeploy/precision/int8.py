@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from resdeploy.artifacts import default_opset
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.graph_modules import module_scopes as _module_scopes
 from resdeploy.precision.entropy import AbsHistogramCollector
 from resdeploy.precision.estimators import PerSampleMinMaxCollector
-from resdeploy.precision.legacy_graph import MIN_QDQ_OPSET, default_opset, upgrade_opset
+from resdeploy.precision.legacy_graph import MIN_QDQ_OPSET, upgrade_opset
 
 TARGETS = ("cpu", "trt")
 # What TensorRT quantizes in a ResNet: Conv/Gemm inputs, pooling, and residual Adds.
@@ -72,12 +73,11 @@ def pre_process(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="resdeploy-pre-") as scratch, contextlib.chdir(scratch):
-        original = onnx.load(src_path, load_external_data=False)
-        if default_opset(original) < MIN_QDQ_OPSET:  # before ORT's fusions, which an IR-3 graph cannot take
+        # Before ORT's fusions, which an IR-3 graph cannot take (the opset is read without the weights).
+        if (default_opset(onnx.load(src_path, load_external_data=False)) or 0) < MIN_QDQ_OPSET:
             upgraded = upgrade_opset(onnx.load(src_path), src_path)
             src_path = os.path.join(scratch, "upgraded.onnx")
             onnx.save(upgraded, src_path)
-        del original
         try:
             quant_pre_process(src_path, dst_path, skip_symbolic_shape=False)
         except Exception:  # symbolic shape inference cannot handle every graph; ONNX's is enough here

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from resdeploy.artifacts import default_opset
 from resdeploy.errors import ResdeployError
 
 MIN_QDQ_OPSET = 13  # DequantizeLinear's per-channel ``axis``
 
 
-def default_opset(model: Any) -> int:
-    """The graph's ai.onnx opset version (0 when it imports none)."""
-    return max((int(o.version) for o in model.opset_import if (o.domain or "") in ("", "ai.onnx")), default=0)
+def _ir_version_for(model: Any) -> int:
+    """The lowest IR version the model's ai.onnx opset needs (an upgraded opset may need a newer IR)."""
+    import onnx
+
+    return int(onnx.helper.find_min_ir_version_for(
+        [o for o in model.opset_import if (o.domain or "") in ("", "ai.onnx")]))
 
 
 def initializers_as_constants(model: Any) -> int:
@@ -27,16 +31,13 @@ def initializers_as_constants(model: Any) -> int:
     The IR version is raised to the one the opsets need: from IR 4 on, an initializer that
     is not also an input is a constant.
     """
-    import onnx
-
     weights = {i.name for i in model.graph.initializer}
     kept = [i for i in model.graph.input if i.name not in weights]
     dropped = len(model.graph.input) - len(kept)
     if dropped:
         del model.graph.input[:]
         model.graph.input.extend(kept)
-        model.ir_version = max(model.ir_version, 4, onnx.helper.find_min_ir_version_for(
-            [o for o in model.opset_import if (o.domain or "") in ("", "ai.onnx")]))
+        model.ir_version = max(model.ir_version, 4, _ir_version_for(model))
     return dropped
 
 
@@ -45,17 +46,17 @@ def upgrade_opset(model: Any, what: str) -> Any:
     import onnx
     from onnx import version_converter
 
-    if default_opset(model) >= MIN_QDQ_OPSET:
+    opset = default_opset(model) or 0
+    if opset >= MIN_QDQ_OPSET:
         return model
     try:
         converted = version_converter.convert_version(model, MIN_QDQ_OPSET)
         initializers_as_constants(converted)
-        converted.ir_version = max(converted.ir_version, onnx.helper.find_min_ir_version_for(
-            [o for o in converted.opset_import if (o.domain or "") in ("", "ai.onnx")]))
+        converted.ir_version = max(converted.ir_version, _ir_version_for(converted))
         onnx.checker.check_model(converted)
     except Exception as exc:  # the converter has no adapter for some old op: say which, in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ResdeployError(f"{what} is opset {default_opset(model)}; INT8 needs opset {MIN_QDQ_OPSET}, and ONNX's "
+        raise ResdeployError(f"{what} is opset {opset}; INT8 needs opset {MIN_QDQ_OPSET}, and ONNX's "
                              f"version converter could not convert it: {first}",
                              hint=f"re-export the model at opset {MIN_QDQ_OPSET} or later") from None
     return converted

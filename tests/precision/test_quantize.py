@@ -280,8 +280,8 @@ def test_an_old_opset_model_is_converted_to_13_for_per_channel_qdq(opset: int, t
     """The ONNX Model Zoo's ResNets are opset 7 to 12; DequantizeLinear's per-channel axis is opset 13."""
     import torch
 
+    from resdeploy.artifacts import default_opset
     from resdeploy.models.zoo import ModelSpec
-    from resdeploy.precision.legacy_graph import default_opset
 
     net = ModelSpec("resnet18", num_classes=10, input_size=SIZE).build().eval()
     paths = {}

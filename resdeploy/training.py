@@ -8,7 +8,9 @@ prepared differently later), augmentation is light (a random crop of the padded 
 and, where mirror images are the same class, a horizontal flip), SGD with Nesterov
 momentum and a one-cycle schedule. Every random choice comes from ``seed``, and torch's
 deterministic algorithms are on, so the same command on the same CPU and thread count
-gives the same weights bit for bit.
+gives the same weights bit for bit. Across CPUs that holds only with
+``pin_portable_cpu_kernels()`` called first: PyTorch otherwise picks AVX-512 code paths where
+the CPU has them, and those round differently.
 
 The output folder holds ``model.safetensors`` and ``manifest.json`` (stage ``train``):
 the class order (the sorted class folder names), the training data's sha256, the
@@ -34,6 +36,8 @@ from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError, check_positive_int
 
 WEIGHTS_FILE = "model.safetensors"
+# PyTorch's own kernels, oneDNN's and MKL's, each capped at AVX2 (each reads its variable once).
+PORTABLE_CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 STAGE = "train"
 _EVAL_BATCH = 256
 
@@ -302,6 +306,7 @@ def train(config: TrainConfig, *, reporter: Reporter = QUIET) -> TrainResult:
         history = _fit(model, cfg, torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_val),
                        torch.from_numpy(y_val), padding, reporter)
         threads = torch.get_num_threads()
+        kernels = str(torch.backends.cpu.get_cpu_capability())
     val_top1 = history[-1].val_top1
 
     from safetensors.torch import save_file
@@ -321,7 +326,7 @@ def train(config: TrainConfig, *, reporter: Reporter = QUIET) -> TrainResult:
                 "samples": int(len(x_val)), "top1": val_top1},
         "train": {"samples": int(len(x_tr)), "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
                   "seed": cfg.seed, "weight_decay": cfg.weight_decay, "threads": threads,
-                  "optimizer": "SGD, momentum 0.9, Nesterov", "schedule": "one-cycle (cosine), max lr = --lr",
+                  "cpu_kernels": kernels, "optimizer": "SGD, momentum 0.9, Nesterov", "schedule": "one-cycle (cosine), max lr = --lr",
                   "augment": {"random_crop_padding": padding, "horizontal_flip": cfg.flip}},
         "history": [asdict(h) for h in history],
         "versions": artifacts.package_versions(["torch", "safetensors", "numpy", "pillow"]),
@@ -393,6 +398,32 @@ class _deterministic:
 
         torch.use_deterministic_algorithms(self.saved[0])
         torch.set_num_threads(self.saved[1])
+
+
+def pin_portable_cpu_kernels() -> bool:
+    """Cap PyTorch's CPU kernels at AVX2, so seeded training gives the same weights on any x86-64 CPU.
+
+    Why: PyTorch, oneDNN and MKL dispatch to AVX-512 code where the CPU has it, and its sums round
+    differently. The digits ResNet-20, trained with one seed and two threads, scored 95.26% on an
+    AVX2-only AMD EPYC and 97.77% on an AVX-512 VNNI one, and the same planted outlier then cost
+    INT8 12 points on one network and 1.4 on the other. Tests and benchmarks that promise one
+    accuracy on every host need one network; capped at AVX2, the VNNI host trained the AVX2
+    host's network (95.26%). Costs training speed on AVX-512 CPUs; inference elsewhere
+    (ONNX Runtime, OpenVINO) is untouched. Variables the caller already set are kept.
+
+    Must run before PyTorch first picks a kernel. Returns whether PyTorch now runs its AVX2 kernels:
+    False when it already picked others in this process (nothing can change that), on x86-64 CPUs
+    without AVX2, and on other CPUs (ARM64 has no such cap to set).
+    """
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    for key, value in PORTABLE_CPU_KERNELS.items():
+        os.environ.setdefault(key, value)
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability()).upper() == "AVX2"
 
 
 def export_config_for(cfg: Any, model: Any, trained: dict[str, Any] | None) -> Any:

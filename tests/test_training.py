@@ -57,6 +57,41 @@ def test_same_seed_same_weights_and_a_complete_manifest(tmp_path: Path) -> None:
     assert 0.0 <= m["val"]["top1"] <= 1.0 and len(m["history"]) == 1
     assert m["weights"]["sha256"] == sha256_file(a.weights_path)
     assert m["train"]["augment"] == {"random_crop_padding": 1, "horizontal_flip": True}
+    import torch
+
+    assert m["train"]["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()  # what decides the weights across CPUs
+
+
+def _probe(code: str, **env: str) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                              "MKL_ENABLE_INSTRUCTIONS")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.split()
+
+
+def test_pinned_cpu_kernels_are_avx2_on_every_x86_host_unless_too_late_or_overridden() -> None:
+    """The accuracy tests' one-network promise: conftest pins the kernels before PyTorch picks its own."""
+    import platform
+
+    from resdeploy.machine import cpu_flags
+
+    pin = "from resdeploy.training import pin_portable_cpu_kernels as p; import torch, os; "
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    ok, cap, isa = _probe(pin + "print(p(), torch.backends.cpu.get_cpu_capability(), os.environ.get('ONEDNN_MAX_CPU_ISA'))")
+    assert ok == str(x86 and "avx2" in cpu_flags())
+    if ok == "True":
+        assert cap == "AVX2" and isa == "AVX2"
+    # Too late: PyTorch already chose its kernels in this process, and the answer says so.
+    first, ok = _probe("import torch; c = torch.backends.cpu.get_cpu_capability(); " + pin + "print(c, p())")
+    assert ok == str(x86 and first == "AVX2")
+    # A user's own choice is kept, and is not AVX2.
+    ok, cap = _probe(pin + "print(p(), torch.backends.cpu.get_cpu_capability())", ATEN_CPU_CAPABILITY="default")
+    assert ok == "False" and cap == "DEFAULT"
 
 
 def test_data_hash_changes_when_a_file_moves_class(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
             help="First write a copy that takes uint8 RGB HWC images (preprocessing as ONNX ops) to -o "
                  "(default <variant>-rawimage); with --triton, package that copy."),
         output: str = typer.Option(None, "--output", "-o", help="With --preprocess-in-graph: where to write the copy."),
-        name: str = typer.Option(None, "--name", help="Triton model name (default <model>_<precision>, INT8 with its target: resnet18_int8_trt)."),
+        name: str = typer.Option(None, "--name", help="Triton model name (default <model>_<precision>, INT8 with its target: resnet18_int8_trt, resnet18_int8_cpu_vnni)."),
         platform: str = typer.Option("auto", "--platform",
                                      help="auto | onnxruntime_onnx | tensorrt_plan (auto: from the file)."),
         kind: str = typer.Option(None, "--kind", help="cpu | gpu instances (default cpu; gpu for a plan or "

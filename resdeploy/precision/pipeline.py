@@ -84,7 +84,16 @@ class QuantizeConfig(PreprocessFlags):
     budget: Budget | None = None  # int8: gates on held-out data met by keeping layers in FP32 (budget.py)
 
     def variant_name(self) -> str:
-        return "fp16" if self.precision == "fp16" else f"int8-{self.target}"
+        """The default output folder's name: the settings that make another kind of graph each add a part,
+        so ``--cpu vnni`` or ``--activations int8`` beside the default variant do not collide with it."""
+        if self.precision == "fp16":
+            return "fp16"
+        parts = ["int8", self.target]
+        if self.target == "cpu" and self.cpu == "vnni":
+            parts.append("vnni")
+        if self.target == "cpu" and self.activation_type == "int8":
+            parts.append("s8")
+        return "-".join(parts)
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:

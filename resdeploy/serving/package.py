@@ -355,7 +355,7 @@ def _default_name(manifest: dict[str, Any] | None, tensors: ModelTensors, src: P
 
     Two foreign files in one folder (``zoo/resnet50.onnx``, ``zoo/mobilenet.onnx``) get two
     entries, not one name that the second cannot take; nor do a model's ``int8-cpu`` and
-    ``int8-trt`` variants (``<model>_int8_cpu``, ``<model>_int8_trt``).
+    ``int8-trt`` variants (``<model>_int8_cpu``, ``<model>_int8_trt``; ``--cpu vnni`` adds ``_vnni``).
     """
     model = (manifest or {}).get("model")
     name = model.get("name") if isinstance(model, dict) else None
@@ -368,6 +368,11 @@ def _default_name(manifest: dict[str, Any] | None, tensors: ModelTensors, src: P
     target = (manifest or {}).get("target")
     if named and tensors.precision == "int8" and isinstance(target, str) and target:
         parts.append(target)  # a file's or folder's own name (resnet18_tv-int8-cpu) already tells them apart
+        q = (manifest or {}).get("quantization") or {}
+        if target == "cpu" and q.get("cpu") == "vnni":
+            parts.append("vnni")  # beside the portable variant, as quantize's default folders are
+        if target == "cpu" and str(q.get("activations", "")).startswith("int8"):
+            parts.append("s8")
     if any(d == "uint8" for _, d, _ in tensors.inputs):
         parts.append("rawimage")
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(parts))

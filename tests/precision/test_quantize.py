@@ -489,3 +489,18 @@ def test_a_trt_graph_checked_on_an_avx2_cpu_says_why_it_agrees_poorly(
     quantize(fp32, QuantizeConfig(precision="int8", target="trt", ranges=str(int8_trt.ranges_path),
                                   output=str(tmp_path / "trt2")), reporter=Reporter(quiet=True))
     assert "made for TensorRT" not in capsys.readouterr().err
+
+
+def test_cpu_variants_of_one_model_get_their_own_default_folders_and_triton_names(fp32: Path, images: Path,
+                                                                                    tmp_path: Path) -> None:
+    """--cpu vnni or --activations int8 beside the default variant: three folders, three Triton entries."""
+    from resdeploy.serving.package import entry_name
+
+    art = tmp_path / "resnet20"
+    shutil.copytree(fp32.parent, art / "fp32")
+    made = [quantize(art / "fp32", precision="int8", target="cpu", calib_data=str(images), calib_samples=4, **kw)
+            for kw in ({}, {"cpu": "vnni"}, {"activation_type": "int8"})]
+    assert [m.output_dir.name for m in made] == ["int8-cpu", "int8-cpu-vnni", "int8-cpu-s8"]
+    assert [m.manifest["quantization"]["cpu"] for m in made] == ["portable", "vnni", "portable"]
+    assert [entry_name(m.output_dir) for m in made] == ["resnet20_int8_cpu", "resnet20_int8_cpu_vnni",
+                                                        "resnet20_int8_cpu_s8"]

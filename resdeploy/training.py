@@ -408,22 +408,35 @@ def pin_portable_cpu_kernels() -> bool:
     AVX2-only AMD EPYC and 97.77% on an AVX-512 VNNI one, and the same planted outlier then cost
     INT8 12 points on one network and 1.4 on the other. Tests and benchmarks that promise one
     accuracy on every host need one network; capped at AVX2, the VNNI host trained the AVX2
-    host's network (95.26%). Costs training speed on AVX-512 CPUs; inference elsewhere
-    (ONNX Runtime, OpenVINO) is untouched. Variables the caller already set are kept.
+    host's network (95.26%). Costs training speed on AVX-512 CPUs; ONNX Runtime and OpenVINO keep
+    their own kernels.
 
-    Must run before PyTorch first picks a kernel. Returns whether PyTorch now runs its AVX2 kernels:
-    False when it already picked others in this process (nothing can change that), on x86-64 CPUs
-    without AVX2, and on other CPUs (ARM64 has no such cap to set).
+    Each library reads its cap once, when it first dispatches, so this sets the variables, makes
+    PyTorch's three dispatch once, and puts the environment back. Left set, ONEDNN_MAX_CPU_ISA also
+    reaches OpenVINO's own oneDNN, which then crashes (a segmentation fault in compile_model's
+    first inference, OpenVINO 2026.4.1 on an AVX-512 host); child processes are not capped.
+    Variables the caller already set are kept. Must run before PyTorch first runs a convolution or
+    a matrix product. Returns whether PyTorch now runs its AVX2 kernels: False when it already chose
+    others in this process (nothing can change that), on x86-64 CPUs without AVX2, and on other
+    CPUs (ARM64 has no such cap to set).
     """
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    for key, value in PORTABLE_CPU_KERNELS.items():
-        os.environ.setdefault(key, value)
-    import torch
+    added = [key for key in PORTABLE_CPU_KERNELS if key not in os.environ]
+    os.environ.update({key: PORTABLE_CPU_KERNELS[key] for key in added})
+    try:
+        import torch
 
-    return str(torch.backends.cpu.get_cpu_capability()).upper() == "AVX2"
+        capability = str(torch.backends.cpu.get_cpu_capability()).upper()  # ATen reads its cap here
+        with torch.no_grad():  # oneDNN's convolution and MKL's GEMM read theirs at first use
+            torch.nn.functional.conv2d(torch.ones(1, 8, 16, 16), torch.ones(8, 8, 3, 3))
+            torch.ones(64, 64) @ torch.ones(64, 64)
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+    return capability == "AVX2"
 
 
 def export_config_for(cfg: Any, model: Any, trained: dict[str, Any] | None) -> Any:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The numbers issue 11 still wants from a CPU with AVX-512 VNNI or AMX, in one call:
+# Issue 11's numbers for a CPU with AVX-512 VNNI or AMX, in one call (measured 2026-12-01 on an AVX-512 VNNI
+# AMD EPYC: docs/precision.md, "Measured on an AVX-512 VNNI host"):
 #   * ResNet-50 batch 1, INT8 against FP32 (target >= 3x), and the portable default's cost against
 #     full 8-bit weights (target <= 5%): benchmarks/int8_cpu_speed.py, all variants interleaved;
 #   * the digits ResNet-20's INT8 drop per variant (target <= 0.5 point for the default):

@@ -99,7 +99,7 @@ def main() -> int:
         "cpu_flags": flags, "versions": package_versions(["onnxruntime", "onnx", "torch", "numpy"]),
         "fp32_top1_unfused": fp32_exact,
         # the PyTorch kernels that trained the network (AVX2 on every x86 host: planted_case pins them)
-        "train_cpu_kernels": ((read_manifest(work / "trained") or {}).get("train") or {}).get("cpu_kernels"),
+        "train_cpu_kernels": ((read_manifest(paths["trained"]) or {}).get("train") or {}).get("cpu_kernels"),
         "unfused_note": "unfused_qdq_* columns: ORT_DISABLE_ALL on this host, i.e. DequantizeLinear + FP32 Conv; "
                         "a prediction of CPUs whose int8 kernels accumulate in int32 (VNNI, AMX, ARM64), "
                         "not a measurement on one",

@@ -49,7 +49,7 @@ def build(workdir: Path) -> dict[str, Path]:
     planted = workdir / "resnet20_planted.pt"
     if not planted.exists():
         torch.save(plant(load_file(str(weights)), data / "train"), planted)
-    out = {"train": data / "train", "val": data / "val"}
+    out = {"train": data / "train", "val": data / "val", "trained": trained}
     for name, w in (("plain", weights), ("planted", planted)):
         fp32 = workdir / name / "fp32"
         if not (fp32 / "model.onnx").exists():

@@ -59,6 +59,20 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def int8_variant_parts(target: str, cpu: str | None, activation_type: str | None) -> list[str]:
+    """What tells an INT8 variant from its siblings, for quantize's default folders and Triton's entry names.
+
+    The target, then each setting that makes another graph for that target (``--cpu vnni``'s full
+    8-bit weights, signed activations on the CPU), so no variant takes its sibling's name.
+    """
+    parts = [target]
+    if target == "cpu" and cpu == "vnni":
+        parts.append("vnni")
+    if target == "cpu" and activation_type == "int8":
+        parts.append("s8")
+    return parts
+
+
 def package_versions(names: Iterable[str]) -> dict[str, str | None]:
     """Installed distribution versions by name (None when absent), without importing them."""
     out: dict[str, str | None] = {}

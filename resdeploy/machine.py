@@ -62,6 +62,11 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def is_x86(arch: str | None = None) -> bool:
+    """Whether ``arch`` (default: this machine's, as ``platform.machine()`` names it) is an x86 CPU."""
+    return (arch or platform.machine()).lower() in ("x86_64", "amd64", "i686", "x86")
+
+
 def int8_cpu_advice(arch: str, flags: list[str]) -> str | None:
     """What ``quantize --target cpu`` should know about this CPU, or None when nothing.
 
@@ -69,7 +74,7 @@ def int8_cpu_advice(arch: str, flags: list[str]) -> str | None:
     8-bit weights can saturate (resdeploy/precision/isa.py): the default ``--cpu portable`` is exact
     here, ``--cpu vnni`` graphs are not.
     """
-    if arch.lower() not in ("x86_64", "amd64", "i686", "x86") or not flags:
+    if not is_x86(arch) or not flags:
         return None  # ARM, or no /proc/cpuinfo to tell
     if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         return None

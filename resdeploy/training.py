@@ -420,9 +420,9 @@ def pin_portable_cpu_kernels() -> bool:
     others in this process (nothing can change that), on x86-64 CPUs without AVX2, and on other
     CPUs (ARM64 has no such cap to set).
     """
-    import platform
+    from resdeploy.machine import is_x86
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not is_x86():
         return False
     added = [key for key in PORTABLE_CPU_KERNELS if key not in os.environ]
     os.environ.update({key: PORTABLE_CPU_KERNELS[key] for key in added})

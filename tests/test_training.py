@@ -67,8 +67,9 @@ def _probe(code: str, **env: str) -> list[str]:
     import subprocess
     import sys
 
-    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
-                                                              "MKL_ENABLE_INSTRUCTIONS")}
+    from resdeploy.training import PORTABLE_CPU_KERNELS
+
+    clean = {k: v for k, v in os.environ.items() if k not in PORTABLE_CPU_KERNELS}
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                          check=True)
     return out.stdout.split()
@@ -76,14 +77,11 @@ def _probe(code: str, **env: str) -> list[str]:
 
 def test_pinned_cpu_kernels_are_avx2_on_every_x86_host_unless_too_late_or_overridden() -> None:
     """The accuracy tests' one-network promise: conftest pins the kernels before PyTorch picks its own."""
-    import platform
+    from resdeploy.machine import cpu_flags, is_x86
 
-    from resdeploy.machine import cpu_flags
-
-    pin = "from resdeploy.training import pin_portable_cpu_kernels as p; import torch, os; "
-    x86 = platform.machine().lower() in ("x86_64", "amd64")
-    ok, cap, left = _probe(pin + "print(p(), torch.backends.cpu.get_cpu_capability(), "
-                                 "sum(k in os.environ for k in ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA')))")
+    pin = "from resdeploy.training import PORTABLE_CPU_KERNELS as K, pin_portable_cpu_kernels as p; import torch, os; "
+    x86 = is_x86()
+    ok, cap, left = _probe(pin + "print(p(), torch.backends.cpu.get_cpu_capability(), sum(k in os.environ for k in K))")
     assert ok == str(x86 and "avx2" in cpu_flags())
     if ok == "True":
         assert cap == "AVX2"

@@ -47,12 +47,12 @@ U8_MAX = 255
 
 def host_kind(arch: str | None = None, flags: list[str] | None = None) -> str | None:
     """The kind of this CPU (one of KINDS), or None when it cannot be told (no /proc/cpuinfo, other arch)."""
-    from resdeploy.machine import cpu_flags
+    from resdeploy.machine import cpu_flags, is_x86
 
     arch = (arch or platform.machine()).lower()
     if arch in ("aarch64", "arm64"):
         return ARM64
-    if arch not in ("x86_64", "amd64", "i686", "x86"):
+    if not is_x86(arch):
         return None
     found = set(cpu_flags() if flags is None else flags)
     if not found:

@@ -29,6 +29,7 @@ from resdeploy.artifacts import (
     atomic_dir,
     check_external_data,
     check_writable_dir,
+    int8_variant_parts,
     load_onnx,
     package_versions,
 )
@@ -84,16 +85,10 @@ class QuantizeConfig(PreprocessFlags):
     budget: Budget | None = None  # int8: gates on held-out data met by keeping layers in FP32 (budget.py)
 
     def variant_name(self) -> str:
-        """The default output folder's name: the settings that make another kind of graph each add a part,
-        so ``--cpu vnni`` or ``--activations int8`` beside the default variant do not collide with it."""
+        """The default output folder's name (``int8-cpu``, ``int8-cpu-vnni``): one per kind of graph."""
         if self.precision == "fp16":
             return "fp16"
-        parts = ["int8", self.target]
-        if self.target == "cpu" and self.cpu == "vnni":
-            parts.append("vnni")
-        if self.target == "cpu" and self.activation_type == "int8":
-            parts.append("s8")
-        return "-".join(parts)
+        return "-".join(["int8", *int8_variant_parts(self.target, self.cpu, self.activation_type)])
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from resdeploy import artifacts
-from resdeploy.artifacts import GraphSummary, Manifest, TensorInfo, read_json
+from resdeploy.artifacts import GraphSummary, Manifest, TensorInfo, int8_variant_parts, read_json
 from resdeploy.console import QUIET, Reporter
 from resdeploy.errors import ResdeployError
 from resdeploy.resolve import resolve_artifact
@@ -367,12 +367,10 @@ def _default_name(manifest: dict[str, Any] | None, tensors: ModelTensors, src: P
     parts = [base, tensors.precision]
     target = (manifest or {}).get("target")
     if named and tensors.precision == "int8" and isinstance(target, str) and target:
-        parts.append(target)  # a file's or folder's own name (resnet18_tv-int8-cpu) already tells them apart
-        q = (manifest or {}).get("quantization") or {}
-        if target == "cpu" and q.get("cpu") == "vnni":
-            parts.append("vnni")  # beside the portable variant, as quantize's default folders are
-        if target == "cpu" and str(q.get("activations", "")).startswith("int8"):
-            parts.append("s8")
+        # as quantize's default folders are named; a file's or folder's own name (resnet18_tv-int8-cpu)
+        # already tells them apart
+        settings = (manifest or {}).get("settings") or {}
+        parts += int8_variant_parts(target, settings.get("cpu"), settings.get("activation_type"))
     if any(d == "uint8" for _, d, _ in tensors.inputs):
         parts.append("rawimage")
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(parts))
